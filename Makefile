@@ -1,0 +1,122 @@
+# zswapu — process-level zswap.  `make demo`, `make check`, `make bench`.
+#
+# Builds out of tree: build/release for a normal build, build/<sanitizer> for
+# SANITIZE=address|thread|undefined, so the two never mix objects.
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DESTDIR    ?=
+CC         ?= cc
+SANITIZE   ?=
+VERSION    := 0.1.0
+
+B := build/$(if $(SANITIZE),$(SANITIZE),release)
+
+DEPS_PKGS := liblz4 libzstd liburing libunwind
+CFLAGS   ?= -O2 -g
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -fPIC \
+	-D_GNU_SOURCE -I. $(shell pkg-config --cflags $(DEPS_PKGS) 2>/dev/null)
+LIBFLAGS := -fvisibility=hidden
+LDLIBS   := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -llz4 -lzstd -luring -lunwind) -lpthread -ldl
+ifneq ($(SANITIZE),)
+override CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+# Everything in pools/, core/ and libzswapu/ is the library; tests and
+# benchmarks link the same objects through a static archive so they can
+# reach internal (hidden) symbols.
+LIB_SRCS  := $(sort $(wildcard pools/*.c core/*.c libzswapu/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/%.o)
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_OBJS := $(TEST_SRCS:%.c=$(B)/%.o)
+SUITES    := $(patsubst tests/test_%.c,%,$(TEST_SRCS))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCHES   := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
+HDRS      := $(wildcard pools/*.h core/*.h libzswapu/*.h tests/*.h bench/*.h)
+
+INTERNAL_A := $(B)/libzswapu-internal.a
+SHARED_LIB := $(B)/libzswapu.so
+
+.PHONY: all deps demo check test bench install uninstall clean torture FORCE
+all: $(SHARED_LIB) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc
+
+deps:
+	@./scripts/deps.sh
+
+$(B)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
+
+$(INTERNAL_A): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS) libzswapu/libzswapu.map
+	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,--version-script=libzswapu/libzswapu.map \
+		-Wl,-soname,libzswapu.so -o $@ $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
+
+$(B)/zswapu.pc: libzswapu/zswapu.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# One Check suite per tests/test_<module>.c, each exporting <module>_suite();
+# the runner's list is generated from the file names.
+# Rewritten only when the list changes, so a file added with an old mtime
+# still makes it in and an unchanged list rebuilds nothing.
+$(B)/tests/suites.h: FORCE
+	@mkdir -p $(dir $@)
+	@printf '$(foreach s,$(SUITES),SUITE($(s))\n)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+
+FORCE:
+
+$(B)/tests/%.o: tests/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(B)/tests/runner.o: tests/runner.c $(B)/tests/suites.h $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -I$(B)/tests -c -o $@ $<
+
+$(B)/tests/runner: $(B)/tests/runner.o $(TEST_OBJS) $(INTERNAL_A)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+
+$(B)/bench/%: bench/%.c $(INTERNAL_A) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(INTERNAL_A) $(LDFLAGS) $(LDLIBS) -lm
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test
+
+# Runs the unit suites; CK_RUN_SUITE=name runs one.
+test: $(B)/tests/runner
+	./$(B)/tests/runner
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	./scripts/bench.sh $(B) $(BENCH_ARGS)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	./scripts/demo.sh $(B)
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 0755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/libzswapu.so
+	install -m 0644 libzswapu/zswapu.h $(DESTDIR)$(INCLUDEDIR)/zswapu.h
+	install -m 0644 $(B)/zswapu.pc $(DESTDIR)$(LIBDIR)/pkgconfig/zswapu.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libzswapu.so $(DESTDIR)$(INCLUDEDIR)/zswapu.h \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/zswapu.pc
+
+clean:
+	rm -rf build
