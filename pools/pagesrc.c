@@ -1,0 +1,292 @@
+/*
+ * pagesrc — see pagesrc.h for what it is for.
+ *
+ * Layout of the arena:   [ meta: released-run stacks | pages ... ]
+ *
+ * Free runs are kept by length (1..PAGESRC_MAX_RUN) in two forms:
+ *   - cached runs stay resident; they are linked through their own first
+ *     word (writing the link costs nothing, the page is there anyway);
+ *   - released runs were MADV_DONTNEED'd; linking through them would fault
+ *     a page back in, so their page numbers sit in per-length stacks in the
+ *     meta area.  The meta area is part of the NORESERVE mapping: only the
+ *     stack slots actually used become resident.
+ * Allocation order: cached run of the exact length, released run of the
+ * exact length, the bump pointer, then the shortest longer run, split.
+ * Runs are not coalesced: the pools ask for a handful of fixed lengths, so
+ * exact-length reuse is the common case, and the reservation is many times
+ * the memory the pools can ever hold.
+ *
+ * Locking: `lock` protects everything below it in struct pagesrc; madvise
+ * runs outside it.  `base`/`size` are written once under `init_once`.
+ */
+#include "pools/pagesrc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MIN_RESERVE (64UL << 20)
+#define MAX_RESERVE (1UL << 40)
+/* Resident free pages kept for reuse before giving memory back. */
+#define CACHE_HIGH 512
+#define CACHE_LOW 128
+
+struct cached_run {
+	struct cached_run *next;
+};
+
+static struct pagesrc {
+	pthread_once_t init_once;
+	int init_err;
+	uintptr_t base, size; /* whole reservation */
+	uintptr_t pages;      /* first allocatable page */
+	size_t npages;        /* allocatable pages */
+
+	pthread_mutex_t lock;
+	size_t bump;          /* pages handed out from the top, ever */
+	struct cached_run *cached[PAGESRC_MAX_RUN + 1];
+	uint32_t *released[PAGESRC_MAX_RUN + 1]; /* stacks of page numbers */
+	size_t nreleased[PAGESRC_MAX_RUN + 1];
+	size_t used, ncached, nreleased_pages, limit;
+} ps = {
+	.init_once = PTHREAD_ONCE_INIT,
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+static size_t phys_bytes(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+	return pages > 0 ? (size_t)pages * PAGESRC_PAGE_SIZE : (4UL << 30);
+}
+
+static void do_init(void)
+{
+	size_t want = 2 * phys_bytes();
+	if (want > MAX_RESERVE)
+		want = MAX_RESERVE;
+	void *p = MAP_FAILED;
+	for (; want >= MIN_RESERVE; want /= 2) {
+		p = mmap(NULL, want, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p != MAP_FAILED)
+			break;
+	}
+	if (p == MAP_FAILED) {
+		ps.init_err = -ENOMEM;
+		return;
+	}
+	/*
+	 * Pool pages are freed one zspage at a time; a huge page here would be
+	 * split by the first MADV_DONTNEED and cost more than it saves.
+	 */
+	madvise(p, want, MADV_NOHUGEPAGE);
+	ps.base = (uintptr_t)p;
+	ps.size = want;
+
+	/* Meta: one u32 stack per run length, deep enough for every run. */
+	size_t total = want / PAGESRC_PAGE_SIZE;
+	size_t slots = 0;
+	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++)
+		slots += total / k + 1;
+	size_t meta_pages = (slots * sizeof(uint32_t) + PAGESRC_PAGE_SIZE - 1) /
+			    PAGESRC_PAGE_SIZE;
+	uint32_t *slot = p;
+	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++) {
+		ps.released[k] = slot;
+		slot += total / k + 1;
+	}
+	ps.pages = ps.base + meta_pages * PAGESRC_PAGE_SIZE;
+	ps.npages = total - meta_pages;
+}
+
+int pagesrc_init(void)
+{
+	pthread_once(&ps.init_once, do_init);
+	return ps.init_err;
+}
+
+bool pagesrc_contains(const void *p)
+{
+	return (uintptr_t)p - ps.base < ps.size;
+}
+
+void pagesrc_range(uintptr_t *start, uintptr_t *end)
+{
+	pagesrc_init();
+	*start = ps.base;
+	*end = ps.base + ps.size;
+}
+
+void pagesrc_set_limit(size_t max_pages)
+{
+	pthread_mutex_lock(&ps.lock);
+	ps.limit = max_pages;
+	pthread_mutex_unlock(&ps.lock);
+}
+
+static uintptr_t page_addr(size_t pfn)
+{
+	return ps.pages + pfn * PAGESRC_PAGE_SIZE;
+}
+
+static size_t page_num(uintptr_t a)
+{
+	return (a - ps.pages) / PAGESRC_PAGE_SIZE;
+}
+
+/* Put a run on the free lists; caller holds the lock. */
+static void put_run_locked(uintptr_t a, size_t k, bool resident)
+{
+	if (resident) {
+		struct cached_run *r = (struct cached_run *)a;
+		r->next = ps.cached[k];
+		ps.cached[k] = r;
+		ps.ncached += k;
+	} else {
+		ps.released[k][ps.nreleased[k]++] = (uint32_t)page_num(a);
+		ps.nreleased_pages += k;
+	}
+}
+
+/* Take any free run of length k; caller holds the lock.  0 when none. */
+static uintptr_t take_run_locked(size_t k)
+{
+	if (ps.cached[k]) {
+		struct cached_run *r = ps.cached[k];
+		ps.cached[k] = r->next;
+		ps.ncached -= k;
+		return (uintptr_t)r;
+	}
+	if (ps.nreleased[k]) {
+		ps.nreleased_pages -= k;
+		return page_addr(ps.released[k][--ps.nreleased[k]]);
+	}
+	return 0;
+}
+
+int pagesrc_alloc(size_t npages, void **out)
+{
+	int err = pagesrc_init();
+	if (err)
+		return err;
+	if (npages == 0 || npages > PAGESRC_MAX_RUN)
+		return -EINVAL;
+
+	pthread_mutex_lock(&ps.lock);
+	if (ps.limit && ps.used + npages > ps.limit) {
+		pthread_mutex_unlock(&ps.lock);
+		return -ENOMEM;
+	}
+	uintptr_t a = take_run_locked(npages);
+	if (!a && ps.bump + npages <= ps.npages) {
+		a = page_addr(ps.bump);
+		ps.bump += npages;
+	}
+	for (size_t k = npages + 1; !a && k <= PAGESRC_MAX_RUN; k++) {
+		bool resident = ps.cached[k] != NULL;
+		a = take_run_locked(k);
+		if (a)
+			put_run_locked(a + npages * PAGESRC_PAGE_SIZE, k - npages,
+				       resident);
+	}
+	if (a)
+		ps.used += npages;
+	pthread_mutex_unlock(&ps.lock);
+	if (!a)
+		return -ENOMEM;
+	*out = (void *)a;
+	return 0;
+}
+
+/*
+ * Release cached runs to the kernel down to `keep` pages.  Runs are taken
+ * off the cache under the lock, madvised without it (a syscall each, so
+ * never while other threads wait on us), then filed as released.
+ */
+struct run {
+	uintptr_t a;
+	size_t k;
+};
+
+/* Insertion sort: glibc's qsort may malloc, which engine code must not. */
+static void sort_runs(struct run *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		struct run x = v[i];
+		size_t j = i;
+		for (; j > 0 && v[j - 1].a > x.a; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
+static void release_cached(size_t keep)
+{
+	enum { BATCH = 256 };
+	struct run batch[BATCH];
+
+	for (;;) {
+		size_t n = 0;
+		pthread_mutex_lock(&ps.lock);
+		for (size_t k = PAGESRC_MAX_RUN; k >= 1 && n < BATCH; k--) {
+			while (ps.cached[k] && n < BATCH && ps.ncached > keep) {
+				struct cached_run *r = ps.cached[k];
+				ps.cached[k] = r->next;
+				ps.ncached -= k;
+				batch[n].a = (uintptr_t)r;
+				batch[n++].k = k;
+			}
+		}
+		pthread_mutex_unlock(&ps.lock);
+		if (n == 0)
+			return;
+		/*
+		 * Each madvise costs a TLB shootdown on the other CPU: sort the
+		 * batch and give back adjacent runs with one call.
+		 */
+		sort_runs(batch, n);
+		for (size_t i = 0; i < n;) {
+			uintptr_t a = batch[i].a, end = a + batch[i].k * PAGESRC_PAGE_SIZE;
+			for (i++; i < n && batch[i].a == end; i++)
+				end += batch[i].k * PAGESRC_PAGE_SIZE;
+			madvise((void *)a, end - a, MADV_DONTNEED);
+		}
+		pthread_mutex_lock(&ps.lock);
+		for (size_t i = 0; i < n; i++)
+			put_run_locked(batch[i].a, batch[i].k, false);
+		pthread_mutex_unlock(&ps.lock);
+	}
+}
+
+void pagesrc_free(void *p, size_t npages)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&ps.lock);
+	put_run_locked((uintptr_t)p, npages, true);
+	ps.used -= npages;
+	bool over = ps.ncached > CACHE_HIGH;
+	pthread_mutex_unlock(&ps.lock);
+	if (over)
+		release_cached(CACHE_LOW);
+}
+
+void pagesrc_trim(void)
+{
+	release_cached(0);
+}
+
+void pagesrc_get_stats(struct pagesrc_stats *st)
+{
+	pagesrc_init();
+	pthread_mutex_lock(&ps.lock);
+	st->reserved_bytes = ps.size;
+	st->used_pages = ps.used;
+	st->cached_pages = ps.ncached;
+	st->released_pages = ps.nreleased_pages;
+	st->high_water = ps.bump;
+	pthread_mutex_unlock(&ps.lock);
+}

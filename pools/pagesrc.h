@@ -1,0 +1,84 @@
+/*
+ * pagesrc — the engine's own page allocator.
+ *
+ * Every page zswapu uses for itself (pool pages, entry slabs, staging area,
+ * buffers, engine thread stacks) comes from one large private anonymous
+ * reservation made once with mmap(MAP_NORESERVE).  Two things follow:
+ *   - "is this address engine memory?" is one range compare
+ *     (pagesrc_contains), which region discovery and the reclaimer use so
+ *     that engine memory is never registered with userfaultfd nor reclaimed
+ *     (BRIEF trap 2);
+ *   - the engine never calls malloc, so a program thread that faults while
+ *     holding a malloc lock cannot deadlock the fault handler.
+ *
+ * Allocations are runs of 1..PAGESRC_MAX_RUN contiguous pages.  Freed runs
+ * are kept resident in a small cache (reused first: no page fault on reuse)
+ * and beyond it handed back to the kernel with MADV_DONTNEED, so pool pages
+ * that are no longer needed stop counting in the process's RSS.
+ *
+ * Locking: one mutex protects the free lists, the bump pointer and the
+ * counters.  It is a leaf lock: nothing else is taken while holding it.
+ */
+#ifndef ZSWAPU_PAGESRC_H
+#define ZSWAPU_PAGESRC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGESRC_PAGE_SIZE 4096UL
+#define PAGESRC_PAGE_SHIFT 12
+/*
+ * Longest run one call can ask for: zspages and slabs are short; the
+ * reclaimer's staging area (one 2 MiB batch) is the longest user.
+ */
+#define PAGESRC_MAX_RUN 512
+
+struct pagesrc_stats {
+	size_t reserved_bytes; /* size of the address-space reservation */
+	size_t used_pages;     /* handed out and not freed */
+	size_t cached_pages;   /* freed, still resident, reused first */
+	size_t released_pages; /* freed and given back to the kernel */
+	size_t high_water;     /* bump pointer, in pages */
+};
+
+/*
+ * pagesrc_init() : reserve the arena.  Idempotent and thread-safe; every
+ * other function calls it on first use, so explicit calls are optional.
+ * The reservation is sized from physical memory (twice RAM, at most 1 TiB)
+ * and halved on failure (strict overcommit) down to 64 MiB.
+ * @return 0, or -ENOMEM when no reservation could be made.
+ */
+int pagesrc_init(void);
+
+/*
+ * pagesrc_alloc() : allocate @npages (1..PAGESRC_MAX_RUN) contiguous,
+ * page-aligned pages.  Their contents are unspecified (reused cached pages
+ * keep old data; callers that need zeros clear them).
+ * @return 0 and *@out, -EINVAL for a bad count, -ENOMEM when the arena is
+ * exhausted or over the limit set with pagesrc_set_limit().
+ */
+int pagesrc_alloc(size_t npages, void **out);
+
+/* pagesrc_free() : give back a run obtained from pagesrc_alloc(@npages). */
+void pagesrc_free(void *p, size_t npages);
+
+/* pagesrc_contains() : true when @p lies in the engine's arena.  Lock-free. */
+bool pagesrc_contains(const void *p);
+
+/* pagesrc_range() : the arena's bounds (for region discovery to skip). */
+void pagesrc_range(uintptr_t *start, uintptr_t *end);
+
+/*
+ * pagesrc_set_limit() : cap on pages in use (0 = none).  Used by tests to
+ * exercise the pools' -ENOMEM paths and by the engine as a last-resort
+ * guard; pools see the cap as an allocation failure.
+ */
+void pagesrc_set_limit(size_t max_pages);
+
+/* pagesrc_trim() : give every cached page back to the kernel now. */
+void pagesrc_trim(void);
+
+void pagesrc_get_stats(struct pagesrc_stats *st);
+
+#endif
