@@ -1,0 +1,554 @@
+/*
+ * store — see store.h for what it does.  After mm/zswap.c: store, load and
+ * invalidate over a zpool and an entry index.
+ *
+ * Locks, in the order they may nest:
+ *   1. index tree locks (core/index.c) — protect the trees;
+ *   2. zpool internals (pools/) — protect the pool's pages and classes;
+ *   3. the entry slab's lock and pagesrc's lock — leaves.
+ * Never the reverse: nothing here runs with a pool lock held while calling
+ * the index.  In fact the store never nests them at all: it calls the pool
+ * only with no tree lock held (index callbacks run after the tree lock is
+ * dropped), and the stats are lock-free atomics.
+ *
+ * Entry lifecycle: store_prepare() fills an entry (pool object written or
+ * same-fill word) with refcount 1; store_commit() inserts it and counts it
+ * as stored.  The entry leaves the index by a load, an invalidate, a move
+ * onto it, a later store at its address, or store_destroy(); whoever takes
+ * it out drops the tree's reference, and whoever drops the last reference
+ * frees the pool object and the entry, and uncounts it (entry_put()).
+ *
+ * Loads use a reference, as zswap's rbtree version did, rather than taking
+ * the entry out first: get (ref) -> map, decompress, unmap -> take the
+ * entry out only if it is still the one at that address -> put.  So a failed decompression leaves the
+ * entry where it was (nothing to put back, which could resurrect a page
+ * invalidated meanwhile), and two loads of one page racing each other both
+ * return its data instead of one seeing -ENOENT (for a fault handler, "no
+ * entry" means "map zeros": that would lose the page).  A load racing an
+ * invalidate or a store returns the data it held a reference to, which is
+ * the "load first" order.
+ *
+ * Gauges (pool_total_size, entry_bytes) are published by delta: each store
+ * exchanges the value it last published for the current one and adds the
+ * difference, then reads again and repeats if the value moved meanwhile,
+ * so after any quiet moment the sum is exact, even with several stores
+ * sharing one struct stats.
+ */
+#include "core/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "core/index.h"
+#include "core/log.h"
+#include "pools/pagesrc.h"
+#include "pools/zpool.h"
+
+#define PAGE COMPRESS_PAGE_SIZE
+#define DEFAULT_POOL "zsmalloc"
+#define DEFAULT_SHARDS 16
+
+struct store {
+	struct compress_cfg cfg;
+	unsigned int max_compressed;
+	bool store_incompressible;
+	bool pool_holds_page;          /* the pool takes a 4096-byte object */
+	size_t raw_cap;                /* largest compressed size store_page_raw() keeps */
+	struct zpool *pool;
+	struct index *index;
+	struct stats *st;
+	_Atomic size_t pool_published;  /* pool bytes this store added to st */
+	_Atomic size_t entry_published; /* entry bytes this store added to st */
+};
+
+_Static_assert(sizeof(struct store) <= PAGESRC_PAGE_SIZE, "store overflows its page");
+
+/* ---- per-thread compression buffer ---------------------------------------- */
+
+/*
+ * One page per thread that stores, from pagesrc, reached through an
+ * initial-exec TLS pointer (no malloc in __tls_get_addr; see compress.c)
+ * and given back by a key destructor when the thread exits.
+ */
+static __thread void *tls_buf __attribute__((tls_model("initial-exec")));
+static pthread_key_t buf_key;
+static pthread_once_t buf_key_once = PTHREAD_ONCE_INIT;
+static int buf_key_err;
+
+static void buf_release(void *buf)
+{
+	pagesrc_free(buf, 1);
+	tls_buf = NULL;
+}
+
+static void buf_key_create(void)
+{
+	buf_key_err = pthread_key_create(&buf_key, buf_release);
+}
+
+static void *thread_buf(void)
+{
+	if (tls_buf)
+		return tls_buf;
+	pthread_once(&buf_key_once, buf_key_create);
+	void *p;
+	if (buf_key_err || pagesrc_alloc(1, &p))
+		return NULL;
+	if (pthread_setspecific(buf_key, p)) {
+		pagesrc_free(p, 1);
+		return NULL;
+	}
+	tls_buf = p;
+	return p;
+}
+
+/* ---- stats -------------------------------------------------------------------- */
+
+static size_t pool_bytes(struct store *s)
+{
+	return (size_t)zpool_get_total_pages(s->pool) * PAGESRC_PAGE_SIZE;
+}
+
+static size_t entry_bytes(struct store *s)
+{
+	return index_entry_bytes(s->index);
+}
+
+/* Bring gauge @id up to date with @read (see the top comment). */
+static void publish(struct store *s, enum stats_counter id, _Atomic size_t *published,
+		    size_t (*read)(struct store *))
+{
+	size_t v = read(s);
+	for (;;) {
+		size_t prev = atomic_exchange(published, v);
+		if (v != prev)
+			stats_add(s->st, id, (int64_t)(v - prev));
+		size_t now = read(s);
+		if (now == v)
+			return;
+		v = now;
+	}
+}
+
+static void publish_memory(struct store *s)
+{
+	publish(s, STAT_POOL_TOTAL_SIZE, &s->pool_published, pool_bytes);
+	publish(s, STAT_ENTRY_BYTES, &s->entry_published, entry_bytes);
+}
+
+/* Add (+1) or remove (-1) a stored entry from the gauges. */
+static void count_stored(struct store *s, const struct index_entry *e, int dir)
+{
+	stats_add(s->st, STAT_STORED_PAGES, dir);
+	if (e->flags & INDEX_SAME_FILLED) {
+		stats_add(s->st, e->handle ? STAT_SAME_FILLED_PAGES : STAT_ZERO_FILLED_PAGES, dir);
+		return;
+	}
+	stats_add(s->st, STAT_COMPRESSED_BYTES, dir * (int64_t)e->length);
+	if (e->length == PAGE)
+		stats_add(s->st, STAT_STORED_INCOMPRESSIBLE_PAGES, dir);
+}
+
+/* ---- entries -------------------------------------------------------------------- */
+
+static bool has_pool_object(const struct index_entry *e)
+{
+	return !(e->flags & INDEX_SAME_FILLED);
+}
+
+/* Free what the entry owns and the entry itself. */
+static void free_entry(struct store *s, struct index_entry *e)
+{
+	if (has_pool_object(e))
+		zpool_free(s->pool, e->handle);
+	index_entry_free(s->index, e);
+	publish_memory(s);
+}
+
+/* Drop one reference; the last one uncounts and frees the entry. */
+static void entry_put(struct store *s, struct index_entry *e)
+{
+	if (!index_entry_put(e))
+		return;
+	count_stored(s, e, -1);
+	free_entry(s, e);
+}
+
+/* index callback: an entry invalidated (or displaced by a move). */
+static void release_invalidated(struct index_entry *e, uintptr_t addr, void *arg)
+{
+	(void)addr;
+	struct store *s = arg;
+	stats_inc(s->st, STAT_INVALIDATES);
+	entry_put(s, e);
+}
+
+/* index callback: an entry dropped because the store is going away. */
+static void release_destroyed(struct index_entry *e, uintptr_t addr, void *arg)
+{
+	(void)addr;
+	entry_put(arg, e);
+}
+
+/* ---- options --------------------------------------------------------------------- */
+
+void store_options_default(struct store_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->compressor = COMPRESS_CFG_DEFAULT;
+	o->pool = DEFAULT_POOL;
+	o->max_compressed = STORE_MAX_COMPRESSED_DEFAULT;
+	o->store_incompressible = false;
+	o->shards = DEFAULT_SHARDS;
+}
+
+/* The compressor, checked by naming it and parsing the name back. */
+static int check_compressor(const struct compress_cfg *in, struct compress_cfg *out)
+{
+	char name[32];
+	return compress_parse(compress_name(in, name, sizeof(name)), out);
+}
+
+static int check_pool_name(const char *pool)
+{
+	if (zpool_has_pool(pool))
+		return 0;
+	const char *const *names = zpool_driver_names();
+	log_error("pool '%s' not recognised: accepted are %s%s%s%s%s", pool ? pool : "(null)",
+		  names[0], names[1] ? ", " : "", names[1] ? names[1] : "",
+		  names[1] && names[2] ? ", " : "", names[1] && names[2] ? names[2] : "");
+	return -EINVAL;
+}
+
+/* Options that depend on the pool, checked once it exists. */
+static int check_sizes(const struct store_options *o, struct store *s)
+{
+	size_t max = zpool_max_size(s->pool);
+	size_t cap = max < PAGE - 1 ? max : PAGE - 1;
+	if (o->max_compressed == 0 || o->max_compressed > cap) {
+		log_error("max_compressed %u out of range: accepted is 1..%zu with pool %s "
+			  "(4096 marks a page stored as-is)",
+			  o->max_compressed, cap, zpool_driver_name(s->pool));
+		return -EINVAL;
+	}
+	s->max_compressed = o->max_compressed;
+	s->raw_cap = cap;
+	s->pool_holds_page = max >= PAGE;
+	return 0;
+}
+
+/* ---- create / destroy ------------------------------------------------------------ */
+
+static int store_init(const struct store_options *o, struct store *s)
+{
+	int err = check_compressor(&o->compressor, &s->cfg);
+	if (!err)
+		err = check_pool_name(o->pool);
+	if (err)
+		return err;
+	err = zpool_create_pool(o->pool, NULL, &s->pool);
+	if (err)
+		return err;
+	err = check_sizes(o, s);
+	if (!err) {
+		err = index_create(o->shards, &s->index);
+		if (err == -EINVAL)
+			log_error("index shards %u not accepted: a power of two 1..%d",
+				  o->shards, INDEX_MAX_SHARDS);
+	}
+	if (err) {
+		zpool_destroy_pool(s->pool);
+		return err;
+	}
+	s->store_incompressible = o->store_incompressible;
+	return 0;
+}
+
+int store_create(const struct store_options *o, struct stats *st, struct store **out)
+{
+	struct store *s;
+	int err = pagesrc_alloc(1, (void **)&s);
+	if (err)
+		return err;
+	memset(s, 0, sizeof(*s));
+	s->st = st;
+	err = store_init(o, s);
+	if (err) {
+		pagesrc_free(s, 1);
+		return err;
+	}
+	publish_memory(s);
+	*out = s;
+	return 0;
+}
+
+void store_destroy(struct store *s)
+{
+	if (!s)
+		return;
+	index_erase_range(s->index, 0, INDEX_ADDR_LIMIT, release_destroyed, s);
+	zpool_destroy_pool(s->pool);
+	index_destroy(s->index);
+	/* the memory is gone: take back what this store published */
+	stats_add(s->st, STAT_POOL_TOTAL_SIZE, -(int64_t)atomic_exchange(&s->pool_published, 0));
+	stats_add(s->st, STAT_ENTRY_BYTES, -(int64_t)atomic_exchange(&s->entry_published, 0));
+	pagesrc_free(s, 1);
+}
+
+static bool addr_ok(uintptr_t addr)
+{
+	return addr < INDEX_ADDR_LIMIT && (addr & (PAGE - 1)) == 0;
+}
+
+/* ---- store ------------------------------------------------------------------------ */
+
+/*
+ * Compress @page into this thread's buffer, at most @cap bytes; with
+ * @as_is, a page that does not fit is kept uncompressed if the pool can
+ * hold it.  Then copy the result into a new pool object.  Counts the
+ * reject when it fails.
+ */
+static int fill_pool_object(struct store *s, struct index_entry *e, const void *page,
+			    size_t cap, bool as_is)
+{
+	void *buf = thread_buf();
+	if (!buf) {
+		stats_inc(s->st, STAT_REJECT_ALLOC_FAIL);
+		return -ENOMEM;
+	}
+	size_t len;
+	const void *src = buf;
+	int err = compress_page(&s->cfg, page, buf, cap, &len);
+	if (err == -E2BIG && as_is && s->pool_holds_page) {
+		src = page;
+		len = PAGE;
+		err = 0;
+	}
+	if (err) {
+		stats_inc(s->st, err == -E2BIG ? STAT_REJECT_COMPRESS_POOR
+					       : STAT_REJECT_COMPRESS_FAIL);
+		return err;
+	}
+	unsigned long handle;
+	/* -ENOSPC cannot happen: cap is within the pool's largest object */
+	if (zpool_malloc(s->pool, len, &handle)) {
+		stats_inc(s->st, STAT_REJECT_ALLOC_FAIL);
+		return -ENOMEM;
+	}
+	void *dst = zpool_map_handle(s->pool, handle, ZPOOL_MM_WO);
+	memcpy(dst, src, len);
+	zpool_unmap_handle(s->pool, handle);
+	e->handle = handle;
+	e->length = (uint16_t)len;
+	return 0;
+}
+
+static int prepare(struct store *s, const void *page, size_t cap, bool as_is,
+		   struct store_prep *prep)
+{
+	struct index_entry *e;
+	if (index_entry_alloc(s->index, &e)) {
+		stats_inc(s->st, STAT_REJECT_ALLOC_FAIL);
+		return -ENOMEM;
+	}
+	uint64_t word;
+	if (compress_same_filled(page, &word)) {
+		e->flags = INDEX_SAME_FILLED;
+		e->handle = word;
+	} else {
+		int err = fill_pool_object(s, e, page, cap, as_is);
+		if (err) {
+			index_entry_free(s->index, e);
+			publish_memory(s);
+			return err;
+		}
+	}
+	publish_memory(s);
+	prep->entry = e;
+	return 0;
+}
+
+int store_prepare(struct store *s, const void *page, struct store_prep *prep)
+{
+	return prepare(s, page, s->max_compressed, s->store_incompressible, prep);
+}
+
+void store_abort(struct store *s, struct store_prep *prep)
+{
+	free_entry(s, prep->entry);
+	prep->entry = NULL;
+}
+
+int store_commit(struct store *s, uintptr_t addr, struct store_prep *prep)
+{
+	struct index_entry *e = prep->entry, *old;
+	prep->entry = NULL;
+	if (!addr_ok(addr)) {
+		free_entry(s, e);
+		return -EINVAL;
+	}
+	/*
+	 * Counted before it is visible, so a racing load never uncounts it
+	 * first; once inserted, e may be loaded and freed at any moment, so
+	 * nothing of it is read after index_insert() (which cannot fail now).
+	 */
+	count_stored(s, e, +1);
+	if (has_pool_object(e))
+		stats_count_csize(s->st, e->length);
+	index_insert(s->index, addr, e, &old);
+	stats_inc(s->st, STAT_STORES);
+	if (old) {
+		stats_inc(s->st, STAT_DUPLICATE_ENTRY);
+		entry_put(s, old);
+	}
+	return 0;
+}
+
+static int store_with(struct store *s, uintptr_t addr, const void *page, size_t cap,
+		      bool as_is)
+{
+	if (!addr_ok(addr))
+		return -EINVAL;
+	struct store_prep prep;
+	int err = prepare(s, page, cap, as_is, &prep);
+	return err ? err : store_commit(s, addr, &prep);
+}
+
+int store_page(struct store *s, uintptr_t addr, const void *page)
+{
+	return store_with(s, addr, page, s->max_compressed, s->store_incompressible);
+}
+
+int store_page_raw(struct store *s, uintptr_t addr, const void *page)
+{
+	return store_with(s, addr, page, s->raw_cap, true);
+}
+
+/* ---- load ------------------------------------------------------------------------- */
+
+static int read_entry(struct store *s, const struct index_entry *e, void *dst)
+{
+	if (e->flags & INDEX_SAME_FILLED) {
+		compress_fill_page(dst, e->handle);
+		return 0;
+	}
+	const void *src = zpool_map_handle(s->pool, e->handle, ZPOOL_MM_RO);
+	int err = 0;
+	if (e->length == PAGE)
+		memcpy(dst, src, PAGE);
+	else
+		err = compress_decompress(&s->cfg, src, e->length, dst);
+	zpool_unmap_handle(s->pool, e->handle);
+	return err;
+}
+
+int store_load_begin(struct store *s, uintptr_t addr, void *dst, struct store_load *ld)
+{
+	ld->t0 = stats_now_ns();
+	int err = index_get(s->index, addr, &ld->entry);
+	if (err)
+		return err == -EOVERFLOW ? -EBUSY : err;
+	err = read_entry(s, ld->entry, dst);
+	if (err) {
+		if (err == -EIO)
+			stats_inc(s->st, STAT_DECOMPRESS_FAIL);
+		entry_put(s, ld->entry); /* ours; the entry stays stored */
+		ld->entry = NULL;
+	}
+	return err;
+}
+
+void store_load_end(struct store *s, uintptr_t addr, struct store_load *ld, bool consumed)
+{
+	struct index_entry *e = ld->entry;
+	ld->entry = NULL;
+	/* exclusive load: the page now lives in the program again */
+	if (consumed && index_take_if(s->index, addr, e) == 0)
+		entry_put(s, e); /* the tree's reference */
+	entry_put(s, e);
+	if (consumed) {
+		stats_inc(s->st, STAT_LOADS);
+		stats_count_load_ns(s->st, stats_now_ns() - ld->t0);
+	}
+}
+
+int store_load(struct store *s, uintptr_t addr, void *dst)
+{
+	struct store_load ld;
+	int err = store_load_begin(s, addr, dst, &ld);
+	if (!err)
+		store_load_end(s, addr, &ld, true);
+	return err;
+}
+
+struct first_arg {
+	uintptr_t addr;
+};
+
+static int first_fn(struct index_entry *e, uintptr_t addr, void *arg)
+{
+	(void)e;
+	((struct first_arg *)arg)->addr = addr;
+	return 1;
+}
+
+int store_first(struct store *s, uintptr_t start, uintptr_t end, uintptr_t *addr)
+{
+	if (end > INDEX_ADDR_LIMIT)
+		end = INDEX_ADDR_LIMIT;
+	if (start >= end)
+		return -ENOENT;
+	struct first_arg a;
+	int r = index_walk(s->index, start, end, first_fn, &a);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return -ENOENT;
+	*addr = a.addr;
+	return 0;
+}
+
+/* ---- invalidate / move --------------------------------------------------------------- */
+
+size_t store_invalidate(struct store *s, uintptr_t addr, size_t len)
+{
+	if (!addr_ok(addr) || len == 0)
+		return 0;
+	/* both are page multiples, so a len below the room left rounds within it */
+	uintptr_t end = len >= INDEX_ADDR_LIMIT - addr
+				? INDEX_ADDR_LIMIT
+				: addr + ((len + PAGE - 1) & ~(size_t)(PAGE - 1));
+	ssize_t n = index_erase_range(s->index, addr, end, release_invalidated, s);
+	return n > 0 ? (size_t)n : 0;
+}
+
+int store_move(struct store *s, uintptr_t old_addr, uintptr_t new_addr, size_t len)
+{
+	ssize_t n = index_move_range(s->index, old_addr, new_addr, len,
+				     release_invalidated, s);
+	return n < 0 ? (int)n : 0;
+}
+
+/* ---- accessors ---------------------------------------------------------------------- */
+
+struct zpool *store_zpool(struct store *s)
+{
+	return s->pool;
+}
+
+struct index *store_index(struct store *s)
+{
+	return s->index;
+}
+
+size_t store_pool_bytes(struct store *s)
+{
+	return pool_bytes(s);
+}
+
+size_t store_entry_count(struct store *s)
+{
+	return index_count(s->index);
+}
