@@ -1,0 +1,665 @@
+/*
+ * engine — see engine.h for the roles.  Threads and locks:
+ *
+ *   handler thread  reads the uffd, resolves faults, applies events, serves
+ *                   requests, steps aside on failure.  Takes reclaim's
+ *                   batch.lock (briefly) and the store's locks.
+ *   reclaimer       core/reclaim.c; never waits for the handler.
+ *   callers         program threads in engine_* functions; they post a
+ *                   request and sleep on req_cv until the handler is done.
+ *
+ * Locks: req_lock serialises requesters (outermost); req_mu guards the
+ * request slot (leaf).  Lock order for a requester: req_lock -> reclaim
+ * ctl/owner (pause) -> req_mu.  The handler takes req_mu alone.
+ *
+ * A request is served a slice at a time so the handler keeps reading the
+ * uffd in between: a UFFDIO_COPY that returns -EAGAIN waits for an event
+ * that only this thread can read.
+ */
+#include "core/engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/index.h"
+#include "core/log.h"
+#include "core/region.h"
+#include "core/uffd.h"
+#include "pools/pagesrc.h"
+
+#define PAGE 4096UL
+#define MSGS 64
+#define RETRY_MAX 256
+#define REQ_SLICE 256 /* pages brought back between two uffd reads */
+#define STACK_PAGES 32
+#define MAX_ENGINES 8
+
+enum {
+#define ENGINE_ENUM(name, desc) EC_##name,
+	ENGINE_COUNTERS(ENGINE_ENUM)
+#undef ENGINE_ENUM
+	EC_NR
+};
+
+static const char *const counter_names[] = {
+#define ENGINE_NAME(name, desc) #name,
+	ENGINE_COUNTERS(ENGINE_NAME)
+#undef ENGINE_NAME
+};
+
+struct request {
+	uintptr_t start, end, cursor;
+	int result;
+	bool done;
+};
+
+struct retry {
+	uintptr_t addr;
+	bool write;
+};
+
+struct engine {
+	struct engine_options o;
+	struct uffd uffd;
+	struct stats *stats;
+	struct store *store;
+	struct region_set *regions;
+	struct reclaim *reclaim;
+
+	pthread_t handler;
+	uint8_t *handler_stack;
+	bool handler_running;
+	int efd;
+	uint8_t *buf;  /* handler's decompression page */
+	uint8_t *zero; /* a zero page for write faults */
+
+	pthread_mutex_t req_lock, req_mu;
+	pthread_cond_t req_cv;
+	struct request *req;
+
+	_Atomic bool stop, failed, stepped_aside;
+	bool forked_child;
+	struct retry retry[RETRY_MAX];
+	unsigned int nretry;
+	_Atomic uint64_t cnt[EC_NR];
+};
+
+static void inc(struct engine *e, int c)
+{
+	atomic_fetch_add_explicit(&e->cnt[c], 1, memory_order_relaxed);
+}
+
+const char *engine_counter_name(unsigned int i)
+{
+	return i < EC_NR ? counter_names[i] : NULL;
+}
+
+void engine_options_default(struct engine_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	store_options_default(&o->store);
+	o->reclaim.limit_pool = true;
+	o->reclaim.batch_pages = RECLAIM_BATCH;
+}
+
+/* ---- fail-safe ---- */
+
+static void engine_fail(struct engine *e, const char *what, int err)
+{
+	if (atomic_exchange(&e->failed, true))
+		return;
+	log_error("%s failed: %s; putting stored pages back, the program continues unmanaged",
+		  what, strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+	/* stop detaching; the handler steps aside once no batch is in flight */
+	reclaim_pause_async(e->reclaim);
+}
+
+/* ---- resolving ---- */
+
+/*
+ * Load the stored page at @addr and copy it in.  0 done; -ENOENT no entry;
+ * -EAGAIN retry later (the entry is back in the store); other: fatal.
+ */
+static int resolve_from_store(struct engine *e, uintptr_t addr)
+{
+	struct store_load ld;
+	int err = store_load_begin(e->store, addr, e->buf, &ld);
+	if (err)
+		return err;
+	err = uffd_copy(&e->uffd, addr, e->buf, PAGE, false);
+	if (err == -EAGAIN) {
+		store_load_end(e->store, addr, &ld, false);
+		return err;
+	}
+	/*
+	 * -EEXIST: a newer page is already there; -ENOENT/-ESRCH: the mapping or
+	 * the process is gone.  Either way the stored copy is dead.
+	 */
+	bool ok = err == 0 || err == -EEXIST || err == -ENOENT || err == -ESRCH;
+	store_load_end(e->store, addr, &ld, ok);
+	if (err == -EEXIST)
+		uffd_wake(&e->uffd, addr, PAGE);
+	return ok ? 0 : err;
+}
+
+static void queue_retry(struct engine *e, uintptr_t addr, bool write)
+{
+	if (e->nretry < RETRY_MAX)
+		e->retry[e->nretry++] = (struct retry){ addr, write };
+	/* full: the fault message is dropped; the thread stays asleep until a
+	 * later resolution wakes it, so wake it now to make it fault again */
+	else
+		uffd_wake(&e->uffd, addr, PAGE);
+	inc(e, EC_faults_retried);
+}
+
+static void handle_fault(struct engine *e, uintptr_t addr, bool write)
+{
+	addr &= ~(PAGE - 1);
+	int r = reclaim_fault(e->reclaim, addr);
+	if (r == 1) {
+		inc(e, EC_faults);
+		inc(e, EC_faults_staging);
+		reclaim_note_refault(e->reclaim, addr);
+		return;
+	}
+	if (r == -EAGAIN) {
+		queue_retry(e, addr, write);
+		return;
+	}
+	int err = resolve_from_store(e, addr);
+	if (err == 0) {
+		inc(e, EC_faults);
+		inc(e, EC_faults_store);
+		reclaim_note_refault(e->reclaim, addr);
+		return;
+	}
+	if (err == -EAGAIN) {
+		queue_retry(e, addr, write);
+		return;
+	}
+	if (err != -ENOENT) {
+		engine_fail(e, "loading a page", err);
+		/* the data is still in the store; the fault is retried after
+		 * the engine has stepped aside and put everything back */
+		queue_retry(e, addr, write);
+		return;
+	}
+	/* never stored: zeros; a write gets a writable page at once */
+	err = write ? uffd_copy(&e->uffd, addr, e->zero, PAGE, false)
+		    : uffd_zeropage(&e->uffd, addr, PAGE, false);
+	if (err == -EEXIST)
+		uffd_wake(&e->uffd, addr, PAGE);
+	else if (err == -EAGAIN)
+		queue_retry(e, addr, write);
+	else if (err && err != -ENOENT && err != -ESRCH)
+		engine_fail(e, write ? "UFFDIO_COPY of a zero page" : "UFFDIO_ZEROPAGE", err);
+	inc(e, EC_faults);
+	inc(e, EC_faults_zero);
+}
+
+static void drop_retries(struct engine *e, uintptr_t start, uintptr_t end)
+{
+	unsigned int k = 0;
+	for (unsigned int i = 0; i < e->nretry; i++) {
+		if (e->retry[i].addr >= start && e->retry[i].addr < end)
+			uffd_wake(&e->uffd, e->retry[i].addr, PAGE);
+		else
+			e->retry[k++] = e->retry[i];
+	}
+	e->nretry = k;
+}
+
+static void run_retries(struct engine *e)
+{
+	unsigned int n = e->nretry;
+	struct retry r[RETRY_MAX];
+	memcpy(r, e->retry, n * sizeof(r[0]));
+	e->nretry = 0;
+	for (unsigned int i = 0; i < n; i++)
+		handle_fault(e, r[i].addr, r[i].write);
+}
+
+static void handle_msg(struct engine *e, const struct uffd_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		handle_fault(e, m->arg.pagefault.address,
+			     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+		break;
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP: {
+		uintptr_t s = m->arg.remove.start, end = m->arg.remove.end;
+		if (reclaim_is_staging(e->reclaim, s, end))
+			break;
+		inc(e, m->event == UFFD_EVENT_REMOVE ? EC_events_remove : EC_events_unmap);
+		reclaim_event_remove(e->reclaim, s, end);
+		store_invalidate(e->store, s, end - s);
+		drop_retries(e, s, end);
+		if (m->event == UFFD_EVENT_UNMAP)
+			region_remove(e->regions, s, end);
+		break;
+	}
+	case UFFD_EVENT_REMAP: {
+		uintptr_t from = m->arg.remap.from, to = m->arg.remap.to;
+		size_t len = m->arg.remap.len;
+		inc(e, EC_events_remap);
+		drop_retries(e, from, from + len);
+		/* moves staged pages and the store's entries under one lock */
+		reclaim_event_remap(e->reclaim, from, to, len);
+		if (region_move(e->regions, from, to, len))
+			log_warn("region table full: %#lx.. no longer reclaimed", (unsigned long)to);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* ---- requests (bring pages back) ---- */
+
+/* One slice of a bring-back request; true when the request is complete. */
+static bool serve_slice(struct engine *e, struct request *r)
+{
+	for (int n = 0; n < REQ_SLICE; n++) {
+		uintptr_t addr;
+		if (store_first(e->store, r->cursor, r->end, &addr))
+			return true;
+		int err = resolve_from_store(e, addr);
+		if (err == -EAGAIN)
+			return false; /* read events first, then go on */
+		if (err && err != -ENOENT) {
+			r->result = err;
+			return true;
+		}
+		if (!err)
+			inc(e, EC_pages_brought_back);
+		r->cursor = addr + PAGE;
+	}
+	return false;
+}
+
+static void serve_request(struct engine *e)
+{
+	pthread_mutex_lock(&e->req_mu);
+	struct request *r = e->req;
+	pthread_mutex_unlock(&e->req_mu);
+	if (!r || !serve_slice(e, r))
+		return;
+	pthread_mutex_lock(&e->req_mu);
+	r->done = true;
+	e->req = NULL;
+	pthread_cond_broadcast(&e->req_cv);
+	pthread_mutex_unlock(&e->req_mu);
+}
+
+/* Caller side: have the handler bring back [start, end); waits. */
+static int bring_back(struct engine *e, uintptr_t start, uintptr_t end)
+{
+	struct request r = { .start = start, .end = end, .cursor = start };
+	pthread_mutex_lock(&e->req_mu);
+	e->req = &r;
+	pthread_mutex_unlock(&e->req_mu);
+	uint64_t one = 1;
+	ssize_t w = write(e->efd, &one, sizeof(one));
+	(void)w;
+	pthread_mutex_lock(&e->req_mu);
+	while (!r.done)
+		pthread_cond_wait(&e->req_cv, &e->req_mu);
+	pthread_mutex_unlock(&e->req_mu);
+	return r.result;
+}
+
+/* ---- stepping aside ---- */
+
+/* Unregister every managed range (and forget it when @forget). */
+static void unregister_all(struct engine *e, bool forget)
+{
+	uintptr_t(*v)[2];
+	size_t np = (REGION_MAX * sizeof(*v) + PAGE - 1) / PAGE;
+	if (pagesrc_alloc(np, (void **)&v))
+		return;
+	size_t n = region_snapshot(e->regions, v, REGION_MAX);
+	for (size_t i = 0; i < n; i++) {
+		uffd_unregister(&e->uffd, v[i][0], v[i][1] - v[i][0]);
+		if (forget)
+			region_remove(e->regions, v[i][0], v[i][1]);
+	}
+	pagesrc_free(v, np);
+}
+
+static void step_aside(struct engine *e)
+{
+	/* everything back first, from the handler itself (it is the resolver) */
+	struct request all = { .start = 0, .end = INDEX_ADDR_LIMIT, .cursor = 0 };
+	while (!serve_slice(e, &all)) {
+		struct uffd_msg msgs[MSGS];
+		ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			handle_msg(e, &msgs[i]);
+		run_retries(e);
+	}
+	unregister_all(e, true);
+	run_retries(e); /* faults queued during the failure: now plain zeros or gone */
+	atomic_store(&e->stepped_aside, true);
+}
+
+/* ---- the handler thread ---- */
+
+static void *handler_main(void *arg)
+{
+	struct engine *e = arg;
+	struct uffd_msg msgs[MSGS];
+	while (!atomic_load(&e->stop)) {
+		reclaim_events_lock(e->reclaim);
+		ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
+		int rerr = errno;
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			handle_msg(e, &msgs[i]);
+		reclaim_events_unlock(e->reclaim);
+		if (n > 0) {
+			if (e->nretry)
+				run_retries(e);
+			continue;
+		}
+		if (n < 0 && rerr != EAGAIN && rerr != EINTR) {
+			engine_fail(e, "reading userfaultfd", -rerr);
+			atomic_store(&e->stepped_aside, true);
+			break;
+		}
+		if (e->nretry)
+			run_retries(e);
+		serve_request(e);
+		if (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside) &&
+		    reclaim_is_quiet(e->reclaim))
+			step_aside(e);
+		if (e->o.spin_us) {
+			uint64_t until = stats_now_ns() + e->o.spin_us * 1000ull;
+			bool got = false;
+			while (!got && stats_now_ns() < until) {
+				struct pollfd p = { .fd = e->uffd.fd, .events = POLLIN };
+				got = poll(&p, 1, 0) > 0;
+			}
+			if (got)
+				continue;
+		}
+		struct pollfd p[2] = {
+			{ .fd = e->uffd.fd, .events = POLLIN },
+			{ .fd = e->efd, .events = POLLIN },
+		};
+		/* with retries pending or a failure to finish, keep turning */
+		bool busy = e->nretry || e->req ||
+			    (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside));
+		poll(p, 2, busy ? 1 : -1);
+		if (p[1].revents & POLLIN) {
+			uint64_t v;
+			ssize_t r = read(e->efd, &v, sizeof(v));
+			(void)r;
+		}
+	}
+	return NULL;
+}
+
+/* ---- fork without EVENT_FORK ---- */
+
+static pthread_mutex_t engines_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct engine *engines[MAX_ENGINES];
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&engines_lock);
+	for (int i = 0; i < MAX_ENGINES; i++) {
+		struct engine *e = engines[i];
+		if (!e || atomic_load(&e->stepped_aside))
+			continue;
+		pthread_mutex_lock(&e->req_lock);
+		reclaim_pause(e->reclaim);
+		/* the child will not be managed: it must see every byte */
+		if (bring_back(e, 0, INDEX_ADDR_LIMIT))
+			engine_fail(e, "bringing pages back before fork", -EIO);
+	}
+}
+
+static void fork_parent(void)
+{
+	for (int i = 0; i < MAX_ENGINES; i++) {
+		struct engine *e = engines[i];
+		if (!e || atomic_load(&e->stepped_aside))
+			continue;
+		reclaim_resume(e->reclaim);
+		pthread_mutex_unlock(&e->req_lock);
+	}
+	pthread_mutex_unlock(&engines_lock);
+}
+
+static void fork_child(void)
+{
+	/* No engine thread exists here and the kernel dropped the child's
+	 * registrations: the engines are inert copies. */
+	for (int i = 0; i < MAX_ENGINES; i++) {
+		struct engine *e = engines[i];
+		if (!e)
+			continue;
+		e->forked_child = true;
+		if (!atomic_load(&e->stepped_aside))
+			pthread_mutex_unlock(&e->req_lock);
+		close(e->uffd.fd);
+		e->uffd.fd = -1;
+		engines[i] = NULL;
+	}
+	pthread_mutex_init(&engines_lock, NULL);
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void track(struct engine *e, bool add)
+{
+	pthread_mutex_lock(&engines_lock);
+	for (int i = 0; i < MAX_ENGINES; i++)
+		if (add ? engines[i] == NULL : engines[i] == e) {
+			engines[i] = add ? e : NULL;
+			break;
+		}
+	pthread_mutex_unlock(&engines_lock);
+}
+
+/* ---- life cycle ---- */
+
+static void engine_free(struct engine *e)
+{
+	reclaim_destroy(e->reclaim);
+	store_destroy(e->store);
+	region_set_destroy(e->regions);
+	if (e->stats)
+		pagesrc_free(e->stats, (sizeof(struct stats) + PAGE - 1) / PAGE);
+	if (e->buf)
+		pagesrc_free(e->buf, 2);
+	if (e->efd >= 0)
+		close(e->efd);
+	uffd_close(&e->uffd);
+	pagesrc_free(e, (sizeof(*e) + PAGE - 1) / PAGE);
+}
+
+int engine_create(const struct engine_options *o, struct engine **out)
+{
+	struct engine *e;
+	int err = pagesrc_alloc((sizeof(*e) + PAGE - 1) / PAGE, (void **)&e);
+	if (err)
+		return err;
+	memset(e, 0, sizeof(*e));
+	e->o = *o;
+	e->uffd.fd = -1;
+	e->efd = -1;
+	pthread_mutex_init(&e->req_lock, NULL);
+	pthread_mutex_init(&e->req_mu, NULL);
+	pthread_cond_init(&e->req_cv, NULL);
+
+	err = uffd_open(UFFD_WANT_FEATURES & ~UFFD_FEATURE_EVENT_FORK, &e->uffd);
+	if (!err && !uffd_has(&e->uffd, UFFD_FEATURE_MOVE))
+		err = -EOPNOTSUPP; /* the write-protect detach path is not built yet */
+	if (!err)
+		err = pagesrc_alloc((sizeof(struct stats) + PAGE - 1) / PAGE, (void **)&e->stats);
+	if (!err) {
+		stats_init(e->stats);
+		err = store_create(&o->store, e->stats, &e->store);
+	}
+	if (!err)
+		err = region_set_create(&e->regions);
+	if (!err)
+		err = reclaim_create(&o->reclaim, &e->uffd, e->store, e->regions, &e->reclaim);
+	if (!err)
+		err = pagesrc_alloc(2, (void **)&e->buf);
+	if (!err) {
+		e->zero = e->buf + PAGE;
+		memset(e->zero, 0, PAGE);
+		e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (e->efd < 0)
+			err = -errno;
+	}
+	if (!err)
+		err = pagesrc_alloc(STACK_PAGES, (void **)&e->handler_stack);
+	if (!err) {
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setstack(&at, e->handler_stack, STACK_PAGES * PAGE);
+		err = -pthread_create(&e->handler, &at, handler_main, e);
+		pthread_attr_destroy(&at);
+		e->handler_running = !err;
+	}
+	if (!err)
+		err = reclaim_start(e->reclaim);
+	if (err) {
+		if (e->handler_running) {
+			atomic_store(&e->stop, true);
+			uint64_t one = 1;
+			ssize_t w = write(e->efd, &one, sizeof(one));
+			(void)w;
+			pthread_join(e->handler, NULL);
+		}
+		if (e->handler_stack)
+			pagesrc_free(e->handler_stack, STACK_PAGES);
+		engine_free(e);
+		return err;
+	}
+	pthread_once(&atfork_once, install_atfork);
+	track(e, true);
+	*out = e;
+	return 0;
+}
+
+void engine_destroy(struct engine *e)
+{
+	if (!e || e->forked_child)
+		return;
+	track(e, false);
+	reclaim_stop(e->reclaim);
+	pthread_mutex_lock(&e->req_lock);
+	if (!atomic_load(&e->stepped_aside)) {
+		bring_back(e, 0, INDEX_ADDR_LIMIT);
+		unregister_all(e, false);
+	}
+	pthread_mutex_unlock(&e->req_lock);
+	atomic_store(&e->stop, true);
+	uint64_t one = 1;
+	ssize_t w = write(e->efd, &one, sizeof(one));
+	(void)w;
+	pthread_join(e->handler, NULL);
+	pagesrc_free(e->handler_stack, STACK_PAGES);
+	engine_free(e);
+}
+
+static int check_range(struct engine *e, uintptr_t start, size_t len)
+{
+	if (e->forked_child)
+		return -ECHILD;
+	if (atomic_load(&e->failed))
+		return -ECANCELED;
+	if ((start | len) & (PAGE - 1) || len == 0 || start + len < start ||
+	    start + len > INDEX_ADDR_LIMIT)
+		return -EINVAL;
+	uintptr_t a, b;
+	pagesrc_range(&a, &b);
+	if (start < b && start + len > a)
+		return -EFAULT; /* engine memory is never managed */
+	return 0;
+}
+
+int engine_register(struct engine *e, uintptr_t start, size_t len)
+{
+	int err = check_range(e, start, len);
+	if (err)
+		return err;
+	err = uffd_register(&e->uffd, start, len, false);
+	if (err)
+		return err;
+	err = region_add(e->regions, start, start + len);
+	if (err)
+		uffd_unregister(&e->uffd, start, len);
+	return err;
+}
+
+int engine_unregister(struct engine *e, uintptr_t start, size_t len)
+{
+	int err = check_range(e, start, len);
+	if (err)
+		return err;
+	pthread_mutex_lock(&e->req_lock);
+	region_remove(e->regions, start, start + len); /* the hand leaves it */
+	reclaim_pause(e->reclaim);                      /* no batch in flight */
+	err = bring_back(e, start, start + len);
+	if (!err)
+		err = uffd_unregister(&e->uffd, start, len);
+	reclaim_resume(e->reclaim);
+	pthread_mutex_unlock(&e->req_lock);
+	return err;
+}
+
+long engine_reclaim(struct engine *e, uintptr_t start, size_t len)
+{
+	int err = check_range(e, start, len);
+	if (err)
+		return err;
+	return reclaim_range(e->reclaim, start, start + len);
+}
+
+int engine_hot(struct engine *e, uintptr_t start, size_t len)
+{
+	int err = check_range(e, start, len);
+	if (err)
+		return err;
+	pthread_mutex_lock(&e->req_lock);
+	err = bring_back(e, start, start + len);
+	pthread_mutex_unlock(&e->req_lock);
+	return err;
+}
+
+bool engine_failed(struct engine *e)
+{
+	return atomic_load(&e->failed);
+}
+
+void engine_snapshot(struct engine *e, struct engine_snapshot *out)
+{
+	memset(out, 0, sizeof(*out));
+	stats_snapshot(e->stats, &out->store);
+	reclaim_get_counters(e->reclaim, &out->reclaim);
+	uint64_t *h = (uint64_t *)&out->handler;
+	for (int i = 0; i < EC_NR; i++)
+		h[i] = atomic_load(&e->cnt[i]);
+	out->features = e->uffd.features;
+	out->regions = region_count(e->regions);
+	out->region_bytes = region_bytes(e->regions);
+	out->pool_bytes = store_pool_bytes(e->store);
+	out->anon_rss = reclaim_anon_rss();
+	out->failed = atomic_load(&e->failed);
+}

@@ -1,0 +1,97 @@
+/*
+ * engine — one managed address space: the userfaultfd, the store, the
+ * regions, the reclaimer, and the fault handler thread that serves them.
+ *
+ * The handler thread is the only one that puts pages into the program
+ * (UFFDIO_COPY/ZEROPAGE): faults, "bring back" requests (zswapu_hot,
+ * unregister, shutdown, fork) and the fail-safe all go through it, so two
+ * resolvers can never race on one address (a zero page installed over data
+ * another thread is still decompressing).
+ *
+ * Fork: this version does not ask for UFFD_FEATURE_EVENT_FORK.  A
+ * pthread_atfork() prepare handler pauses reclaim and brings every stored
+ * page back before fork(), so the child (whose copies of the registered
+ * ranges are unregistered by the kernel) sees all data; the parent resumes
+ * after.  A raw clone()/syscall(SYS_fork) bypasses atfork handlers and is
+ * not covered: documented in docs/design.md.  vfork/posix_spawn share the
+ * address space and need nothing.
+ *
+ * Fail-safe: on an unexpected kernel error the engine logs one line,
+ * stops reclaiming, brings every stored page back, unregisters everything
+ * and leaves the program to run unmanaged.
+ */
+#ifndef ZSWAPU_ENGINE_H
+#define ZSWAPU_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/reclaim.h"
+#include "core/stats.h"
+#include "core/store.h"
+
+struct engine_options {
+	struct store_options store;
+	struct reclaim_options reclaim;
+	unsigned int spin_us; /* handler polls this long before sleeping */
+};
+
+void engine_options_default(struct engine_options *o);
+
+/* Handler-side counters (faults by how they were served, events). */
+#define ENGINE_COUNTERS(X)                                                    \
+	X(faults, "missing faults served")                                    \
+	X(faults_store, "faults served from the store (decompressed)")        \
+	X(faults_staging, "faults served from pages still in staging")       \
+	X(faults_zero, "faults on pages never stored (zero-filled)")          \
+	X(faults_retried, "fault resolutions retried after EAGAIN")           \
+	X(events_remove, "madvise/remove events")                             \
+	X(events_unmap, "munmap events")                                      \
+	X(events_remap, "mremap events")                                      \
+	X(pages_brought_back, "pages put back by hot/unregister/shutdown/fork")
+
+struct engine_counters {
+#define ENGINE_FIELD(name, desc) uint64_t name;
+	ENGINE_COUNTERS(ENGINE_FIELD)
+#undef ENGINE_FIELD
+};
+
+struct engine_snapshot {
+	struct stats_snapshot store;
+	struct reclaim_counters reclaim;
+	struct engine_counters handler;
+	uint64_t features;
+	size_t regions, region_bytes, pool_bytes, anon_rss;
+	bool failed;
+};
+
+struct engine;
+
+/*
+ * engine_create() : open userfaultfd, build the store, start the handler
+ * and (if a limit or cold_age is set) the reclaimer.  @return 0; -EINVAL
+ * bad options; -ENOSYS/-EPERM/-EOPNOTSUPP userfaultfd unusable; -ENOMEM.
+ */
+int engine_create(const struct engine_options *o, struct engine **out);
+
+/*
+ * engine_destroy() : stop reclaiming, bring every stored page back,
+ * unregister every range, stop the handler, free everything.
+ */
+void engine_destroy(struct engine *e);
+
+/* engine_register() : manage [start, start+len) (page-aligned). */
+int engine_register(struct engine *e, uintptr_t start, size_t len);
+/* engine_unregister() : bring the range's pages back and stop managing it. */
+int engine_unregister(struct engine *e, uintptr_t start, size_t len);
+/* engine_reclaim() : compress the range's present pages now; pages stored. */
+long engine_reclaim(struct engine *e, uintptr_t start, size_t len);
+/* engine_hot() : bring the range's stored pages back now. */
+int engine_hot(struct engine *e, uintptr_t start, size_t len);
+
+void engine_snapshot(struct engine *e, struct engine_snapshot *out);
+bool engine_failed(struct engine *e);
+const char *engine_counter_name(unsigned int i);
+
+#endif

@@ -1,0 +1,787 @@
+/*
+ * reclaim — see reclaim.h for the scheme and the locking rules.
+ *
+ * Page states in the batch in flight (batch.state[i], under batch.lock):
+ *   EMPTY    the slot got no page (a hole in the source range)
+ *   MOVED    in staging, not yet in the store: a fault copies it back
+ *   STORED   committed to the store: a fault loads it from there
+ *   RETURNED copied back to the program (fault, or poor compression)
+ *   DROPPED  the program unmapped/discarded it: nothing to keep
+ * The batch's phase is MOVING while UFFDIO_MOVE runs (the states are not
+ * known yet: the handler waits for READY if a fault falls in the range),
+ * READY while pages are compressed and committed, IDLE otherwise.
+ *
+ * Event race (madvise(MADV_DONTNEED) vs. detach): the kernel zaps the
+ * pages only after the handler has read the REMOVE event, so a detach
+ * between that read and the zap would rescue data the program has just
+ * discarded.  Ranges named by a REMOVE event are therefore quarantined: the
+ * hand does not detach from them for QUARANTINE_NS after the event.
+ */
+#include "core/reclaim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/stats.h"
+#include "pools/pagesrc.h"
+
+#define PAGE 4096UL
+#define QUARANTINE_NS (200ull * 1000 * 1000)
+#define QUARANTINE_SLOTS 64
+/* Referenced filter: 2^22 bits (512 KiB), hashed by page address. */
+#define REF_BITS_SHIFT 22
+#define REF_WORDS ((1UL << REF_BITS_SHIFT) / 64)
+/* Limit hysteresis: start above limit - HIGH_MARGIN, stop below - LOW. */
+#define MARGIN_HIGH_PCT 2
+#define MARGIN_LOW_PCT 4
+#define IDLE_POLL_NS (10ull * 1000 * 1000)
+
+enum { EMPTY, MOVED, STORED, RETURNED, DROPPED };
+enum { IDLE, MOVING, READY };
+
+struct quarantine {
+	uintptr_t start, end;
+	uint64_t until_ns;
+};
+
+struct reclaim {
+	struct reclaim_options o;
+	struct uffd *uffd;
+	struct store *store;
+	struct region_set *regions;
+
+	pthread_mutex_t owner; /* one batch at a time */
+	struct {
+		pthread_mutex_t lock;
+		_Atomic int phase;
+		_Atomic uintptr_t lo, hi; /* source range while MOVING/READY */
+		unsigned int n;
+		uintptr_t addr[RECLAIM_BATCH];
+		uint8_t state[RECLAIM_BATCH];
+	} batch;
+	uint8_t *staging; /* RECLAIM_BATCH pages of engine memory */
+	unsigned char present[RECLAIM_BATCH];
+	uintptr_t busy[RECLAIM_BATCH]; /* pages MOVE refused (-EBUSY) */
+	unsigned int nbusy;
+
+	_Atomic uint64_t *ref; /* referenced filter */
+	pthread_mutex_t evlock; /* see reclaim_events_lock() */
+	_Atomic bool move_waiting; /* the reclaimer wants evlock */
+
+	pthread_mutex_t qlock;
+	struct quarantine q[QUARANTINE_SLOTS];
+
+	/* thread control, under ctl */
+	pthread_mutex_t ctl;
+	pthread_cond_t wake, paused_cv;
+	pthread_t thread;
+	bool running, stop;
+	int pause_depth;
+	bool in_batch_loop;
+	uintptr_t hand;
+	uint64_t last_sweep_ns;
+
+	_Atomic uint64_t cnt[9]; /* struct reclaim_counters, in order */
+	uint8_t *thread_stack;
+};
+
+enum { C_BATCHES, C_MOVED, C_STORED, C_POOR, C_REFAULT_STAGING, C_DROPPED,
+       C_BUSY, C_PASSES, C_SKIPPED_REF };
+
+static void count(struct reclaim *r, int c, uint64_t n)
+{
+	atomic_fetch_add_explicit(&r->cnt[c], n, memory_order_relaxed);
+}
+
+static uint64_t now_ns(void)
+{
+	return stats_now_ns();
+}
+
+/* ---- referenced filter ---- */
+
+static uint64_t ref_hash(uintptr_t addr)
+{
+	uint64_t x = addr >> 12;
+	x *= 0x9E3779B97F4A7C15ULL;
+	return x >> (64 - REF_BITS_SHIFT);
+}
+
+void reclaim_note_refault(struct reclaim *r, uintptr_t addr)
+{
+	uint64_t b = ref_hash(addr);
+	atomic_fetch_or_explicit(&r->ref[b / 64], 1ULL << (b % 64), memory_order_relaxed);
+}
+
+/* Test and clear: true when the page was referenced since the last pass. */
+static bool ref_test_clear(struct reclaim *r, uintptr_t addr)
+{
+	uint64_t b = ref_hash(addr), bit = 1ULL << (b % 64);
+	if (!(atomic_load_explicit(&r->ref[b / 64], memory_order_relaxed) & bit))
+		return false;
+	atomic_fetch_and_explicit(&r->ref[b / 64], ~bit, memory_order_relaxed);
+	return true;
+}
+
+/* ---- quarantine ---- */
+
+void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end)
+{
+	/* keeps later batches off the range until the kernel has zapped it */
+	uint64_t until = now_ns() + QUARANTINE_NS, t = now_ns();
+	pthread_mutex_lock(&r->qlock);
+	int slot = -1;
+	for (int i = 0; i < QUARANTINE_SLOTS; i++)
+		if (r->q[i].until_ns < t) {
+			slot = i;
+			break;
+		}
+	if (slot < 0) {
+		/* Table full (a program that madvises in a loop): widen the
+		 * live slot nearest to the range rather than stopping the
+		 * hand everywhere; a hull over a gap only delays reclaim of
+		 * the gap by QUARANTINE_NS. */
+		uintptr_t best_gap = UINTPTR_MAX;
+		for (int i = 0; i < QUARANTINE_SLOTS; i++) {
+			struct quarantine *q = &r->q[i];
+			uintptr_t gap = q->end < start ? start - q->end :
+					end < q->start ? q->start - end : 0;
+			if (gap < best_gap) {
+				best_gap = gap;
+				slot = i;
+			}
+		}
+		struct quarantine *q = &r->q[slot];
+		q->start = q->start < start ? q->start : start;
+		q->end = q->end > end ? q->end : end;
+		q->until_ns = until;
+	} else {
+		r->q[slot] = (struct quarantine){ start, end, until };
+	}
+	pthread_mutex_unlock(&r->qlock);
+
+	/* pages of the batch in the range are gone for the program */
+	int phase;
+	while ((phase = atomic_load(&r->batch.phase)) == MOVING &&
+	       start < atomic_load(&r->batch.hi) && end > atomic_load(&r->batch.lo))
+		sched_yield();
+	pthread_mutex_lock(&r->batch.lock);
+	if (atomic_load(&r->batch.phase) == READY)
+		for (unsigned int i = 0; i < r->batch.n; i++)
+			if (r->batch.state[i] == MOVED && r->batch.addr[i] >= start &&
+			    r->batch.addr[i] < end) {
+				r->batch.state[i] = DROPPED;
+				count(r, C_DROPPED, 1);
+			}
+	pthread_mutex_unlock(&r->batch.lock);
+}
+
+void reclaim_events_lock(struct reclaim *r)
+{
+	pthread_mutex_lock(&r->evlock);
+}
+
+void reclaim_events_unlock(struct reclaim *r)
+{
+	pthread_mutex_unlock(&r->evlock);
+	/* the handler would take it straight back under a stream of faults */
+	if (atomic_load_explicit(&r->move_waiting, memory_order_relaxed))
+		sched_yield();
+}
+
+/* First quarantined address in [start, end), or end; *resume gets where to go on. */
+static uintptr_t quarantine_clip(struct reclaim *r, uintptr_t start, uintptr_t end,
+				 uintptr_t *resume)
+{
+	uint64_t t = now_ns();
+	uintptr_t stop = end;
+	*resume = end;
+	pthread_mutex_lock(&r->qlock);
+	for (int i = 0; i < QUARANTINE_SLOTS; i++) {
+		struct quarantine *q = &r->q[i];
+		if (q->until_ns < t || q->end <= start || q->start >= stop)
+			continue;
+		if (q->start <= start) { /* the head is quarantined */
+			stop = start;
+			if (q->end > *resume || *resume == end)
+				*resume = q->end < end ? q->end : end;
+		} else {
+			stop = q->start;
+			*resume = stop;
+		}
+	}
+	pthread_mutex_unlock(&r->qlock);
+	if (stop > start)
+		*resume = stop;
+	return stop;
+}
+
+void reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t len)
+{
+	while (atomic_load(&r->batch.phase) == MOVING &&
+	       from < atomic_load(&r->batch.hi) && from + len > atomic_load(&r->batch.lo))
+		sched_yield();
+	/* The store's entries move with the handler's store_move(); pages
+	 * still in staging move here, under the same lock the commit takes. */
+	pthread_mutex_lock(&r->batch.lock);
+	if (atomic_load(&r->batch.phase) == READY)
+		for (unsigned int i = 0; i < r->batch.n; i++)
+			if (r->batch.addr[i] >= from && r->batch.addr[i] < from + len)
+				r->batch.addr[i] = r->batch.addr[i] - from + to;
+	store_move(r->store, from, to, len);
+	pthread_mutex_unlock(&r->batch.lock);
+}
+
+bool reclaim_is_staging(struct reclaim *r, uintptr_t start, uintptr_t end)
+{
+	uintptr_t s = (uintptr_t)r->staging;
+	return start >= s && end <= s + RECLAIM_BATCH * PAGE;
+}
+
+int reclaim_fault(struct reclaim *r, uintptr_t addr)
+{
+	if (atomic_load(&r->batch.phase) == IDLE)
+		return 0;
+	while (atomic_load(&r->batch.phase) == MOVING) {
+		if (addr < atomic_load(&r->batch.lo) || addr >= atomic_load(&r->batch.hi))
+			return 0;
+		sched_yield();
+	}
+	int ret = 0;
+	pthread_mutex_lock(&r->batch.lock);
+	if (atomic_load(&r->batch.phase) == READY) {
+		for (unsigned int i = 0; i < r->batch.n; i++) {
+			if (r->batch.addr[i] != addr || r->batch.state[i] != MOVED)
+				continue;
+			int err = uffd_copy(r->uffd, addr, r->staging + i * PAGE, PAGE, false);
+			if (err == 0 || err == -EEXIST) {
+				r->batch.state[i] = RETURNED;
+				count(r, C_REFAULT_STAGING, 1);
+				ret = 1;
+			} else if (err == -ENOENT) {
+				r->batch.state[i] = DROPPED; /* the mapping went away */
+				ret = 1;
+			} else {
+				/* -EAGAIN: an event is pending; never fall back to zeros */
+				ret = err;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->batch.lock);
+	return ret;
+}
+
+/* ---- one batch ---- */
+
+/*
+ * Put a page that will not be stored back where it came from.  Called with
+ * batch.lock held and state MOVED.  -EAGAIN (an event not read yet) leaves
+ * it MOVED for the caller to retry without the lock: the handler may need
+ * batch.lock before it can read that event.  If the copy fails for good,
+ * the page's data exists only in staging, so it is stored as-is instead.
+ */
+static int return_page(struct reclaim *r, unsigned int i)
+{
+	/* batch.lock is held and the handler takes it under evlock: try only */
+	if (pthread_mutex_trylock(&r->evlock))
+		return -EAGAIN;
+	int err = uffd_copy(r->uffd, r->batch.addr[i], r->staging + i * PAGE, PAGE, false);
+	pthread_mutex_unlock(&r->evlock);
+	if (err == -EAGAIN)
+		return err;
+	if (err == 0 || err == -EEXIST || err == -ENOENT) {
+		/* ENOENT: the mapping is gone, and the page with it */
+		r->batch.state[i] = err == -ENOENT ? DROPPED : RETURNED;
+		return 0;
+	}
+	log_error("cannot put a page back (error %d); keeping it stored as-is", -err);
+	if (store_page_raw(r->store, r->batch.addr[i], r->staging + i * PAGE) == 0)
+		r->batch.state[i] = STORED;
+	return 0;
+}
+
+/* Compress and commit every MOVED page of the batch; send back the rest. */
+static long commit_batch(struct reclaim *r)
+{
+	long stored = 0;
+	bool retry = false;
+	for (unsigned int i = 0; i < r->batch.n; i++) {
+		if (r->batch.state[i] != MOVED) /* racy read: rechecked below */
+			continue;
+		struct store_prep prep;
+		int err = store_prepare(r->store, r->staging + i * PAGE, &prep);
+		pthread_mutex_lock(&r->batch.lock);
+		if (r->batch.state[i] != MOVED) {
+			if (!err)
+				store_abort(r->store, &prep);
+		} else if (err) {
+			/* poor compression or no pool memory: the page goes back */
+			count(r, C_POOR, 1);
+			reclaim_note_refault(r, r->batch.addr[i]);
+			retry |= return_page(r, i) == -EAGAIN;
+		} else {
+			store_commit(r->store, r->batch.addr[i], &prep);
+			r->batch.state[i] = STORED;
+			stored++;
+		}
+		pthread_mutex_unlock(&r->batch.lock);
+	}
+	while (retry) {
+		struct timespec ts = { 0, 50 * 1000 };
+		nanosleep(&ts, NULL);
+		retry = false;
+		for (unsigned int i = 0; i < r->batch.n; i++) {
+			pthread_mutex_lock(&r->batch.lock);
+			if (r->batch.state[i] == MOVED)
+				retry |= return_page(r, i) == -EAGAIN;
+			pthread_mutex_unlock(&r->batch.lock);
+		}
+	}
+	return stored;
+}
+
+/*
+ * Break copy-on-write sharing of the pages MOVE refused, so the next pass
+ * can take them: MADV_POPULATE_WRITE write-faults them without changing a
+ * byte, atomically with the program's own writes.  A page that vanished
+ * meanwhile faults to the handler, which is why this runs with the batch
+ * IDLE; a read-only mapping just fails, and its pages stay resident.
+ */
+static void unshare_busy(struct reclaim *r)
+{
+	for (unsigned int i = 0; i < r->nbusy;) {
+		unsigned int j = i + 1;
+		while (j < r->nbusy && r->busy[j] == r->busy[j - 1] + PAGE)
+			j++;
+		madvise((void *)r->busy[i], (j - i) * PAGE, MADV_POPULATE_WRITE);
+		i = j;
+	}
+}
+
+/*
+ * Detach [start, end) (at most RECLAIM_BATCH pages, one region) and store
+ * it.  Returns pages stored, or -errno when nothing could be moved.
+ */
+static long do_batch(struct reclaim *r, uintptr_t start, uintptr_t end)
+{
+	uintptr_t st = (uintptr_t)r->staging;
+
+	/* MOVE needs the destination registered with the same uffd. */
+	int err = uffd_register(r->uffd, st, end - start, false);
+	if (err)
+		return err;
+	atomic_store(&r->move_waiting, true);
+	pthread_mutex_lock(&r->evlock);
+	atomic_store(&r->move_waiting, false);
+	/*
+	 * Under evlock every event read so far has been handled, so its
+	 * quarantine is visible here; one read later finds the batch's pages
+	 * in staging with contents from before it, and drops them.
+	 */
+	uintptr_t resume, full_end = end;
+	end = quarantine_clip(r, start, end, &resume);
+	atomic_store(&r->batch.lo, start);
+	atomic_store(&r->batch.hi, end);
+	atomic_store(&r->batch.phase, end > start ? MOVING : IDLE);
+	size_t len = end - start, npages = len / PAGE;
+	size_t done = 0;
+	r->nbusy = 0;
+	while (!err && done < len) {
+		size_t moved = 0;
+		err = uffd_move(r->uffd, st + done, start + done, len - done, true, &moved);
+		done += moved;
+		if (err == -EBUSY) {
+			/* a page shared copy-on-write since a fork: MOVE only
+			 * takes exclusive pages, so unshare it after the batch */
+			count(r, C_BUSY, 1);
+			r->busy[r->nbusy++] = start + done;
+			done += PAGE;
+			err = 0;
+		}
+	}
+	pthread_mutex_unlock(&r->evlock);
+	if (err == -EAGAIN)
+		err = 0; /* an event is pending: take what moved, retry later */
+	int uerr = uffd_unregister(r->uffd, st, full_end - start);
+	if (!err)
+		err = uerr;
+	if (!len)
+		return err;
+
+	mincore((void *)st, len, r->present);
+	pthread_mutex_lock(&r->batch.lock);
+	r->batch.n = npages;
+	size_t nmoved = 0;
+	for (size_t i = 0; i < npages; i++) {
+		r->batch.addr[i] = start + i * PAGE;
+		r->batch.state[i] = (r->present[i] & 1) ? MOVED : EMPTY;
+		nmoved += r->batch.state[i] == MOVED;
+	}
+	atomic_store(&r->batch.phase, READY);
+	pthread_mutex_unlock(&r->batch.lock);
+
+	long stored = commit_batch(r);
+
+	pthread_mutex_lock(&r->batch.lock);
+	atomic_store(&r->batch.phase, IDLE);
+	r->batch.n = 0;
+	pthread_mutex_unlock(&r->batch.lock);
+	/* staging is unregistered now: zapping it sends no event */
+	madvise(r->staging, len, MADV_DONTNEED);
+	unshare_busy(r);
+
+	count(r, C_BATCHES, 1);
+	count(r, C_MOVED, nmoved);
+	count(r, C_STORED, stored);
+	if (err && nmoved == 0)
+		return err;
+	return stored;
+}
+
+static bool paused(struct reclaim *r);
+
+long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end)
+{
+	start &= ~(PAGE - 1);
+	end = (end + PAGE - 1) & ~(PAGE - 1);
+	long total = 0;
+	pthread_mutex_lock(&r->owner);
+	uintptr_t s, e, a = start;
+	while (a < end && !paused(r) && region_next(r->regions, a, &s, &e) && s < end) {
+		if (e > end)
+			e = end;
+		uintptr_t resume, be = s + RECLAIM_BATCH * PAGE < e ? s + RECLAIM_BATCH * PAGE : e;
+		be = quarantine_clip(r, s, be, &resume);
+		if (be > s) {
+			long n = do_batch(r, s, be);
+			if (n >= 0 && r->nbusy) { /* unshared now: take them too */
+				long m = do_batch(r, s, be);
+				n = m < 0 ? n : n + m;
+			}
+			if (n < 0) {
+				total = n;
+				break;
+			}
+			total += n;
+		}
+		a = resume > s ? resume : s + PAGE;
+	}
+	pthread_mutex_unlock(&r->owner);
+	return total;
+}
+
+/* ---- the clock hand and the policy ---- */
+
+size_t reclaim_anon_rss(void)
+{
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[128];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	unsigned long size, resident, shared;
+	char *p = buf;
+	size = strtoul(p, &p, 10);
+	resident = strtoul(p, &p, 10);
+	shared = strtoul(p, &p, 10);
+	(void)size;
+	return (resident > shared ? resident - shared : 0) * PAGE;
+}
+
+/* What the limit is compared with. */
+static size_t usage(struct reclaim *r)
+{
+	size_t rss = reclaim_anon_rss();
+	if (r->o.limit_pool)
+		return rss;
+	size_t pool = store_pool_bytes(r->store);
+	return rss > pool ? rss - pool : 0;
+}
+
+/*
+ * Advance the hand over up to one batch worth of pages: skip referenced
+ * pages (clearing their bit), detach and store the rest in runs.
+ * Returns pages stored (>= 0), or -errno; *wrapped is set when the hand
+ * went past the last region.
+ */
+static long hand_step(struct reclaim *r, bool *wrapped)
+{
+	uintptr_t s, e;
+	*wrapped = false;
+	if (!region_next(r->regions, r->hand, &s, &e)) {
+		*wrapped = true;
+		r->hand = 0;
+		count(r, C_PASSES, 1);
+		if (!region_next(r->regions, 0, &s, &e))
+			return 0;
+	}
+	uintptr_t resume;
+	uintptr_t lim = s + RECLAIM_BATCH * PAGE < e ? s + RECLAIM_BATCH * PAGE : e;
+	lim = quarantine_clip(r, s, lim, &resume);
+	if (lim == s) {
+		r->hand = resume > s ? resume : s + PAGE;
+		return 0;
+	}
+	/* trim referenced pages off the front, then stop at the next one */
+	uintptr_t a = s;
+	while (a < lim && ref_test_clear(r, a)) {
+		count(r, C_SKIPPED_REF, 1);
+		a += PAGE;
+	}
+	uintptr_t b = a;
+	while (b < lim && !ref_test_clear(r, b))
+		b += PAGE;
+	if (b < lim)
+		count(r, C_SKIPPED_REF, 1);
+	r->hand = b < lim ? b + PAGE : lim;
+	if (a == b)
+		return 0;
+	pthread_mutex_lock(&r->owner);
+	long n = do_batch(r, a, b);
+	pthread_mutex_unlock(&r->owner);
+	return n;
+}
+
+static bool should_stop(struct reclaim *r)
+{
+	pthread_mutex_lock(&r->ctl);
+	while (r->pause_depth > 0 && !r->stop) {
+		r->in_batch_loop = false;
+		pthread_cond_broadcast(&r->paused_cv);
+		pthread_cond_wait(&r->wake, &r->ctl);
+	}
+	r->in_batch_loop = true;
+	bool stop = r->stop;
+	pthread_mutex_unlock(&r->ctl);
+	return stop;
+}
+
+static void idle_wait(struct reclaim *r, uint64_t ns)
+{
+	pthread_mutex_lock(&r->ctl);
+	r->in_batch_loop = false;
+	pthread_cond_broadcast(&r->paused_cv);
+	if (!r->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t t = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec + ns;
+		ts.tv_sec = t / 1000000000ull;
+		ts.tv_nsec = t % 1000000000ull;
+		pthread_cond_timedwait(&r->wake, &r->ctl, &ts);
+	}
+	pthread_mutex_unlock(&r->ctl);
+}
+
+static void *reclaim_thread(void *arg)
+{
+	struct reclaim *r = arg;
+	size_t high = 0, low = 0;
+	if (r->o.limit_bytes) {
+		high = r->o.limit_bytes - r->o.limit_bytes / 100 * MARGIN_HIGH_PCT;
+		low = r->o.limit_bytes - r->o.limit_bytes / 100 * MARGIN_LOW_PCT;
+	}
+	r->last_sweep_ns = now_ns();
+	while (!should_stop(r)) {
+		bool work = false;
+		if (r->o.limit_bytes && usage(r) > high) {
+			/* reclaim until below the low mark or a whole pass found nothing */
+			long since_wrap = 0;
+			int wraps = 0;
+			while (!should_stop(r) && usage(r) > low && wraps < 2) {
+				bool wrapped;
+				long n = hand_step(r, &wrapped);
+				if (n < 0)
+					break;
+				since_wrap += n;
+				if (wrapped) {
+					wraps = since_wrap ? 0 : wraps + 1;
+					since_wrap = 0;
+				}
+			}
+			work = true;
+		}
+		if (r->o.cold_age_ms &&
+		    now_ns() - r->last_sweep_ns >= r->o.cold_age_ms * 1000000ull) {
+			bool wrapped = false;
+			r->hand = 0;
+			while (!should_stop(r) && !wrapped)
+				if (hand_step(r, &wrapped) < 0)
+					break;
+			r->last_sweep_ns = now_ns();
+			work = true;
+		}
+		if (!work)
+			idle_wait(r, IDLE_POLL_NS);
+	}
+	pthread_mutex_lock(&r->ctl);
+	r->in_batch_loop = false;
+	pthread_cond_broadcast(&r->paused_cv);
+	pthread_mutex_unlock(&r->ctl);
+	return NULL;
+}
+
+/* ---- life cycle ---- */
+
+int reclaim_create(const struct reclaim_options *o, struct uffd *u,
+		   struct store *s, struct region_set *rs, struct reclaim **out)
+{
+	if (o->batch_pages > RECLAIM_BATCH)
+		return -EINVAL;
+	size_t npages = (sizeof(struct reclaim) + PAGE - 1) / PAGE;
+	struct reclaim *r;
+	int err = pagesrc_alloc(npages, (void **)&r);
+	if (err)
+		return err;
+	memset(r, 0, sizeof(*r));
+	r->o = *o;
+	if (!r->o.batch_pages)
+		r->o.batch_pages = RECLAIM_BATCH;
+	r->uffd = u;
+	r->store = s;
+	r->regions = rs;
+	pthread_mutex_init(&r->owner, NULL);
+	pthread_mutex_init(&r->batch.lock, NULL);
+	pthread_mutex_init(&r->qlock, NULL);
+	pthread_mutex_init(&r->evlock, NULL);
+	pthread_mutex_init(&r->ctl, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->wake, &ca);
+	pthread_cond_init(&r->paused_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	err = pagesrc_alloc(RECLAIM_BATCH, (void **)&r->staging);
+	if (!err) {
+		/* staging must start empty: MOVE only fills absent pages */
+		madvise(r->staging, RECLAIM_BATCH * PAGE, MADV_DONTNEED);
+		err = pagesrc_alloc(REF_WORDS * 8 / PAGE, (void **)&r->ref);
+	}
+	if (!err)
+		memset((void *)r->ref, 0, REF_WORDS * 8);
+	if (err) {
+		reclaim_destroy(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+void reclaim_destroy(struct reclaim *r)
+{
+	if (!r)
+		return;
+	reclaim_stop(r);
+	if (r->staging)
+		pagesrc_free(r->staging, RECLAIM_BATCH);
+	if (r->ref)
+		pagesrc_free((void *)r->ref, REF_WORDS * 8 / PAGE);
+	pagesrc_free(r, (sizeof(struct reclaim) + PAGE - 1) / PAGE);
+}
+
+#define STACK_PAGES 32
+
+int reclaim_start(struct reclaim *r)
+{
+	if (!r->o.limit_bytes && !r->o.cold_age_ms)
+		return 0; /* only explicit reclaim_range() calls */
+	int err = pagesrc_alloc(STACK_PAGES, (void **)&r->thread_stack);
+	if (err)
+		return err;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	/* engine memory: never registered, never reclaimed */
+	pthread_attr_setstack(&at, r->thread_stack, STACK_PAGES * PAGE);
+	r->stop = false;
+	err = -pthread_create(&r->thread, &at, reclaim_thread, r);
+	pthread_attr_destroy(&at);
+	if (err) {
+		pagesrc_free(r->thread_stack, STACK_PAGES);
+		r->thread_stack = NULL;
+		return err;
+	}
+	r->running = true;
+	return 0;
+}
+
+void reclaim_stop(struct reclaim *r)
+{
+	if (!r->running)
+		return;
+	pthread_mutex_lock(&r->ctl);
+	r->stop = true;
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&r->ctl);
+	pthread_join(r->thread, NULL);
+	r->running = false;
+	pagesrc_free(r->thread_stack, STACK_PAGES);
+	r->thread_stack = NULL;
+}
+
+void reclaim_pause(struct reclaim *r)
+{
+	pthread_mutex_lock(&r->ctl);
+	r->pause_depth++;
+	while (r->running && r->in_batch_loop && !r->stop)
+		pthread_cond_wait(&r->paused_cv, &r->ctl);
+	pthread_mutex_unlock(&r->ctl);
+	/* an explicit reclaim_range() in another thread finishes its batch */
+	pthread_mutex_lock(&r->owner);
+	pthread_mutex_unlock(&r->owner);
+}
+
+void reclaim_pause_async(struct reclaim *r)
+{
+	pthread_mutex_lock(&r->ctl);
+	r->pause_depth++;
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&r->ctl);
+}
+
+bool reclaim_is_quiet(struct reclaim *r)
+{
+	pthread_mutex_lock(&r->ctl);
+	bool quiet = r->pause_depth > 0 && !(r->running && r->in_batch_loop);
+	pthread_mutex_unlock(&r->ctl);
+	if (!quiet || pthread_mutex_trylock(&r->owner))
+		return false;
+	pthread_mutex_unlock(&r->owner);
+	return true;
+}
+
+static bool paused(struct reclaim *r)
+{
+	pthread_mutex_lock(&r->ctl);
+	bool p = r->pause_depth > 0;
+	pthread_mutex_unlock(&r->ctl);
+	return p;
+}
+
+void reclaim_resume(struct reclaim *r)
+{
+	pthread_mutex_lock(&r->ctl);
+	if (r->pause_depth > 0)
+		r->pause_depth--;
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&r->ctl);
+}
+
+void reclaim_get_counters(struct reclaim *r, struct reclaim_counters *c)
+{
+	uint64_t *o = (uint64_t *)c;
+	for (int i = 0; i < 9; i++)
+		o[i] = atomic_load(&r->cnt[i]);
+}

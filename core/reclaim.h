@@ -1,0 +1,119 @@
+/*
+ * reclaim — takes pages out of the program atomically, compresses them into
+ * the store, and keeps the process under its limit.
+ *
+ * Detach: a batch of up to RECLAIM_BATCH contiguous pages is moved out of
+ * the program with one UFFDIO_MOVE into a private staging area (a write
+ * racing the detach either lands before the move, and is in the moved page,
+ * or faults and waits for the engine: no write is lost).  Each moved page is
+ * compressed from staging and committed to the store unless, meanwhile, the
+ * program touched it (the fault handler copied it back from staging) or an
+ * event removed it.  Pages that do not compress well enough go back.
+ *
+ * Cold detection: a clock hand sweeps the managed regions.  A page that was
+ * faulted back in since the hand last passed has its bit set in a hashed
+ * "referenced" filter; the hand clears the bit and passes over it (second
+ * chance).  Pages the program touches without faulting are invisible to
+ * user space: they are detached when the hand reaches them and, if hot,
+ * fault straight back and are spared on the next pass.
+ *
+ * Modes: with a limit, the hand moves while the process's resident
+ * anonymous memory (pool included, unless limit_pool is off) is above
+ * limit - margin; proactively (cold_age), it sweeps every region once per
+ * cold_age.
+ *
+ * Threads and locks: one reclaimer thread; reclaim_range() may run from any
+ * thread.  `owner` serialises batches (one staging area).  `batch.lock`
+ * guards the per-page states the fault handler reads; lock order:
+ * owner -> batch.lock -> store/index locks.  The reclaimer never waits for
+ * the fault handler (staging is unregistered while it is zapped, so that
+ * zap sends no event), so the handler may wait for batch.lock.
+ */
+#ifndef ZSWAPU_RECLAIM_H
+#define ZSWAPU_RECLAIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/region.h"
+#include "core/store.h"
+#include "core/uffd.h"
+
+#define RECLAIM_BATCH 512
+
+struct reclaim_options {
+	size_t limit_bytes;     /* 0: no limit */
+	bool limit_pool;        /* the pool counts against the limit */
+	unsigned int cold_age_ms; /* 0: no proactive sweeps */
+	unsigned int batch_pages; /* 1..RECLAIM_BATCH */
+};
+
+struct reclaim_counters {
+	uint64_t batches, moved, stored, returned_poor, refaulted_staging,
+		dropped, busy, passes, skipped_referenced;
+};
+
+struct reclaim;
+
+int reclaim_create(const struct reclaim_options *o, struct uffd *u,
+		   struct store *s, struct region_set *rs, struct reclaim **out);
+void reclaim_destroy(struct reclaim *r);
+
+/* reclaim_start() / reclaim_stop() : the background thread. */
+int reclaim_start(struct reclaim *r);
+void reclaim_stop(struct reclaim *r);
+
+/*
+ * reclaim_pause() : wait until no batch is in flight and keep it so until
+ * reclaim_resume() (fork, shutdown).  Nests.
+ */
+void reclaim_pause(struct reclaim *r);
+void reclaim_resume(struct reclaim *r);
+/* reclaim_pause_async() : like reclaim_pause() without waiting (handler). */
+void reclaim_pause_async(struct reclaim *r);
+/* reclaim_is_quiet() : paused and no batch in flight. */
+bool reclaim_is_quiet(struct reclaim *r);
+
+/*
+ * reclaim_range() : detach and compress every present page in
+ * [start, end) now (zswapu_reclaim); pages must be in managed regions.
+ * @return pages stored, or -errno when the engine cannot detach.
+ */
+long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end);
+
+/* Called by the fault handler thread only. */
+
+/*
+ * reclaim_fault() : if @addr is a page of the batch in flight, still in
+ * staging, copy it back to the program.  @return 1 resolved; 0 not a
+ * staging page (look in the store); -EAGAIN the copy must be retried after
+ * reading pending events (never answer such a fault with zeros).
+ */
+int reclaim_fault(struct reclaim *r, uintptr_t addr);
+/* reclaim_note_refault() : @addr was faulted back in: spare it next pass. */
+void reclaim_note_refault(struct reclaim *r, uintptr_t addr);
+/* A range was removed (munmap/madvise) or moved (mremap) by the program. */
+void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end);
+/*
+ * reclaim_events_lock() / reclaim_events_unlock() : the handler holds this
+ * across each read of the uffd and the handling of the events it read.
+ * The kernel acts on an event as soon as it is read (the zap after
+ * MADV_DONTNEED, the program's return from MADV_FREE and its next writes,
+ * the move of mremap), so no detach may be in flight then: a page moved
+ * after the read could hold data written after the event, which handling
+ * the event would then discard.  The reclaimer takes it around UFFDIO_MOVE
+ * and, without waiting, around copying a page back.
+ */
+void reclaim_events_lock(struct reclaim *r);
+void reclaim_events_unlock(struct reclaim *r);
+void reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t len);
+/* reclaim_is_staging() : events for the staging area are the engine's own. */
+bool reclaim_is_staging(struct reclaim *r, uintptr_t start, uintptr_t end);
+
+void reclaim_get_counters(struct reclaim *r, struct reclaim_counters *c);
+
+/* reclaim_anon_rss() : resident anonymous bytes of this process (statm). */
+size_t reclaim_anon_rss(void);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * uffd — see uffd.h.  Thin wrappers: every ioctl returns 0 or -errno and
+ * never leaves errno to the caller.  The injection table is the only
+ * shared state (atomics).
+ */
+#include "core/uffd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+static struct {
+	_Atomic int err;
+	_Atomic unsigned int countdown;
+} inject[UFFD_OP_NR];
+
+void uffd_inject_fail(enum uffd_op op, int err, unsigned int nth)
+{
+	atomic_store(&inject[op].countdown, nth);
+	atomic_store(&inject[op].err, err);
+}
+
+/* The injected error for this call of @op, or 0. */
+static int injected(enum uffd_op op)
+{
+	if (!atomic_load_explicit(&inject[op].err, memory_order_relaxed))
+		return 0;
+	unsigned int c = atomic_load(&inject[op].countdown);
+	while (c > 0 && !atomic_compare_exchange_weak(&inject[op].countdown, &c, c - 1))
+		;
+	if (c != 1)
+		return 0;
+	return -atomic_exchange(&inject[op].err, 0);
+}
+
+static int open_fd(void)
+{
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		int fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		int err = errno;
+		close(dev);
+		if (fd >= 0)
+			return fd;
+		errno = err;
+	}
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	return fd >= 0 ? fd : -errno;
+}
+
+int uffd_open(uint64_t want, struct uffd *out)
+{
+	int err = injected(UFFD_OP_OPEN);
+	if (err)
+		return err;
+	int fd = open_fd();
+	if (fd < 0)
+		return fd;
+	/*
+	 * UFFDIO_API may only succeed once per descriptor and fails as a whole
+	 * when a requested feature is missing: ask with features 0 on a
+	 * scratch descriptor first to learn what the kernel has.
+	 */
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	close(fd);
+	uint64_t grant = api.features & want;
+	if ((grant & UFFD_NEED_FEATURES) != UFFD_NEED_FEATURES)
+		return -EOPNOTSUPP;
+	fd = open_fd();
+	if (fd < 0)
+		return fd;
+	api = (struct uffdio_api){ .api = UFFD_API, .features = grant };
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	out->fd = fd;
+	out->features = api.features;
+	out->ioctls = api.ioctls;
+	return 0;
+}
+
+void uffd_from_fd(int fd, uint64_t features, struct uffd *out)
+{
+	out->fd = fd;
+	out->features = features;
+	out->ioctls = 0;
+}
+
+void uffd_close(struct uffd *u)
+{
+	if (u->fd >= 0)
+		close(u->fd);
+	u->fd = -1;
+}
+
+static int do_ioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg) < 0 ? -errno : 0;
+}
+
+int uffd_register(struct uffd *u, uintptr_t start, size_t len, bool wp)
+{
+	int err = injected(UFFD_OP_REGISTER);
+	if (err)
+		return err;
+	struct uffdio_register r = {
+		.range = { .start = start, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0),
+	};
+	return do_ioctl(u->fd, UFFDIO_REGISTER, &r);
+}
+
+int uffd_unregister(struct uffd *u, uintptr_t start, size_t len)
+{
+	struct uffdio_range r = { .start = start, .len = len };
+	return do_ioctl(u->fd, UFFDIO_UNREGISTER, &r);
+}
+
+int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len,
+	      bool dontwake)
+{
+	int err = injected(UFFD_OP_COPY);
+	if (err)
+		return err;
+	struct uffdio_copy c = {
+		.dst = dst, .src = (uintptr_t)src, .len = len,
+		.mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0,
+	};
+	return do_ioctl(u->fd, UFFDIO_COPY, &c);
+}
+
+int uffd_zeropage(struct uffd *u, uintptr_t dst, size_t len, bool dontwake)
+{
+	int err = injected(UFFD_OP_ZEROPAGE);
+	if (err)
+		return err;
+	struct uffdio_zeropage z = {
+		.range = { .start = dst, .len = len },
+		.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0,
+	};
+	return do_ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
+}
+
+int uffd_wake(struct uffd *u, uintptr_t start, size_t len)
+{
+	struct uffdio_range r = { .start = start, .len = len };
+	return do_ioctl(u->fd, UFFDIO_WAKE, &r);
+}
+
+int uffd_move(struct uffd *u, uintptr_t dst, uintptr_t src, size_t len,
+	      bool allow_holes, size_t *moved)
+{
+	*moved = 0;
+	int err = injected(UFFD_OP_MOVE);
+	if (err)
+		return err;
+	struct uffdio_move m = {
+		.dst = dst, .src = src, .len = len,
+		.mode = UFFDIO_MOVE_MODE_DONTWAKE |
+			(allow_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0),
+	};
+	err = do_ioctl(u->fd, UFFDIO_MOVE, &m);
+	if (m.move > 0)
+		*moved = (size_t)m.move;
+	return err;
+}
+
+int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len,
+		      bool protect, bool dontwake)
+{
+	int err = injected(UFFD_OP_WRITEPROTECT);
+	if (err)
+		return err;
+	struct uffdio_writeprotect w = {
+		.range = { .start = start, .len = len },
+		.mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+			(dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0),
+	};
+	return do_ioctl(u->fd, UFFDIO_WRITEPROTECT, &w);
+}

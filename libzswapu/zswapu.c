@@ -1,0 +1,185 @@
+/*
+ * zswapu — the public API over the process's one engine (core/engine.c).
+ * `lock` serialises init and shutdown against each other; the other calls
+ * read the engine pointer under it and then run without it (the engine is
+ * thread-safe), so a long unregister does not block stats.
+ */
+#include "libzswapu/zswapu.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "core/log.h"
+#include "pools/zpool.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct engine *engine;
+/* Calls in flight on `engine`: shutdown waits for them to drain. */
+static unsigned int users;
+static pthread_cond_t drained = PTHREAD_COND_INITIALIZER;
+
+ZSWAPU_API void zswapu_options_init(struct zswapu_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
+	o->limit_includes_pool = 1;
+	o->log_level = LOG_ERROR;
+}
+
+/* Translate the public options; -EINVAL with a message for bad ones. */
+static int to_engine_options(const struct zswapu_options *in, struct engine_options *o)
+{
+	engine_options_default(o);
+	if (in->size != sizeof(*in)) {
+		log_error("struct zswapu_options of an unknown size (%zu): call zswapu_options_init()",
+			  in->size);
+		return -EINVAL;
+	}
+	if (in->compressor && compress_parse(in->compressor, &o->store.compressor))
+		return -EINVAL;
+	if (in->pool) {
+		if (!zpool_has_pool(in->pool)) {
+			log_error("unknown pool '%s': accepted are zsmalloc, z3fold, zbud", in->pool);
+			return -EINVAL;
+		}
+		o->store.pool = in->pool;
+	}
+	if (in->max_compressed)
+		o->store.max_compressed = in->max_compressed;
+	o->store.store_incompressible = in->store_incompressible != 0;
+	o->reclaim.limit_bytes = in->limit_bytes;
+	o->reclaim.limit_pool = in->limit_includes_pool != 0;
+	o->reclaim.cold_age_ms = in->cold_age_ms;
+	o->spin_us = in->spin_us;
+	return 0;
+}
+
+ZSWAPU_API int zswapu_init(const struct zswapu_options *in)
+{
+	struct zswapu_options defaults;
+	if (!in) {
+		zswapu_options_init(&defaults);
+		in = &defaults;
+	}
+	if (in->size == sizeof(*in))
+		log_set_level(in->log_level);
+	struct engine_options o;
+	int err = to_engine_options(in, &o);
+	if (err)
+		return err;
+	pthread_mutex_lock(&lock);
+	if (engine) {
+		pthread_mutex_unlock(&lock);
+		return -EALREADY;
+	}
+	err = engine_create(&o, &engine);
+	pthread_mutex_unlock(&lock);
+	return err;
+}
+
+static struct engine *get(void)
+{
+	pthread_mutex_lock(&lock);
+	struct engine *e = engine;
+	if (e)
+		users++;
+	pthread_mutex_unlock(&lock);
+	return e;
+}
+
+static void put(void)
+{
+	pthread_mutex_lock(&lock);
+	if (--users == 0)
+		pthread_cond_broadcast(&drained);
+	pthread_mutex_unlock(&lock);
+}
+
+ZSWAPU_API void zswapu_shutdown(void)
+{
+	pthread_mutex_lock(&lock);
+	struct engine *e = engine;
+	engine = NULL; /* new calls see "not initialised" */
+	while (users)
+		pthread_cond_wait(&drained, &lock);
+	pthread_mutex_unlock(&lock);
+	engine_destroy(e);
+}
+
+ZSWAPU_API int zswapu_register(void *addr, size_t len)
+{
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	int err = engine_register(e, (uintptr_t)addr, len);
+	put();
+	return err;
+}
+
+ZSWAPU_API int zswapu_unregister(void *addr, size_t len)
+{
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	int err = engine_unregister(e, (uintptr_t)addr, len);
+	put();
+	return err;
+}
+
+ZSWAPU_API long zswapu_reclaim(void *addr, size_t len)
+{
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	long n = engine_reclaim(e, (uintptr_t)addr, len);
+	put();
+	return n;
+}
+
+ZSWAPU_API int zswapu_hot(void *addr, size_t len)
+{
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	int err = engine_hot(e, (uintptr_t)addr, len);
+	put();
+	return err;
+}
+
+ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
+{
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	struct engine_snapshot s;
+	engine_snapshot(e, &s);
+	put();
+	memset(st, 0, sizeof(*st));
+	const uint64_t *c = s.store.c;
+	st->stored_pages = c[STAT_STORED_PAGES];
+	st->pool_total_size = c[STAT_POOL_TOTAL_SIZE];
+	st->stored_incompressible_pages = c[STAT_STORED_INCOMPRESSIBLE_PAGES];
+	st->same_filled_pages = c[STAT_SAME_FILLED_PAGES];
+	st->zero_filled_pages = c[STAT_ZERO_FILLED_PAGES];
+	st->compressed_bytes = c[STAT_COMPRESSED_BYTES];
+	st->reject_compress_poor = c[STAT_REJECT_COMPRESS_POOR];
+	st->reject_compress_fail = c[STAT_REJECT_COMPRESS_FAIL];
+	st->reject_alloc_fail = c[STAT_REJECT_ALLOC_FAIL];
+	st->decompress_fail = c[STAT_DECOMPRESS_FAIL];
+	st->stores = c[STAT_STORES];
+	st->loads = c[STAT_LOADS];
+	st->invalidates = c[STAT_INVALIDATES];
+	st->faults = s.handler.faults;
+	st->faults_from_store = s.handler.faults_store;
+	st->faults_zero = s.handler.faults_zero;
+	st->reclaim_batches = s.reclaim.batches;
+	st->reclaimed_pages = s.reclaim.moved;
+	st->load_p50_ns = stats_lat_quantile_ns(&s.store, 0.50);
+	st->load_p99_ns = stats_lat_quantile_ns(&s.store, 0.99);
+	st->anon_rss_bytes = s.anon_rss;
+	st->managed_bytes = s.region_bytes;
+	st->failed = s.failed;
+	return 0;
+}

@@ -1,0 +1,154 @@
+/*
+ * zswapu.h — the public API of libzswapu: compressed memory for one process.
+ *
+ * A program (or the LD_PRELOAD shim) starts the engine with zswapu_init(),
+ * hands it ranges of private anonymous memory with zswapu_register(), and
+ * from then on cold pages of those ranges are compressed into a pool and
+ * come back, decompressed, the moment the program touches them.  Nothing
+ * else changes for the program: every byte reads as last written.
+ *
+ * Errors are negative errno values; no function here sets errno.  Every
+ * function is thread-safe.  Ranges are page-aligned.
+ *
+ * Requirements: Linux with userfaultfd (UFFDIO_MOVE, 6.8+) and access to
+ * /dev/userfaultfd or CAP_SYS_PTRACE; without them zswapu_init() fails and
+ * the program simply runs unmanaged.
+ */
+#ifndef ZSWAPU_H
+#define ZSWAPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ZSWAPU_API __attribute__((visibility("default")))
+#else
+#define ZSWAPU_API
+#endif
+
+/* ======================================================================
+ * Basic API
+ * ====================================================================== */
+
+/*
+ * struct zswapu_options : what zswapu_options_init() fills in, field by
+ * field.  Set `size` (done by zswapu_options_init) so that a program built
+ * against an older header keeps working with a newer library.
+ */
+struct zswapu_options {
+	size_t size;                  /* sizeof(struct zswapu_options) */
+	const char *compressor;       /* "lz4" (default), "lz4:8", "zstd", "zstd:3", "zstd:-1" */
+	const char *pool;             /* "zsmalloc" (default), "z3fold", "zbud" */
+	size_t limit_bytes;           /* keep resident anonymous memory under this; 0 = no limit */
+	int limit_includes_pool;      /* 1 (default): the pool counts against the limit */
+	unsigned int cold_age_ms;     /* compress pages untouched this long; 0 = only under a limit */
+	unsigned int max_compressed;  /* keep a page only if it compresses to <= this; 0 = 3584 */
+	int store_incompressible;     /* 1: store poorly compressing pages as-is (zsmalloc) */
+	unsigned int spin_us;         /* fault handler polls this long before sleeping; 0 */
+	int log_level;                /* 0 silent, 1 errors (default), 2 warn, 3 info, 4 debug */
+};
+
+/*
+ * zswapu_options_init() : fill @o with the defaults listed above.
+ */
+ZSWAPU_API void zswapu_options_init(struct zswapu_options *o);
+
+/*
+ * zswapu_init() : start the engine (one per process) with @o, or the
+ * defaults when @o is NULL.  Starts a fault handler thread and, when a
+ * limit or a cold age is set, a reclaimer thread.
+ * @return 0; -EALREADY if it runs already; -EINVAL for a bad option (one
+ * line on stderr names it); -EPERM/-EACCES/-ENOSYS when userfaultfd cannot
+ * be used here; -EOPNOTSUPP when the kernel lacks a needed feature;
+ * -ENOMEM.  On error nothing is left running.
+ */
+ZSWAPU_API int zswapu_init(const struct zswapu_options *o);
+
+/*
+ * zswapu_register() : manage [@addr, @addr + @len): private anonymous,
+ * writable memory the caller owns (not mlocked, not shared, not a file).
+ * Both must be page-aligned.  Pages already present stay; from now on they
+ * may be compressed.  Registering covers whole mappings or splits them
+ * (one kernel VMA each): register few large ranges.
+ * @return 0; -EINVAL unaligned/empty; -EFAULT the range overlaps zswapu's
+ * own memory; -ENOSPC too many ranges; -ECANCELED the engine has stepped
+ * aside after a failure; -ENODEV not initialised; kernel errors from
+ * UFFDIO_REGISTER.
+ */
+ZSWAPU_API int zswapu_register(void *addr, size_t len);
+
+/*
+ * zswapu_unregister() : bring every compressed page of the range back and
+ * stop managing it.  The range must have been registered.
+ * @return 0 or as zswapu_register().
+ */
+ZSWAPU_API int zswapu_unregister(void *addr, size_t len);
+
+/*
+ * zswapu_shutdown() : stop reclaiming, put every stored page back,
+ * unregister everything and stop the engine's threads.  Afterwards the
+ * memory is ordinary memory again and zswapu_init() may be called anew.
+ */
+ZSWAPU_API void zswapu_shutdown(void);
+
+/* ======================================================================
+ * Advanced API: hints and statistics
+ * ====================================================================== */
+
+/*
+ * zswapu_reclaim() : compress the present pages of a registered range now
+ * (a hint that it is cold; tests).  Pages that do not compress well enough
+ * stay resident.  @return the number of pages stored, or -errno.
+ */
+ZSWAPU_API long zswapu_reclaim(void *addr, size_t len);
+
+/*
+ * zswapu_hot() : bring the range's compressed pages back now, before the
+ * program touches them (a hint that it is about to be used).
+ * @return 0 or -errno.
+ */
+ZSWAPU_API int zswapu_hot(void *addr, size_t len);
+
+/*
+ * struct zswapu_stats : a snapshot; counters named like the kernel's
+ * zswap debugfs files.  Counters only grow; gauges are marked.
+ */
+struct zswapu_stats {
+	uint64_t stored_pages;                /* gauge: pages held compressed */
+	uint64_t pool_total_size;             /* gauge: bytes of pool memory */
+	uint64_t stored_incompressible_pages; /* gauge */
+	uint64_t same_filled_pages;           /* gauge */
+	uint64_t zero_filled_pages;           /* gauge */
+	uint64_t compressed_bytes;            /* gauge: sum of compressed sizes */
+	uint64_t reject_compress_poor;
+	uint64_t reject_compress_fail;
+	uint64_t reject_alloc_fail;
+	uint64_t decompress_fail;
+	uint64_t stores;
+	uint64_t loads;
+	uint64_t invalidates;
+	uint64_t faults;                      /* missing faults served */
+	uint64_t faults_from_store;           /* of which decompressed */
+	uint64_t faults_zero;                 /* of which on never-stored pages */
+	uint64_t reclaim_batches;
+	uint64_t reclaimed_pages;             /* pages detached by the reclaimer */
+	uint64_t load_p50_ns, load_p99_ns;    /* decompression+lookup latency */
+	uint64_t anon_rss_bytes;              /* gauge: resident anonymous memory */
+	uint64_t managed_bytes;               /* gauge: bytes of registered ranges */
+	uint64_t failed;                      /* 1 when the engine stepped aside */
+};
+
+/*
+ * zswapu_stats() : fill @st.  @return 0; -ENODEV when not initialised.
+ */
+ZSWAPU_API int zswapu_stats(struct zswapu_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

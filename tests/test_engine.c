@@ -1,0 +1,670 @@
+/*
+ * test_engine — the userfaultfd engine through the public API: pages leave
+ * and come back with their latest contents, under every race the program
+ * can start (threads writing during reclaim, munmap, mremap, madvise,
+ * kernel-mode access, fork), and the engine steps aside without losing a
+ * byte when the kernel fails it.  Every check compares with a shadow.
+ *
+ * Skips (exit 77 per test, as liburing's tests) when userfaultfd is not
+ * usable here.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/reclaim.h"
+#include "core/uffd.h"
+#include "libzswapu/zswapu.h"
+
+#define PAGE 4096UL
+
+extern char **environ;
+
+/* ---- page contents: a function of (page index, sequence number) ---- */
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 31;
+	x *= 0x9E3779B97F4A7C15ULL;
+	x ^= x >> 29;
+	return x;
+}
+
+/* Compressible but not trivially: 64-byte records with varying fields. */
+static void fill_page(uint8_t *p, uint64_t page, uint64_t seq)
+{
+	uint64_t *w = (uint64_t *)p;
+	uint64_t h = mix(page * 1000003 + seq);
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		switch (i % 8) {
+		case 0: w[i] = page; break;
+		case 1: w[i] = seq; break;
+		case 2: w[i] = h + i / 8; break;
+		default: w[i] = 0x2020202020202020ULL + (i % 8); break;
+		}
+	}
+}
+
+static bool page_ok(const uint8_t *p, uint64_t page, uint64_t seq)
+{
+	uint8_t ref[PAGE];
+	fill_page(ref, page, seq);
+	return memcmp(p, ref, PAGE) == 0;
+}
+
+static bool uffd_usable(void)
+{
+	struct uffd u;
+	if (uffd_open(UFFD_WANT_FEATURES, &u))
+		return false;
+	bool move = uffd_has(&u, UFFD_FEATURE_MOVE);
+	uffd_close(&u);
+	return move;
+}
+
+/* Check has no "skipped": say so and pass, as on a machine without it. */
+#define SKIP_WITHOUT_UFFD()                                                   \
+	do {                                                                  \
+		if (!uffd_usable()) {                                         \
+			fprintf(stderr, "SKIP %s: userfaultfd unusable here\n", __func__); \
+			return;                                               \
+		}                                                             \
+	} while (0)
+
+static void *map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	madvise(p, len, MADV_NOHUGEPAGE);
+	return p;
+}
+
+static void start(size_t limit)
+{
+	struct zswapu_options o;
+	zswapu_options_init(&o);
+	o.limit_bytes = limit;
+	ck_assert_int_eq(zswapu_init(&o), 0);
+}
+
+/* ---- basic ---- */
+
+START_TEST(round_trip)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 2048 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 1);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	long n = zswapu_reclaim(m, N * PAGE);
+	ck_assert_int_eq(n, N);
+	struct zswapu_stats st;
+	ck_assert_int_eq(zswapu_stats(&st), 0);
+	ck_assert_uint_eq(st.stored_pages, N);
+	ck_assert_uint_gt(st.pool_total_size, 0);
+	ck_assert_uint_lt(st.pool_total_size, N * PAGE / 2); /* it compressed */
+	/* the pages left the program: mincore says so */
+	unsigned char vec[N];
+	ck_assert_int_eq(mincore(m, N * PAGE, vec), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(vec[i] & 1, 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(page_ok(m + i * PAGE, i, 1), "page %d differs", i);
+	ck_assert_int_eq(zswapu_stats(&st), 0);
+	ck_assert_uint_eq(st.stored_pages, 0);
+	ck_assert_uint_eq(st.faults_from_store, N);
+	ck_assert_uint_eq(st.loads, N);
+	zswapu_shutdown();
+	ck_assert_int_eq(zswapu_stats(&st), -ENODEV);
+}
+END_TEST
+
+START_TEST(zero_same_and_poor_pages)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 64 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++) {
+		if (i % 4 == 0)
+			memset(m + i * PAGE, 0, PAGE);           /* zero (touched) */
+		else if (i % 4 == 1)
+			memset(m + i * PAGE, 0xab, PAGE);        /* same-filled */
+		else if (i % 4 == 2)
+			for (unsigned k = 0; k < PAGE / 8; k++)  /* random: poor */
+				((uint64_t *)(m + i * PAGE))[k] = mix(i * 7919 + k);
+		else
+			fill_page(m + i * PAGE, i, 5);
+	}
+	uint8_t *copy = malloc(N * PAGE);
+	memcpy(copy, m, N * PAGE);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	long n = zswapu_reclaim(m, N * PAGE);
+	ck_assert_int_eq(n, N - N / 4); /* random pages stay */
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_eq(st.zero_filled_pages, N / 4);
+	ck_assert_uint_eq(st.same_filled_pages, N / 4);
+	ck_assert_uint_eq(st.reject_compress_poor, N / 4);
+	ck_assert_int_eq(memcmp(m, copy, N * PAGE), 0);
+	free(copy);
+	zswapu_shutdown();
+}
+END_TEST
+
+START_TEST(untouched_pages_read_zero)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 256 };
+	uint8_t *m = map(N * PAGE);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	for (int i = 0; i < N; i += 2)
+		ck_assert_int_eq(m[i * PAGE + 17], 0); /* read fault: zeropage */
+	for (int i = 1; i < N; i += 2)
+		m[i * PAGE + 5] = 1;                    /* write fault: zero copy */
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(m[i * PAGE + 5], i % 2);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_ge(st.faults_zero, N);
+	zswapu_shutdown();
+}
+END_TEST
+
+START_TEST(shutdown_puts_everything_back)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 4096 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 9);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	zswapu_shutdown();
+	/* no engine any more: every page must be resident and right */
+	unsigned char vec[N];
+	mincore(m, N * PAGE, vec);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(vec[i] & 1, 1);
+	for (int i = 0; i < N; i++)
+		ck_assert(page_ok(m + i * PAGE, i, 9));
+	/* and it can start again */
+	start(0);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	ck_assert_int_eq(zswapu_unregister(m, N * PAGE), 0);
+	mincore(m, N * PAGE, vec);
+	for (int i = 0; i < N; i++)
+		ck_assert(vec[i] & 1 && page_ok(m + i * PAGE, i, 9));
+	zswapu_shutdown();
+}
+END_TEST
+
+START_TEST(hot_brings_back)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 512 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 3);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	ck_assert_int_eq(zswapu_hot(m, N * PAGE / 2), 0);
+	unsigned char vec[N];
+	mincore(m, N * PAGE, vec);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(vec[i] & 1, i < N / 2);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_eq(st.stored_pages, N / 2);
+	ck_assert_uint_eq(st.faults, 0);
+	for (int i = 0; i < N; i++)
+		ck_assert(page_ok(m + i * PAGE, i, 3));
+	zswapu_shutdown();
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+	SKIP_WITHOUT_UFFD();
+	ck_assert_int_eq(zswapu_register((void *)0x10000, PAGE), -ENODEV);
+	struct zswapu_options o;
+	zswapu_options_init(&o);
+	o.compressor = "lzma";
+	o.log_level = 0;
+	ck_assert_int_eq(zswapu_init(&o), -EINVAL);
+	zswapu_options_init(&o);
+	o.pool = "buddy";
+	o.log_level = 0;
+	ck_assert_int_eq(zswapu_init(&o), -EINVAL);
+	start(0);
+	ck_assert_int_eq(zswapu_init(NULL), -EALREADY);
+	uint8_t *m = map(4 * PAGE);
+	ck_assert_int_eq(zswapu_register(m + 1, PAGE), -EINVAL);
+	ck_assert_int_eq(zswapu_register(m, 0), -EINVAL);
+	zswapu_shutdown();
+}
+END_TEST
+
+/* ---- kernel-mode faults ---- */
+
+START_TEST(kernel_mode_access)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 16 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 2);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	/* write(pipe, evicted page): the kernel reads our dropped page */
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20);
+	ck_assert_int_eq(write(pfd[1], m, 4 * PAGE), (ssize_t)(4 * PAGE));
+	uint8_t buf[4 * PAGE];
+	ck_assert_int_eq(read(pfd[0], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	for (int i = 0; i < 4; i++)
+		ck_assert(page_ok(buf + i * PAGE, i, 2));
+	/* read(file, into evicted page): the kernel writes into it */
+	char path[] = "/tmp/zswapu-test-XXXXXX";
+	int fd = mkstemp(path);
+	unlink(path);
+	uint8_t src[2 * PAGE];
+	fill_page(src, 100, 7);
+	fill_page(src + PAGE, 101, 7);
+	ck_assert_int_eq(pwrite(fd, src, sizeof(src), 0), (ssize_t)sizeof(src));
+	ck_assert_int_eq(pread(fd, m + 8 * PAGE, 2 * PAGE, 0), (ssize_t)(2 * PAGE));
+	ck_assert(page_ok(m + 8 * PAGE, 100, 7));
+	ck_assert(page_ok(m + 9 * PAGE, 101, 7));
+	for (int i = 0; i < N; i++)
+		if (i < 8 || i > 9)
+			ck_assert(page_ok(m + i * PAGE, i, 2));
+	close(fd);
+	close(pfd[0]);
+	close(pfd[1]);
+	zswapu_shutdown();
+}
+END_TEST
+
+/* ---- torture: threads, reclaim flat out, shadow ---- */
+
+struct torture {
+	uint8_t *m;
+	size_t npages;
+	_Atomic uint64_t *seq;      /* shadow: sequence number per page */
+	_Atomic uint8_t *busy;      /* per-page lock of the test */
+	_Atomic uint64_t ops, bad;
+	_Atomic int stop;
+	uint64_t target_ops;
+	int mode;                   /* 0: reads/writes; 1: + munmap/mremap/madvise */
+};
+
+static void lock_page(struct torture *t, size_t i)
+{
+	uint8_t z = 0;
+	while (!atomic_compare_exchange_weak(&t->busy[i], &z, 1))
+		z = 0;
+}
+
+static void unlock_page(struct torture *t, size_t i)
+{
+	atomic_store(&t->busy[i], 0);
+}
+
+/* Count a mismatch; describe the first few (what was read vs. expected). */
+static void report_bad(struct torture *t, size_t i, uint64_t want, const uint8_t *p)
+{
+	if (atomic_fetch_add(&t->bad, 1) >= 8)
+		return;
+	const uint64_t *w = (const uint64_t *)p;
+	fprintf(stderr, "torture: page %zu: expected %s%llu, read page %llu seq %llu%s\n", i,
+		want == UINT64_MAX ? "zeros, was seq " : "seq ",
+		(unsigned long long)(want == UINT64_MAX ? 0 : want), (unsigned long long)w[0],
+		(unsigned long long)w[1], page_ok(p, w[0], w[1]) ? " (whole page)" : " (torn)");
+}
+
+static void *torture_worker(void *arg)
+{
+	struct torture *t = arg;
+	uint64_t s = mix((uintptr_t)pthread_self());
+	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+		s = mix(s + 1);
+		size_t i = s % t->npages;
+		lock_page(t, i);
+		uint8_t *p = t->m + i * PAGE;
+		uint64_t q = atomic_load(&t->seq[i]);
+		if (q == UINT64_MAX) { /* discarded by madvise: must read zero */
+			bool z = true;
+			for (unsigned k = 0; k < PAGE; k += 512)
+				z &= p[k] == 0;
+			if (!z)
+				report_bad(t, i, q, p);
+		} else if (!page_ok(p, i, q)) {
+			report_bad(t, i, q, p);
+		}
+		if ((s >> 20) % 3 == 0) { /* write: a new sequence number */
+			q = q == UINT64_MAX ? 1 : q + 1;
+			fill_page(p, i, q);
+			atomic_store(&t->seq[i], q);
+		}
+		unlock_page(t, i);
+		atomic_fetch_add(&t->ops, 1);
+	}
+	return NULL;
+}
+
+/* Discards and re-fills random chunks with madvise(MADV_DONTNEED/MADV_FREE). */
+static void *torture_madviser(void *arg)
+{
+	struct torture *t = arg;
+	uint64_t s = 12345;
+	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+		s = mix(s + 1);
+		size_t first = s % (t->npages - 16), n = 1 + (s >> 16) % 16;
+		for (size_t i = first; i < first + n; i++)
+			lock_page(t, i);
+		int advice = (s >> 32) % 2 ? MADV_DONTNEED : MADV_FREE;
+		ck_assert_int_eq(madvise(t->m + first * PAGE, n * PAGE, advice), 0);
+		for (size_t i = first; i < first + n; i++) {
+			if (advice == MADV_DONTNEED) {
+				atomic_store(&t->seq[i], UINT64_MAX);
+			} else {
+				/* MADV_FREE leaves either the data or zeros: rewrite
+				 * so the shadow is exact again */
+				uint64_t q = atomic_load(&t->seq[i]);
+				q = q == UINT64_MAX ? 1 : q + 1;
+				fill_page(t->m + i * PAGE, i, q);
+				atomic_store(&t->seq[i], q);
+			}
+			unlock_page(t, i);
+		}
+		usleep(200);
+	}
+	return NULL;
+}
+
+static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
+{
+	SKIP_WITHOUT_UFFD();
+	struct torture t = { .npages = region_mib * 256, .target_ops = ops, .mode = mode };
+	t.m = map(t.npages * PAGE);
+	t.seq = calloc(t.npages, sizeof(*t.seq));
+	t.busy = calloc(t.npages, 1);
+	for (size_t i = 0; i < t.npages; i++) {
+		fill_page(t.m + i * PAGE, i, 1);
+		t.seq[i] = 1;
+	}
+	/* limit: what the process has besides the region, plus 10 % of it */
+	size_t base = reclaim_anon_rss() - t.npages * PAGE;
+	start(base + t.npages * PAGE / 10);
+	ck_assert_int_eq(zswapu_register(t.m, t.npages * PAGE), 0);
+	pthread_t th[8];
+	for (int k = 0; k < nthreads; k++)
+		pthread_create(&th[k], NULL, torture_worker, &t);
+	pthread_t adv;
+	if (mode)
+		pthread_create(&adv, NULL, torture_madviser, &t);
+	for (int k = 0; k < nthreads; k++)
+		pthread_join(th[k], NULL);
+	atomic_store(&t.stop, 1);
+	if (mode)
+		pthread_join(adv, NULL);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	zswapu_shutdown();
+	/* after shutdown everything must still be right */
+	for (size_t i = 0; i < t.npages; i++) {
+		uint64_t q = t.seq[i];
+		if (q == UINT64_MAX) {
+			if (t.m[i * PAGE] || t.m[i * PAGE + PAGE - 1])
+				t.bad++;
+		} else if (!page_ok(t.m + i * PAGE, i, q)) {
+			t.bad++;
+		}
+	}
+	fprintf(stderr,
+		"torture(mode %d): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
+		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu\n",
+		mode, (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
+		(unsigned long)st.faults_from_store, (unsigned long)st.reclaimed_pages,
+		(unsigned long)st.reclaim_batches, (unsigned long)st.stores,
+		(unsigned long)st.loads);
+	ck_assert_uint_eq(t.bad, 0);
+	ck_assert_uint_ge(t.ops, ops);
+	/* a run that never reclaimed proves nothing */
+	ck_assert_uint_gt(st.reclaimed_pages, ops / 20);
+	ck_assert_uint_gt(st.faults_from_store, ops / 20);
+	free((void *)t.seq);
+	free((void *)t.busy);
+	munmap(t.m, t.npages * PAGE);
+}
+
+static uint64_t torture_ops(void)
+{
+	const char *e = getenv("ZSWAPU_TORTURE_OPS");
+	return e ? strtoull(e, NULL, 0) : 1000000;
+}
+
+START_TEST(torture_threads)
+{
+	run_torture(256, torture_ops(), 0, 4);
+}
+END_TEST
+
+START_TEST(torture_madvise)
+{
+	run_torture(64, torture_ops() / 4, 1, 4);
+}
+END_TEST
+
+/* ---- munmap and mremap while reclaimed ---- */
+
+START_TEST(unmap_and_remap)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 1024 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 4);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	/* munmap the last quarter: its entries go */
+	ck_assert_int_eq(munmap(m + 3 * N / 4 * PAGE, N / 4 * PAGE), 0);
+	/* mremap the middle quarter elsewhere (move) */
+	uint8_t *dst = map(N / 4 * PAGE);
+	uint8_t *moved = mremap(m + N / 2 * PAGE, N / 4 * PAGE, N / 4 * PAGE,
+				MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	ck_assert_ptr_eq(moved, dst);
+	/* grow the first quarter in place or moving */
+	uint8_t *grown = mremap(m, N / 4 * PAGE, N / 2 * PAGE, MREMAP_MAYMOVE);
+	ck_assert_ptr_ne(grown, MAP_FAILED);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_eq(st.stored_pages, 3 * N / 4); /* moves keep entries */
+	/* the second quarter was mapped, so the grow had to move the first */
+	ck_assert_ptr_ne(grown, m);
+	for (int i = 0; i < N / 4; i++) {
+		ck_assert(page_ok(grown + i * PAGE, i, 4));
+		ck_assert_int_eq(grown[(N / 4 + i) * PAGE + 8], 0); /* new tail */
+		ck_assert(page_ok(m + (N / 4 + i) * PAGE, N / 4 + i, 4));
+		ck_assert(page_ok(moved + i * PAGE, N / 2 + i, 4));
+	}
+	zswapu_shutdown();
+}
+END_TEST
+
+/* ---- fork ---- */
+
+static uint64_t checksum(const uint8_t *m, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < len; i += 8)
+		h = (h ^ *(const uint64_t *)(m + i)) * 1099511628211ULL;
+	return h;
+}
+
+START_TEST(fork_child_sees_everything)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 2048 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 6);
+	uint64_t want = checksum(m, N * PAGE);
+	start(0);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	for (int variant = 0; variant < 2; variant++) {
+		int p[2];
+		ck_assert_int_eq(pipe(p), 0);
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (variant == 1) { /* outlive the parent's turn */
+				char c;
+				ssize_t r = read(p[0], &c, 1);
+				(void)r;
+			}
+			_exit(checksum(m, N * PAGE) == want ? 0 : 3);
+		}
+		if (variant == 1) {
+			/* parent reclaims again and stops its engine before the
+			 * child reads: the child must not depend on it */
+			zswapu_reclaim(m, N * PAGE);
+			zswapu_shutdown();
+			ck_assert_int_eq(write(p[1], "x", 1), 1);
+		}
+		int status;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status));
+		ck_assert_int_eq(WEXITSTATUS(status), 0);
+		close(p[0]);
+		close(p[1]);
+	}
+	ck_assert_uint_eq(checksum(m, N * PAGE), want);
+}
+END_TEST
+
+START_TEST(fork_exec_and_spawn)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 1024 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 8);
+	start(0);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* posix_spawn shares the address space briefly: nothing to bring back */
+	zswapu_reclaim(m, N * PAGE);
+	char *argv[] = { "true", NULL };
+	ck_assert_int_eq(posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_eq(st.stored_pages, N); /* spawn did not fault anything back */
+	for (int i = 0; i < N; i++)
+		ck_assert(page_ok(m + i * PAGE, i, 8));
+	zswapu_shutdown();
+}
+END_TEST
+
+/* ---- fail-safe ---- */
+
+START_TEST(failsafe_no_userfaultfd)
+{
+	uffd_inject_fail(UFFD_OP_OPEN, ENOSYS, 1);
+	struct zswapu_options o;
+	zswapu_options_init(&o);
+	o.log_level = 0;
+	ck_assert_int_eq(zswapu_init(&o), -ENOSYS);
+	struct zswapu_stats st;
+	ck_assert_int_eq(zswapu_stats(&st), -ENODEV);
+}
+END_TEST
+
+START_TEST(failsafe_ioctl_error)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 1024 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 11);
+	struct zswapu_options o;
+	zswapu_options_init(&o);
+	o.log_level = 0;
+	ck_assert_int_eq(zswapu_init(&o), 0);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	/* the 10th page copied in fails with an error nobody expects */
+	uffd_inject_fail(UFFD_OP_COPY, EPROTO, 10);
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(page_ok(m + i * PAGE, i, 11), "page %d lost", i);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_eq(st.failed, 1);
+	ck_assert_int_eq(zswapu_register(m, PAGE), -ECANCELED);
+	/* the engine stepped aside: every page is resident, unmanaged */
+	unsigned char vec[N];
+	mincore(m, N * PAGE, vec);
+	for (int i = 0; i < N; i++)
+		ck_assert(vec[i] & 1);
+	zswapu_shutdown();
+	for (int i = 0; i < N; i++)
+		ck_assert(page_ok(m + i * PAGE, i, 11));
+}
+END_TEST
+
+Suite *engine_suite(void)
+{
+	Suite *s = suite_create("engine");
+	TCase *tc = tcase_create("basic");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, round_trip);
+	tcase_add_test(tc, zero_same_and_poor_pages);
+	tcase_add_test(tc, untouched_pages_read_zero);
+	tcase_add_test(tc, shutdown_puts_everything_back);
+	tcase_add_test(tc, hot_brings_back);
+	tcase_add_test(tc, bad_arguments);
+	tcase_add_test(tc, kernel_mode_access);
+	tcase_add_test(tc, unmap_and_remap);
+	tcase_add_test(tc, fork_child_sees_everything);
+	tcase_add_test(tc, fork_exec_and_spawn);
+	tcase_add_test(tc, failsafe_no_userfaultfd);
+	tcase_add_test(tc, failsafe_ioctl_error);
+	suite_add_tcase(s, tc);
+	TCase *tt = tcase_create("torture");
+	tcase_set_timeout(tt, 300);
+	tcase_add_test(tt, torture_threads);
+	tcase_add_test(tt, torture_madvise);
+	suite_add_tcase(s, tt);
+	return s;
+}
