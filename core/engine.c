@@ -37,7 +37,6 @@
 #define MSGS 64
 #define RETRY_MAX 256
 #define REQ_SLICE 256 /* pages brought back between two uffd reads */
-#define STACK_PAGES 32
 #define MAX_ENGINES 8
 
 enum {
@@ -73,7 +72,7 @@ struct engine {
 	struct reclaim *reclaim;
 
 	pthread_t handler;
-	uint8_t *handler_stack;
+	void *handler_stack;
 	bool handler_running;
 	int efd;
 	uint8_t *buf;  /* handler's decompression page */
@@ -81,7 +80,7 @@ struct engine {
 
 	pthread_mutex_t req_lock, req_mu;
 	pthread_cond_t req_cv;
-	struct request *req;
+	struct request *_Atomic req; /* written under req_mu; the poll loop peeks */
 
 	_Atomic bool stop, failed, stepped_aside;
 	bool forked_child;
@@ -526,14 +525,8 @@ int engine_create(const struct engine_options *o, struct engine **out)
 		if (e->efd < 0)
 			err = -errno;
 	}
-	if (!err)
-		err = pagesrc_alloc(STACK_PAGES, (void **)&e->handler_stack);
 	if (!err) {
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setstack(&at, e->handler_stack, STACK_PAGES * PAGE);
-		err = -pthread_create(&e->handler, &at, handler_main, e);
-		pthread_attr_destroy(&at);
+		err = pagesrc_thread_create(&e->handler, handler_main, e, &e->handler_stack);
 		e->handler_running = !err;
 	}
 	if (!err)
@@ -544,10 +537,8 @@ int engine_create(const struct engine_options *o, struct engine **out)
 			uint64_t one = 1;
 			ssize_t w = write(e->efd, &one, sizeof(one));
 			(void)w;
-			pthread_join(e->handler, NULL);
+			pagesrc_thread_join(e->handler, e->handler_stack);
 		}
-		if (e->handler_stack)
-			pagesrc_free(e->handler_stack, STACK_PAGES);
 		engine_free(e);
 		return err;
 	}
@@ -573,8 +564,7 @@ void engine_destroy(struct engine *e)
 	uint64_t one = 1;
 	ssize_t w = write(e->efd, &one, sizeof(one));
 	(void)w;
-	pthread_join(e->handler, NULL);
-	pagesrc_free(e->handler_stack, STACK_PAGES);
+	pagesrc_thread_join(e->handler, e->handler_stack);
 	engine_free(e);
 }
 

@@ -91,7 +91,7 @@ struct reclaim {
 	uint64_t last_sweep_ns;
 
 	_Atomic uint64_t cnt[9]; /* struct reclaim_counters, in order */
-	uint8_t *thread_stack;
+	void *thread_stack;
 };
 
 enum { C_BATCHES, C_MOVED, C_STORED, C_POOR, C_REFAULT_STAGING, C_DROPPED,
@@ -692,27 +692,14 @@ void reclaim_destroy(struct reclaim *r)
 	pagesrc_free(r, (sizeof(struct reclaim) + PAGE - 1) / PAGE);
 }
 
-#define STACK_PAGES 32
-
 int reclaim_start(struct reclaim *r)
 {
 	if (!r->o.limit_bytes && !r->o.cold_age_ms)
 		return 0; /* only explicit reclaim_range() calls */
-	int err = pagesrc_alloc(STACK_PAGES, (void **)&r->thread_stack);
+	r->stop = false;
+	int err = pagesrc_thread_create(&r->thread, reclaim_thread, r, &r->thread_stack);
 	if (err)
 		return err;
-	pthread_attr_t at;
-	pthread_attr_init(&at);
-	/* engine memory: never registered, never reclaimed */
-	pthread_attr_setstack(&at, r->thread_stack, STACK_PAGES * PAGE);
-	r->stop = false;
-	err = -pthread_create(&r->thread, &at, reclaim_thread, r);
-	pthread_attr_destroy(&at);
-	if (err) {
-		pagesrc_free(r->thread_stack, STACK_PAGES);
-		r->thread_stack = NULL;
-		return err;
-	}
 	r->running = true;
 	return 0;
 }
@@ -725,9 +712,8 @@ void reclaim_stop(struct reclaim *r)
 	r->stop = true;
 	pthread_cond_broadcast(&r->wake);
 	pthread_mutex_unlock(&r->ctl);
-	pthread_join(r->thread, NULL);
+	pagesrc_thread_join(r->thread, r->thread_stack);
 	r->running = false;
-	pagesrc_free(r->thread_stack, STACK_PAGES);
 	r->thread_stack = NULL;
 }
 

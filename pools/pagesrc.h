@@ -22,6 +22,7 @@
 #ifndef ZSWAPU_PAGESRC_H
 #define ZSWAPU_PAGESRC_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,5 +81,15 @@ void pagesrc_set_limit(size_t max_pages);
 void pagesrc_trim(void);
 
 void pagesrc_get_stats(struct pagesrc_stats *st);
+
+/*
+ * pagesrc_thread_create() : start an engine thread on a stack of arena
+ * memory, so that region discovery and the reclaimer never take it for
+ * the program's, below a PROT_NONE guard page.  *@stack is what
+ * pagesrc_thread_join() needs.  @return 0 or -errno.
+ */
+int pagesrc_thread_create(pthread_t *t, void *(*fn)(void *), void *arg, void **stack);
+/* pagesrc_thread_join() : join @t and give its stack back. */
+void pagesrc_thread_join(pthread_t t, void *stack);
 
 #endif

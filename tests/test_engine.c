@@ -314,7 +314,9 @@ struct torture {
 	_Atomic uint64_t ops, bad;
 	_Atomic int stop;
 	uint64_t target_ops;
-	int mode;                   /* 0: reads/writes; 1: + munmap/mremap/madvise */
+	int mode;                   /* 0: reads/writes; 1: + madvise; 2: + munmap/mremap */
+	uint8_t *scratch;           /* mode 2: where chunks are moved to and back */
+	_Atomic uint64_t remaps;    /* mode 2: chunks moved away and back */
 };
 
 static void lock_page(struct torture *t, size_t i)
@@ -401,6 +403,62 @@ static void *torture_madviser(void *arg)
 	return NULL;
 }
 
+/*
+ * Unmaps and maps anew (then registers), moves away and back, and moves
+ * away grown by a page and back shrunk, random chunks of the region: the
+ * engine sees UNMAP and REMAP events while pages are being reclaimed.
+ */
+static void *torture_remapper(void *arg)
+{
+	struct torture *t = arg;
+	uint64_t s = 777;
+	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+		s = mix(s + 1);
+		size_t first = s % (t->npages - 16), n = 1 + (s >> 16) % 16, len = n * PAGE;
+		uint8_t *at = t->m + first * PAGE;
+		for (size_t i = first; i < first + n; i++)
+			lock_page(t, i);
+		switch ((s >> 32) % 3) {
+		case 0:
+			ck_assert_int_eq(munmap(at, len), 0);
+			ck_assert_ptr_eq(mmap(at, len, PROT_READ | PROT_WRITE,
+					      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), at);
+			ck_assert_int_eq(zswapu_register(at, len), 0);
+			for (size_t i = first; i < first + n; i++)
+				atomic_store(&t->seq[i], UINT64_MAX);
+			break;
+		case 1:
+			/* EFAULT: the chunk spans two mappings (earlier remaps
+			 * leave VMAs that cannot merge); mremap can't move that */
+			if (mremap(at, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, t->scratch) ==
+			    MAP_FAILED) {
+				ck_assert_int_eq(errno, EFAULT);
+				break;
+			}
+			ck_assert_ptr_eq(mremap(t->scratch, len, len,
+						MREMAP_MAYMOVE | MREMAP_FIXED, at), at);
+			atomic_fetch_add(&t->remaps, 1);
+			break;
+		default:
+			if (mremap(at, len, len + PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, t->scratch) ==
+			    MAP_FAILED) {
+				ck_assert_int_eq(errno, EFAULT);
+				break;
+			}
+			atomic_fetch_add(&t->remaps, 1);
+			if (t->scratch[len + 8] || t->scratch[len + PAGE - 1])
+				atomic_fetch_add(&t->bad, 1); /* the new page must read zero */
+			ck_assert_ptr_eq(mremap(t->scratch, len + PAGE, len,
+						MREMAP_MAYMOVE | MREMAP_FIXED, at), at);
+			break;
+		}
+		for (size_t i = first; i < first + n; i++)
+			unlock_page(t, i);
+		usleep(200);
+	}
+	return NULL;
+}
+
 static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 {
 	SKIP_WITHOUT_UFFD();
@@ -420,8 +478,13 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	for (int k = 0; k < nthreads; k++)
 		pthread_create(&th[k], NULL, torture_worker, &t);
 	pthread_t adv;
+	if (mode == 2) { /* a free place for 17 pages, kept free */
+		t.scratch = mmap(NULL, 17 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ck_assert_ptr_ne(t.scratch, MAP_FAILED);
+		munmap(t.scratch, 17 * PAGE);
+	}
 	if (mode)
-		pthread_create(&adv, NULL, torture_madviser, &t);
+		pthread_create(&adv, NULL, mode == 1 ? torture_madviser : torture_remapper, &t);
 	for (int k = 0; k < nthreads; k++)
 		pthread_join(th[k], NULL);
 	atomic_store(&t.stop, 1);
@@ -442,12 +505,14 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	}
 	fprintf(stderr,
 		"torture(mode %d): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
-		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu\n",
+		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu, chunks remapped %lu\n",
 		mode, (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
 		(unsigned long)st.faults_from_store, (unsigned long)st.reclaimed_pages,
 		(unsigned long)st.reclaim_batches, (unsigned long)st.stores,
-		(unsigned long)st.loads);
+		(unsigned long)st.loads, (unsigned long)t.remaps);
 	ck_assert_uint_eq(t.bad, 0);
+	if (mode == 2) /* most chunks lie in one mapping: most moves happen */
+		ck_assert_uint_gt(t.remaps, 100);
 	ck_assert_uint_ge(t.ops, ops);
 	/* a run that never reclaimed proves nothing */
 	ck_assert_uint_gt(st.reclaimed_pages, ops / 20);
@@ -472,6 +537,12 @@ END_TEST
 START_TEST(torture_madvise)
 {
 	run_torture(64, torture_ops() / 4, 1, 4);
+}
+END_TEST
+
+START_TEST(torture_remap)
+{
+	run_torture(64, torture_ops() / 4, 2, 4);
 }
 END_TEST
 
@@ -665,6 +736,7 @@ Suite *engine_suite(void)
 	tcase_set_timeout(tt, 300);
 	tcase_add_test(tt, torture_threads);
 	tcase_add_test(tt, torture_madvise);
+	tcase_add_test(tt, torture_remap);
 	suite_add_tcase(s, tt);
 	return s;
 }
