@@ -27,9 +27,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/children.h"
 #include "core/index.h"
 #include "core/log.h"
 #include "core/region.h"
+#include "core/resolve.h"
 #include "core/uffd.h"
 #include "pools/pagesrc.h"
 
@@ -81,9 +83,13 @@ struct engine {
 	pthread_mutex_t req_lock, req_mu;
 	pthread_cond_t req_cv;
 	struct request *_Atomic req; /* written under req_mu; the poll loop peeks */
+	bool handler_gone;           /* under req_mu: no more requests served */
 
 	_Atomic bool stop, failed, stepped_aside;
 	bool forked_child;
+	bool fork_events;            /* the kernel sends EVENT_FORK: children are served */
+	struct children *children;   /* handler only */
+	uint64_t last_reap_ns;
 	struct retry retry[RETRY_MAX];
 	unsigned int nretry;
 	_Atomic uint64_t cnt[EC_NR];
@@ -121,30 +127,9 @@ static void engine_fail(struct engine *e, const char *what, int err)
 
 /* ---- resolving ---- */
 
-/*
- * Load the stored page at @addr and copy it in.  0 done; -ENOENT no entry;
- * -EAGAIN retry later (the entry is back in the store); other: fatal.
- */
 static int resolve_from_store(struct engine *e, uintptr_t addr)
 {
-	struct store_load ld;
-	int err = store_load_begin(e->store, addr, e->buf, &ld);
-	if (err)
-		return err;
-	err = uffd_copy(&e->uffd, addr, e->buf, PAGE, false);
-	if (err == -EAGAIN) {
-		store_load_end(e->store, addr, &ld, false);
-		return err;
-	}
-	/*
-	 * -EEXIST: a newer page is already there; -ENOENT/-ESRCH: the mapping or
-	 * the process is gone.  Either way the stored copy is dead.
-	 */
-	bool ok = err == 0 || err == -EEXIST || err == -ENOENT || err == -ESRCH;
-	store_load_end(e->store, addr, &ld, ok);
-	if (err == -EEXIST)
-		uffd_wake(&e->uffd, addr, PAGE);
-	return ok ? 0 : err;
+	return resolve_stored(&e->uffd, e->store, e->buf, addr);
 }
 
 static void queue_retry(struct engine *e, uintptr_t addr, bool write)
@@ -191,13 +176,10 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		return;
 	}
 	/* never stored: zeros; a write gets a writable page at once */
-	err = write ? uffd_copy(&e->uffd, addr, e->zero, PAGE, false)
-		    : uffd_zeropage(&e->uffd, addr, PAGE, false);
-	if (err == -EEXIST)
-		uffd_wake(&e->uffd, addr, PAGE);
-	else if (err == -EAGAIN)
+	err = resolve_zero(&e->uffd, e->zero, addr, write);
+	if (err == -EAGAIN)
 		queue_retry(e, addr, write);
-	else if (err && err != -ENOENT && err != -ESRCH)
+	else if (err)
 		engine_fail(e, write ? "UFFDIO_COPY of a zero page" : "UFFDIO_ZEROPAGE", err);
 	inc(e, EC_faults);
 	inc(e, EC_faults_zero);
@@ -225,6 +207,11 @@ static void run_retries(struct engine *e)
 		handle_fault(e, r[i].addr, r[i].write);
 }
 
+static void copy_staged(void *arg, struct uffd *child)
+{
+	reclaim_copy_staged(((struct engine *)arg)->reclaim, child);
+}
+
 static void handle_msg(struct engine *e, const struct uffd_msg *m)
 {
 	switch (m->event) {
@@ -245,6 +232,13 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 			region_remove(e->regions, s, end);
 		break;
 	}
+	case UFFD_EVENT_FORK:
+		/* the batch held still: its staged pages go to the child too,
+		 * and nothing is committed while the view is taken */
+		reclaim_hold(e->reclaim);
+		children_fork(e->children, (int)m->arg.fork.ufd, &e->uffd, e->store, copy_staged, e);
+		reclaim_unhold(e->reclaim);
+		break;
 	case UFFD_EVENT_REMAP: {
 		uintptr_t from = m->arg.remap.from, to = m->arg.remap.to;
 		size_t len = m->arg.remap.len;
@@ -303,6 +297,10 @@ static int bring_back(struct engine *e, uintptr_t start, uintptr_t end)
 {
 	struct request r = { .start = start, .end = end, .cursor = start };
 	pthread_mutex_lock(&e->req_mu);
+	if (e->handler_gone) { /* it broke off after a read error */
+		pthread_mutex_unlock(&e->req_mu);
+		return -ECANCELED;
+	}
 	e->req = &r;
 	pthread_mutex_unlock(&e->req_mu);
 	uint64_t one = 1;
@@ -355,6 +353,8 @@ static void *handler_main(void *arg)
 {
 	struct engine *e = arg;
 	struct uffd_msg msgs[MSGS];
+	bool children_busy = false;
+	pagesrc_defer_release(true); /* given back when idle, below */
 	while (!atomic_load(&e->stop)) {
 		reclaim_events_lock(e->reclaim);
 		ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
@@ -365,6 +365,13 @@ static void *handler_main(void *arg)
 		if (n > 0) {
 			if (e->nretry)
 				run_retries(e);
+			/* a busy program must not starve its children */
+			if (children_count(e->children)) {
+				struct pollfd cp[CHILDREN_MAX];
+				size_t nc = children_pollfds(e->children, cp, CHILDREN_MAX);
+				if (poll(cp, nc, 0) > 0 || children_busy)
+					children_busy = children_serve(e->children, cp, nc);
+			}
 			continue;
 		}
 		if (n < 0 && rerr != EAGAIN && rerr != EINTR) {
@@ -388,38 +395,65 @@ static void *handler_main(void *arg)
 			if (got)
 				continue;
 		}
-		struct pollfd p[2] = {
+		struct pollfd p[2 + CHILDREN_MAX] = {
 			{ .fd = e->uffd.fd, .events = POLLIN },
 			{ .fd = e->efd, .events = POLLIN },
 		};
+		size_t nc = children_pollfds(e->children, p + 2, CHILDREN_MAX);
 		/* with retries pending or a failure to finish, keep turning */
-		bool busy = e->nretry || e->req ||
+		bool busy = e->nretry || e->req || children_busy ||
 			    (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside));
-		poll(p, 2, busy ? 1 : -1);
+		if (!busy)
+			pagesrc_release_excess();
+		/* children give no sign when they exit: look every second */
+		poll(p, 2 + nc, busy ? 1 : nc ? 1000 : -1);
 		if (p[1].revents & POLLIN) {
 			uint64_t v;
 			ssize_t r = read(e->efd, &v, sizeof(v));
 			(void)r;
 		}
+		children_busy = nc && children_serve(e->children, p + 2, nc);
+		if (nc && stats_now_ns() - e->last_reap_ns > 1000000000ull) {
+			children_reap(e->children);
+			e->last_reap_ns = stats_now_ns();
+		}
 	}
+	/* the engine is going away: children get the rest of their pages */
+	children_release_all(e->children);
+	pthread_mutex_lock(&e->req_mu);
+	e->handler_gone = true;
+	struct request *r = e->req;
+	if (r) {
+		r->result = -ECANCELED;
+		r->done = true;
+		e->req = NULL;
+		pthread_cond_broadcast(&e->req_cv);
+	}
+	pthread_mutex_unlock(&e->req_mu);
 	return NULL;
 }
 
-/* ---- fork without EVENT_FORK ---- */
+/* ---- fork: atfork handlers ---- */
 
 static pthread_mutex_t engines_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct engine *engines[MAX_ENGINES];
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* engines whose prepare step took req_lock and paused reclaim */
+static bool prepared[MAX_ENGINES];
 
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&engines_lock);
 	for (int i = 0; i < MAX_ENGINES; i++) {
 		struct engine *e = engines[i];
-		if (!e || atomic_load(&e->stepped_aside))
+		prepared[i] = false;
+		/* with fork events the handler serves the child (children.c) */
+		if (!e || e->fork_events || atomic_load(&e->stepped_aside))
 			continue;
 		pthread_mutex_lock(&e->req_lock);
 		reclaim_pause(e->reclaim);
+		prepared[i] = true;
 		/* the child will not be managed: it must see every byte */
 		if (bring_back(e, 0, INDEX_ADDR_LIMIT))
 			engine_fail(e, "bringing pages back before fork", -EIO);
@@ -429,28 +463,31 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
 	for (int i = 0; i < MAX_ENGINES; i++) {
-		struct engine *e = engines[i];
-		if (!e || atomic_load(&e->stepped_aside))
+		if (!prepared[i])
 			continue;
-		reclaim_resume(e->reclaim);
-		pthread_mutex_unlock(&e->req_lock);
+		reclaim_resume(engines[i]->reclaim);
+		pthread_mutex_unlock(&engines[i]->req_lock);
 	}
 	pthread_mutex_unlock(&engines_lock);
 }
 
 static void fork_child(void)
 {
-	/* No engine thread exists here and the kernel dropped the child's
-	 * registrations: the engines are inert copies. */
+	/* No engine thread exists here: the engines are inert copies.  The
+	 * child's memory is served by the parent's handler (fork events) or
+	 * holds everything (brought back in prepare). */
 	for (int i = 0; i < MAX_ENGINES; i++) {
 		struct engine *e = engines[i];
 		if (!e)
 			continue;
 		e->forked_child = true;
-		if (!atomic_load(&e->stepped_aside))
+		if (prepared[i])
 			pthread_mutex_unlock(&e->req_lock);
+		children_forget(e->children);
 		close(e->uffd.fd);
 		e->uffd.fd = -1;
+		close(e->efd);
+		e->efd = -1;
 		engines[i] = NULL;
 	}
 	pthread_mutex_init(&engines_lock, NULL);
@@ -477,6 +514,7 @@ static void track(struct engine *e, bool add)
 static void engine_free(struct engine *e)
 {
 	reclaim_destroy(e->reclaim);
+	children_destroy(e->children); /* before the store their views share */
 	store_destroy(e->store);
 	region_set_destroy(e->regions);
 	if (e->stats)
@@ -503,7 +541,12 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	pthread_mutex_init(&e->req_mu, NULL);
 	pthread_cond_init(&e->req_cv, NULL);
 
-	err = uffd_open(UFFD_WANT_FEATURES & ~UFFD_FEATURE_EVENT_FORK, &e->uffd);
+	err = uffd_open(o->no_fork_events ? UFFD_WANT_FEATURES & ~UFFD_FEATURE_EVENT_FORK
+					  : UFFD_WANT_FEATURES,
+			&e->uffd);
+	e->fork_events = !err && uffd_has(&e->uffd, UFFD_FEATURE_EVENT_FORK);
+	if (!err)
+		err = children_create(&e->children);
 	if (!err && !uffd_has(&e->uffd, UFFD_FEATURE_MOVE))
 		err = -EOPNOTSUPP; /* the write-protect detach path is not built yet */
 	if (!err)
@@ -633,6 +676,15 @@ int engine_hot(struct engine *e, uintptr_t start, size_t len)
 	return err;
 }
 
+void engine_sync(struct engine *e)
+{
+	if (e->forked_child)
+		return;
+	pthread_mutex_lock(&e->req_lock);
+	bring_back(e, 0, 0); /* an empty request: served once all read faults are */
+	pthread_mutex_unlock(&e->req_lock);
+}
+
 bool engine_failed(struct engine *e)
 {
 	return atomic_load(&e->failed);
@@ -646,6 +698,12 @@ void engine_snapshot(struct engine *e, struct engine_snapshot *out)
 	uint64_t *h = (uint64_t *)&out->handler;
 	for (int i = 0; i < EC_NR; i++)
 		h[i] = atomic_load(&e->cnt[i]);
+	const struct children_counters *cc = children_counters(e->children);
+	out->handler.forks = atomic_load(&cc->forks);
+	out->handler.child_faults = atomic_load(&cc->faults);
+	out->handler.child_faults_store = atomic_load(&cc->faults_store);
+	out->handler.children_exited = atomic_load(&cc->exited);
+	out->handler.forks_refused = atomic_load(&cc->refused);
 	out->features = e->uffd.features;
 	out->regions = region_count(e->regions);
 	out->region_bytes = region_bytes(e->regions);

@@ -35,6 +35,9 @@ struct engine_options {
 	struct store_options store;
 	struct reclaim_options reclaim;
 	unsigned int spin_us; /* handler polls this long before sleeping */
+	/* Do not ask for EVENT_FORK (as on kernels without it): fork()
+	 * then brings every stored page back first (tests use this). */
+	bool no_fork_events;
 };
 
 void engine_options_default(struct engine_options *o);
@@ -49,7 +52,12 @@ void engine_options_default(struct engine_options *o);
 	X(events_remove, "madvise/remove events")                             \
 	X(events_unmap, "munmap events")                                      \
 	X(events_remap, "mremap events")                                      \
-	X(pages_brought_back, "pages put back by hot/unregister/shutdown/fork")
+	X(pages_brought_back, "pages put back by hot/unregister/shutdown/fork")  \
+	X(forks, "forked children served their stored pages")                  \
+	X(child_faults, "faults of forked children served")                   \
+	X(child_faults_store, "... from the pages stored at the fork")        \
+	X(children_exited, "forked children that exited or exec'd")           \
+	X(forks_refused, "forked children given every page at once instead")
 
 struct engine_counters {
 #define ENGINE_FIELD(name, desc) uint64_t name;
@@ -90,6 +98,13 @@ long engine_reclaim(struct engine *e, uintptr_t start, size_t len);
 /* engine_hot() : bring the range's stored pages back now. */
 int engine_hot(struct engine *e, uintptr_t start, size_t len);
 
+/*
+ * engine_sync() : wait until the handler has finished with every fault it
+ * has read.  A fault's counters move just after the faulting thread has
+ * been let go, so a snapshot right after a fault may not show it yet;
+ * after engine_sync() it does.
+ */
+void engine_sync(struct engine *e);
 void engine_snapshot(struct engine *e, struct engine_snapshot *out);
 bool engine_failed(struct engine *e);
 const char *engine_counter_name(unsigned int i);

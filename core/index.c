@@ -219,16 +219,26 @@ void index_entry_free(struct index *idx, struct index_entry *e)
 	slab_free(&idx->entries, e);
 }
 
-bool index_entry_get(struct index_entry *e)
+static bool get_below(struct index_entry *e, uint8_t max)
 {
 	uint8_t v = atomic_load_explicit(&e->refcount, memory_order_relaxed);
 	do {
-		if (v == UINT8_MAX)
+		if (v >= max)
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(&e->refcount, &v, v + 1,
 							memory_order_relaxed,
 							memory_order_relaxed));
 	return true;
+}
+
+bool index_entry_get(struct index_entry *e)
+{
+	return get_below(e, UINT8_MAX);
+}
+
+bool index_entry_share(struct index_entry *e)
+{
+	return get_below(e, INDEX_SHARE_MAX);
 }
 
 bool index_entry_put(struct index_entry *e)
@@ -626,6 +636,11 @@ int index_walk(struct index *idx, uintptr_t start, uintptr_t end,
 }
 
 /* ---- counts ---------------------------------------------------------------------- */
+
+unsigned int index_shards(const struct index *idx)
+{
+	return idx->shards;
+}
 
 size_t index_count(struct index *idx)
 {

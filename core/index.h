@@ -57,6 +57,8 @@
 #define INDEX_SAME_FILLED 0x01   /* handle holds the repeated 8-byte word */
 #define INDEX_WRITTEN_BACK 0x02  /* handle holds a writeback file offset */
 #define INDEX_LOADING 0x04       /* a fault is bringing the page back */
+#define INDEX_SHARED 0x08        /* handle points to the entry that owns the data
+				    (a forked child's view, see store_fork()) */
 
 struct index_entry {
 	RB_ENTRY(index_entry) link; /* 32 bytes; reused as list links once out of the tree */
@@ -99,6 +101,13 @@ void index_entry_free(struct index *idx, struct index_entry *e);
  * holders): the caller must make its own copy instead of sharing.
  */
 bool index_entry_get(struct index_entry *e);
+/*
+ * index_entry_share() : index_entry_get() for a long-lived holder (a
+ * forked view), refused from INDEX_SHARE_MAX holders on so that readers,
+ * which hold references briefly, always find room.
+ */
+#define INDEX_SHARE_MAX 240
+bool index_entry_share(struct index_entry *e);
 /* index_entry_put() : drop a reference; true when it was the last one. */
 bool index_entry_put(struct index_entry *e);
 
@@ -170,6 +179,9 @@ ssize_t index_move_range(struct index *idx, uintptr_t old, uintptr_t new,
  */
 int index_walk(struct index *idx, uintptr_t start, uintptr_t end,
 	       index_walk_fn fn, void *arg);
+
+/* index_shards() : trees per zone, as given to index_create(). */
+unsigned int index_shards(const struct index *idx);
 
 /* index_count() : entries in the index (exact when no call is running). */
 size_t index_count(struct index *idx);

@@ -66,7 +66,7 @@ struct reclaim {
 		_Atomic uintptr_t lo, hi; /* source range while MOVING/READY */
 		unsigned int n;
 		uintptr_t addr[RECLAIM_BATCH];
-		uint8_t state[RECLAIM_BATCH];
+		_Atomic uint8_t state[RECLAIM_BATCH]; /* written under lock, peeked without */
 	} batch;
 	uint8_t *staging; /* RECLAIM_BATCH pages of engine memory */
 	unsigned char present[RECLAIM_BATCH];
@@ -183,6 +183,32 @@ void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end)
 				count(r, C_DROPPED, 1);
 			}
 	pthread_mutex_unlock(&r->batch.lock);
+}
+
+void reclaim_hold(struct reclaim *r)
+{
+	/* MOVING only begins under evlock, which the caller holds */
+	while (atomic_load(&r->batch.phase) == MOVING)
+		sched_yield();
+	pthread_mutex_lock(&r->batch.lock);
+}
+
+void reclaim_unhold(struct reclaim *r)
+{
+	pthread_mutex_unlock(&r->batch.lock);
+}
+
+void reclaim_copy_staged(struct reclaim *r, struct uffd *to)
+{
+	if (atomic_load(&r->batch.phase) != READY)
+		return;
+	for (unsigned int i = 0; i < r->batch.n; i++) {
+		if (r->batch.state[i] != MOVED)
+			continue;
+		int err = uffd_copy(to, r->batch.addr[i], r->staging + i * PAGE, PAGE, false);
+		if (err && err != -EEXIST && err != -ENOENT)
+			log_error("copying a staged page into a forked child failed (error %d)", -err);
+	}
 }
 
 void reclaim_events_lock(struct reclaim *r)

@@ -105,6 +105,16 @@ void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end);
  * the event would then discard.  The reclaimer takes it around UFFDIO_MOVE
  * and, without waiting, around copying a page back.
  */
+/*
+ * reclaim_hold() / reclaim_unhold() : (handler, under evlock) keep the batch
+ * in flight still: nothing committed, nothing copied back.  In between,
+ * reclaim_copy_staged() copies the pages it has in staging to @to: a
+ * forked child needs them, its parent still has them in the batch.
+ */
+void reclaim_hold(struct reclaim *r);
+void reclaim_unhold(struct reclaim *r);
+void reclaim_copy_staged(struct reclaim *r, struct uffd *to);
+
 void reclaim_events_lock(struct reclaim *r);
 void reclaim_events_unlock(struct reclaim *r);
 void reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t len);

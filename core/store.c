@@ -56,7 +56,8 @@ struct store {
 	bool store_incompressible;
 	bool pool_holds_page;          /* the pool takes a 4096-byte object */
 	size_t raw_cap;                /* largest compressed size store_page_raw() keeps */
-	struct zpool *pool;
+	struct zpool *pool;            /* the root's, in a fork store */
+	struct store *root;            /* NULL, or the store owning pool and shared entries */
 	struct index *index;
 	struct stats *st;
 	_Atomic size_t pool_published;  /* pool bytes this store added to st */
@@ -108,7 +109,8 @@ static void *thread_buf(void)
 
 static size_t pool_bytes(struct store *s)
 {
-	return (size_t)zpool_get_total_pages(s->pool) * PAGESRC_PAGE_SIZE;
+	/* a fork store's pool is the root's, counted there */
+	return s->root ? 0 : (size_t)zpool_get_total_pages(s->pool) * PAGESRC_PAGE_SIZE;
 }
 
 static size_t entry_bytes(struct store *s)
@@ -155,16 +157,27 @@ static void count_stored(struct store *s, const struct index_entry *e, int dir)
 
 static bool has_pool_object(const struct index_entry *e)
 {
-	return !(e->flags & INDEX_SAME_FILLED);
+	return !(e->flags & (INDEX_SAME_FILLED | INDEX_SHARED));
 }
+
+/* The entry whose handle names the data: itself, or the shared one. */
+static const struct index_entry *data_of(const struct index_entry *e)
+{
+	return e->flags & INDEX_SHARED ? (const struct index_entry *)e->handle : e;
+}
+
+static void entry_put(struct store *s, struct index_entry *e);
 
 /* Free what the entry owns and the entry itself. */
 static void free_entry(struct store *s, struct index_entry *e)
 {
+	struct index_entry *shared = e->flags & INDEX_SHARED ? (void *)e->handle : NULL;
 	if (has_pool_object(e))
 		zpool_free(s->pool, e->handle);
 	index_entry_free(s->index, e);
 	publish_memory(s);
+	if (shared) /* our reference to the owner's entry */
+		entry_put(s->root, shared);
 }
 
 /* Drop one reference; the last one uncounts and frees the entry. */
@@ -289,12 +302,84 @@ void store_destroy(struct store *s)
 	if (!s)
 		return;
 	index_erase_range(s->index, 0, INDEX_ADDR_LIMIT, release_destroyed, s);
-	zpool_destroy_pool(s->pool);
+	if (!s->root)
+		zpool_destroy_pool(s->pool);
 	index_destroy(s->index);
 	/* the memory is gone: take back what this store published */
 	stats_add(s->st, STAT_POOL_TOTAL_SIZE, -(int64_t)atomic_exchange(&s->pool_published, 0));
 	stats_add(s->st, STAT_ENTRY_BYTES, -(int64_t)atomic_exchange(&s->entry_published, 0));
 	pagesrc_free(s, 1);
+}
+
+struct fork_arg {
+	struct store *dst;
+	int err;
+};
+
+/* index_walk callback over the source: add a sharing entry to the fork. */
+static int fork_fn(struct index_entry *e, uintptr_t addr, void *arg)
+{
+	struct fork_arg *a = arg;
+	struct store *d = a->dst;
+	struct index_entry *owner = (struct index_entry *)data_of(e), *ne, *old;
+	if (index_entry_alloc(d->index, &ne)) {
+		a->err = -ENOMEM;
+		return 1;
+	}
+	ne->length = owner->length;
+	if (owner->flags & INDEX_SAME_FILLED) { /* no pool data: a plain copy */
+		ne->flags = INDEX_SAME_FILLED;
+		ne->handle = owner->handle;
+	} else if (index_entry_share(owner)) {
+		ne->flags = INDEX_SHARED;
+		ne->handle = (unsigned long)owner;
+	} else { /* shared by too many already: a copy of the data of its own */
+		unsigned long h;
+		if (zpool_malloc(d->pool, owner->length, &h)) {
+			index_entry_free(d->index, ne);
+			a->err = -ENOMEM;
+			return 1;
+		}
+		memcpy(zpool_map_handle(d->pool, h, ZPOOL_MM_WO),
+		       zpool_map_handle(d->pool, owner->handle, ZPOOL_MM_RO), owner->length);
+		zpool_unmap_handle(d->pool, owner->handle);
+		zpool_unmap_handle(d->pool, h);
+		ne->handle = h;
+	}
+	count_stored(d, ne, +1);
+	index_insert(d->index, addr, ne, &old); /* a fresh index: no old entry */
+	return 0;
+}
+
+int store_fork(struct store *src, struct stats *st, struct store **out)
+{
+	struct store *s;
+	int err = pagesrc_alloc(1, (void **)&s);
+	if (err)
+		return err;
+	memset(s, 0, sizeof(*s));
+	s->cfg = src->cfg;
+	s->max_compressed = src->max_compressed;
+	s->store_incompressible = src->store_incompressible;
+	s->pool_holds_page = src->pool_holds_page;
+	s->raw_cap = src->raw_cap;
+	s->root = src->root ? src->root : src;
+	s->pool = src->pool;
+	s->st = st;
+	err = index_create(index_shards(src->index), &s->index);
+	if (err) {
+		pagesrc_free(s, 1);
+		return err;
+	}
+	struct fork_arg a = { .dst = s };
+	index_walk(src->index, 0, INDEX_ADDR_LIMIT, fork_fn, &a);
+	publish_memory(s);
+	if (a.err) {
+		store_destroy(s);
+		return a.err;
+	}
+	*out = s;
+	return 0;
 }
 
 static bool addr_ok(uintptr_t addr)
@@ -430,6 +515,7 @@ int store_page_raw(struct store *s, uintptr_t addr, const void *page)
 
 static int read_entry(struct store *s, const struct index_entry *e, void *dst)
 {
+	e = data_of(e);
 	if (e->flags & INDEX_SAME_FILLED) {
 		compress_fill_page(dst, e->handle);
 		return 0;

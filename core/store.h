@@ -66,6 +66,18 @@ int store_create(const struct store_options *o, struct stats *st, struct store *
 void store_destroy(struct store *s);
 
 /*
+ * store_fork() : a store holding @src's entries as they are now, for a
+ * forked child's address space.  It shares their data instead of copying
+ * it: each of its entries references the entry that owns the pool object
+ * (in the root store, the one that owns the pool), so a page loaded or
+ * invalidated on one side stays for the other.  Counts into @st, which
+ * should not be the root's (the pool bytes stay the root's).  Every
+ * change to @src must be held off during the call; a fork store must be
+ * destroyed before its root.  @return 0 and *@out, -ENOMEM.
+ */
+int store_fork(struct store *src, struct stats *st, struct store **out);
+
+/*
  * store_page() : compress the page at @page and keep it as page address
  * @addr, replacing (and freeing) any entry already there.
  * @return 0 stored; -E2BIG compressed too poorly (reject_compress_poor);

@@ -85,7 +85,8 @@ int uffd_open(uint64_t want, struct uffd *out)
 		return err;
 	}
 	out->fd = fd;
-	out->features = api.features;
+	/* the kernel reports every feature it has, not the ones enabled */
+	out->features = grant;
 	out->ioctls = api.ioctls;
 	return 0;
 }

@@ -154,6 +154,7 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	if (!e)
 		return -ENODEV;
 	struct engine_snapshot s;
+	engine_sync(e); /* the caller's own faults are counted */
 	engine_snapshot(e, &s);
 	put();
 	memset(st, 0, sizeof(*st));
@@ -181,5 +182,8 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	st->anon_rss_bytes = s.anon_rss;
 	st->managed_bytes = s.region_bytes;
 	st->failed = s.failed;
+	st->forks = s.handler.forks;
+	st->child_faults = s.handler.child_faults;
+	st->children_exited = s.handler.children_exited;
 	return 0;
 }

@@ -140,10 +140,16 @@ struct zswapu_stats {
 	uint64_t anon_rss_bytes;              /* gauge: resident anonymous memory */
 	uint64_t managed_bytes;               /* gauge: bytes of registered ranges */
 	uint64_t failed;                      /* 1 when the engine stepped aside */
+	uint64_t forks;                       /* forked children served their pages */
+	uint64_t child_faults;                /* faults of those children served */
+	uint64_t children_exited;             /* of them, gone (exit or exec) */
 };
 
 /*
- * zswapu_stats() : fill @st.  @return 0; -ENODEV when not initialised.
+ * zswapu_stats() : fill @st.  Every fault that has returned to its thread
+ * before the call is counted (the call waits a moment for the fault
+ * handler to finish its current work).  @return 0; -ENODEV when not
+ * initialised.
  */
 ZSWAPU_API int zswapu_stats(struct zswapu_stats *st);
 

@@ -80,6 +80,16 @@ void pagesrc_set_limit(size_t max_pages);
 /* pagesrc_trim() : give every cached page back to the kernel now. */
 void pagesrc_trim(void);
 
+/*
+ * pagesrc_defer_release() : on the calling thread, free pages go to the
+ * cache (up to a hard cap) instead of back to the kernel: giving memory
+ * back costs a TLB shootdown, which the fault handler must not pay while
+ * a program thread waits.  Such a thread calls pagesrc_release_excess()
+ * when it is idle.
+ */
+void pagesrc_defer_release(bool defer);
+void pagesrc_release_excess(void);
+
 void pagesrc_get_stats(struct pagesrc_stats *st);
 
 /*

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -23,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/engine.h"
 #include "core/reclaim.h"
 #include "core/uffd.h"
 #include "libzswapu/zswapu.h"
@@ -317,6 +319,9 @@ struct torture {
 	int mode;                   /* 0: reads/writes; 1: + madvise; 2: + munmap/mremap */
 	uint8_t *scratch;           /* mode 2: where chunks are moved to and back */
 	_Atomic uint64_t remaps;    /* mode 2: chunks moved away and back */
+	_Atomic int park, parked;   /* mode 3: workers hold still for a fork */
+	_Atomic uint64_t forks;     /* mode 3: children that checked their copy */
+	int nworkers;
 };
 
 static void lock_page(struct torture *t, size_t i)
@@ -348,6 +353,12 @@ static void *torture_worker(void *arg)
 	struct torture *t = arg;
 	uint64_t s = mix((uintptr_t)pthread_self());
 	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+		if (atomic_load(&t->park)) {
+			atomic_fetch_add(&t->parked, 1);
+			while (atomic_load(&t->park))
+				sched_yield();
+			atomic_fetch_sub(&t->parked, 1);
+		}
 		s = mix(s + 1);
 		size_t i = s % t->npages;
 		lock_page(t, i);
@@ -459,6 +470,85 @@ static void *torture_remapper(void *arg)
 	return NULL;
 }
 
+/* In a forked child: every page as the shadow says; then a grandchild too. */
+static uint64_t child_check(struct torture *t, int depth)
+{
+	uint64_t bad = 0;
+	for (size_t i = 0; i < t->npages; i++) {
+		uint64_t q = t->seq[i];
+		uint8_t *p = t->m + i * PAGE;
+		if (q == UINT64_MAX ? p[8] != 0 || p[PAGE - 1] != 0 : !page_ok(p, i, q))
+			bad++;
+	}
+	/* the child's own writes and discards stay its own */
+	for (size_t i = 0; i < t->npages; i += 97) {
+		fill_page(t->m + i * PAGE, i, 1000000 + i);
+		t->seq[i] = 1000000 + i;
+	}
+	madvise(t->m + 64 * PAGE, 32 * PAGE, MADV_DONTNEED);
+	for (size_t i = 64; i < 96; i++)
+		t->seq[i] = UINT64_MAX;
+	if (depth == 0) {
+		pid_t g = fork();
+		if (g == 0)
+			_exit(child_check(t, 1) ? 3 : 0);
+		int st;
+		if (g < 0 || waitpid(g, &st, 0) != g || !WIFEXITED(st) || WEXITSTATUS(st))
+			bad++;
+	}
+	for (size_t i = 0; i < t->npages; i++) {
+		uint64_t q = t->seq[i];
+		uint8_t *p = t->m + i * PAGE;
+		if (q == UINT64_MAX ? p[8] != 0 || p[PAGE - 1] != 0 : !page_ok(p, i, q))
+			bad++;
+	}
+	return bad;
+}
+
+/*
+ * Every few milliseconds: hold the workers still (so the shadow is exact),
+ * fork, let them go at once.  The child checks its copy while the parent
+ * runs on, reclaiming and faulting; its grandchild checks too.
+ */
+static void reap_child(struct torture *t, pid_t pid)
+{
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		atomic_fetch_add(&t->bad, 1);
+	atomic_fetch_add(&t->forks, 1);
+}
+
+static void *torture_forker(void *arg)
+{
+	struct torture *t = arg;
+	enum { INFLIGHT = 3 };
+	pid_t kids[INFLIGHT];
+	unsigned int n = 0;
+	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+		usleep(20000);
+		atomic_store(&t->park, 1);
+		while (atomic_load(&t->parked) < t->nworkers && !atomic_load(&t->stop) &&
+		       atomic_load(&t->ops) < t->target_ops)
+			sched_yield();
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(child_check(t, 0) ? 3 : 0);
+		atomic_store(&t->park, 0);
+		ck_assert_int_gt(pid, 0);
+		if (n == INFLIGHT) { /* the oldest first */
+			reap_child(t, kids[0]);
+			memmove(kids, kids + 1, (INFLIGHT - 1) * sizeof(kids[0]));
+			n--;
+		}
+		kids[n++] = pid;
+	}
+	atomic_store(&t->park, 0);
+	for (unsigned int i = 0; i < n; i++)
+		reap_child(t, kids[i]);
+	return NULL;
+}
+
 static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 {
 	SKIP_WITHOUT_UFFD();
@@ -483,8 +573,12 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		ck_assert_ptr_ne(t.scratch, MAP_FAILED);
 		munmap(t.scratch, 17 * PAGE);
 	}
+	t.nworkers = nthreads;
 	if (mode)
-		pthread_create(&adv, NULL, mode == 1 ? torture_madviser : torture_remapper, &t);
+		pthread_create(&adv, NULL,
+			       mode == 1 ? torture_madviser : mode == 2 ? torture_remapper
+									: torture_forker,
+			       &t);
 	for (int k = 0; k < nthreads; k++)
 		pthread_join(th[k], NULL);
 	atomic_store(&t.stop, 1);
@@ -513,6 +607,13 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	ck_assert_uint_eq(t.bad, 0);
 	if (mode == 2) /* most chunks lie in one mapping: most moves happen */
 		ck_assert_uint_gt(t.remaps, 100);
+	if (mode == 3) {
+		fprintf(stderr, "torture(mode 3): %lu forked children (and grandchildren) "
+			"checked their copies; forks served %lu, child faults %lu\n",
+			(unsigned long)t.forks, (unsigned long)st.forks,
+			(unsigned long)st.child_faults);
+		ck_assert_uint_ge(t.forks, 5);
+	}
 	ck_assert_uint_ge(t.ops, ops);
 	/* a run that never reclaimed proves nothing */
 	ck_assert_uint_gt(st.reclaimed_pages, ops / 20);
@@ -543,6 +644,12 @@ END_TEST
 START_TEST(torture_remap)
 {
 	run_torture(64, torture_ops() / 4, 2, 4);
+}
+END_TEST
+
+START_TEST(torture_fork)
+{
+	run_torture(64, torture_ops() / 4, 3, 4);
 }
 END_TEST
 
@@ -668,6 +775,70 @@ START_TEST(fork_exec_and_spawn)
 }
 END_TEST
 
+/* A child's view goes when the child exits; the handler notices within ~1 s. */
+START_TEST(fork_child_view_reaped)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 512 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 9);
+	start(0);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(page_ok(m + 7 * PAGE, 7, 9) ? 0 : 3);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	struct zswapu_stats st;
+	for (int i = 0; i < 40; i++) {
+		zswapu_stats(&st);
+		if (st.children_exited)
+			break;
+		usleep(100000);
+	}
+	ck_assert_uint_eq(st.forks, 1);
+	ck_assert_uint_eq(st.children_exited, 1);
+	ck_assert_uint_ge(st.child_faults, 1);
+	ck_assert_uint_eq(st.stored_pages, N); /* the parent's stay stored */
+	zswapu_shutdown();
+}
+END_TEST
+
+/* Without fork events (older kernels) fork() brings every page back first. */
+START_TEST(fork_without_fork_events)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 1024 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 10);
+	uint64_t want = checksum(m, N * PAGE);
+	struct engine_options o;
+	engine_options_default(&o);
+	o.no_fork_events = true;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	ck_assert_int_eq(engine_reclaim(e, (uintptr_t)m, N * PAGE), N);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(checksum(m, N * PAGE) == want ? 0 : 3);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	struct engine_snapshot snap;
+	engine_snapshot(e, &snap);
+	ck_assert_uint_eq(snap.store.c[STAT_STORED_PAGES], 0);
+	ck_assert_uint_eq(snap.handler.forks, 0);
+	ck_assert_uint_eq(snap.handler.pages_brought_back, N);
+	engine_destroy(e);
+	ck_assert_uint_eq(checksum(m, N * PAGE), want);
+}
+END_TEST
+
 /* ---- fail-safe ---- */
 
 START_TEST(failsafe_no_userfaultfd)
@@ -729,6 +900,8 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, unmap_and_remap);
 	tcase_add_test(tc, fork_child_sees_everything);
 	tcase_add_test(tc, fork_exec_and_spawn);
+	tcase_add_test(tc, fork_child_view_reaped);
+	tcase_add_test(tc, fork_without_fork_events);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
 	suite_add_tcase(s, tc);
@@ -737,6 +910,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tt, torture_threads);
 	tcase_add_test(tt, torture_madvise);
 	tcase_add_test(tt, torture_remap);
+	tcase_add_test(tt, torture_fork);
 	suite_add_tcase(s, tt);
 	return s;
 }

@@ -439,6 +439,91 @@ START_TEST(invalidate_and_move)
 }
 END_TEST
 
+/*
+ * Forked views: a child sees the parent's pages as they were at the fork
+ * whatever the parent does afterwards (loads, invalidates, new stores), a
+ * grandchild forked from the child likewise, data is shared not copied,
+ * and the pool empties only when every view has let go.
+ */
+START_TEST(fork_views)
+{
+	struct stats st, cst, gst;
+	struct store *s = make_store("lz4", pool_name(_i), false, &st);
+	enum { N = 600 };
+	uint8_t p[PAGE], out[PAGE];
+	size_t empty_pool = store_pool_bytes(s);
+	for (size_t i = 0; i < N; i++) {
+		pattern_page(i, p);
+		ck_assert_int_eq(store_page(s, BASE + i * PAGE, p), 0);
+	}
+	size_t pool_before = store_pool_bytes(s);
+	struct store *c, *g;
+	stats_init(&cst);
+	ck_assert_int_eq(store_fork(s, &cst, &c), 0);
+	ck_assert_uint_eq(store_entry_count(c), N);
+	ck_assert_uint_eq(cnt(&cst, STAT_STORED_PAGES), N);
+	ck_assert_uint_eq(store_pool_bytes(s), pool_before); /* shared, not copied */
+
+	/* the parent moves on: loads a third, drops a third, overwrites */
+	for (size_t i = 0; i < N; i += 3)
+		ck_assert_int_eq(store_load(s, BASE + i * PAGE, out), 0);
+	ck_assert_uint_eq(store_invalidate(s, BASE + 1 * PAGE, PAGE), 1);
+	corpus_synth(CORPUS_TEXT, 77, p);
+	ck_assert_int_eq(store_page(s, BASE + 2 * PAGE, p), 0);
+	stats_init(&gst);
+	ck_assert_int_eq(store_fork(c, &gst, &g), 0); /* a grandchild of the child */
+
+	size_t wrong = 0;
+	for (size_t i = 0; i < N; i++) { /* the child's pages are the old ones */
+		pattern_page(i, p);
+		wrong += store_load(c, BASE + i * PAGE, out) != 0 || memcmp(out, p, PAGE);
+	}
+	ck_assert_uint_eq(wrong, 0);
+	ck_assert_uint_eq(store_entry_count(c), 0);
+	store_destroy(c);
+	for (size_t i = 0; i < N; i++) { /* and the grandchild's too */
+		pattern_page(i, p);
+		wrong += store_load(g, BASE + i * PAGE, out) != 0 || memcmp(out, p, PAGE);
+	}
+	ck_assert_uint_eq(wrong, 0);
+	corpus_synth(CORPUS_TEXT, 77, p);
+	ck_assert_int_eq(store_load(s, BASE + 2 * PAGE, out), 0);
+	ck_assert_mem_eq(out, p, PAGE);
+	store_destroy(g);
+	size_t left = store_entry_count(s);
+	ck_assert_uint_eq(left, N - N / 3 - 2); /* a third loaded, 1 dropped, 2 loaded */
+	ck_assert_uint_eq(store_invalidate(s, 0, INDEX_ADDR_LIMIT), left);
+	ck_assert_uint_eq(store_pool_bytes(s), empty_pool);
+	ck_assert_uint_eq(cnt(&st, STAT_STORED_PAGES), 0);
+	check_memory_gauges(s, &st);
+	store_destroy(s);
+}
+END_TEST
+
+/* More views of one entry than its reference count can hold: copies. */
+START_TEST(fork_many_views)
+{
+	struct stats st, vst;
+	struct store *s = make_store("lz4", "zsmalloc", false, &st);
+	uint8_t p[PAGE], out[PAGE];
+	corpus_synth(CORPUS_TEXT, 5, p);
+	ck_assert_int_eq(store_page(s, BASE, p), 0);
+	enum { VIEWS = 300 };
+	static struct store *v[VIEWS];
+	stats_init(&vst);
+	for (int i = 0; i < VIEWS; i++)
+		ck_assert_int_eq(store_fork(s, &vst, &v[i]), 0);
+	ck_assert_int_eq(store_load(s, BASE, out), 0); /* the parent's own goes */
+	for (int i = VIEWS - 1; i >= 0; i--) {
+		ck_assert_int_eq(store_load(v[i], BASE, out), 0);
+		ck_assert_mem_eq(out, p, PAGE);
+		store_destroy(v[i]);
+	}
+	ck_assert_uint_eq(zpool_get_total_pages(store_zpool(s)), 0);
+	store_destroy(s);
+}
+END_TEST
+
 /* Overwrite the pool object behind @addr so it no longer decompresses. */
 static void corrupt(struct store *s, uintptr_t addr)
 {
@@ -888,6 +973,8 @@ Suite *store_suite(void)
 	tcase_add_loop_test(paths, incompressible, 0, NPOOLS);
 	tcase_add_loop_test(paths, replace_frees_old, 0, NPOOLS);
 	tcase_add_loop_test(paths, invalidate_and_move, 0, NPOOLS);
+	tcase_add_loop_test(paths, fork_views, 0, NPOOLS);
+	tcase_add_test(paths, fork_many_views);
 	tcase_add_loop_test(paths, decompress_fail_keeps_entry, 0, NCOMP);
 	tcase_add_loop_test(paths, pool_exhausted, 0, NPOOLS);
 	tcase_add_test(paths, bad_input);
