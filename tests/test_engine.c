@@ -308,6 +308,8 @@ END_TEST
 
 /* ---- torture: threads, reclaim flat out, shadow ---- */
 
+#define MIN_FORKS 5
+
 struct torture {
 	uint8_t *m;
 	size_t npages;
@@ -321,8 +323,17 @@ struct torture {
 	_Atomic uint64_t remaps;    /* mode 2: chunks moved away and back */
 	_Atomic int park, parked;   /* mode 3: workers hold still for a fork */
 	_Atomic uint64_t forks;     /* mode 3: children that checked their copy */
+	_Atomic uint64_t forks_started;
 	int nworkers;
 };
+
+/* The operations are done, and in mode 3 enough forks happened too. */
+static bool torture_done(struct torture *t)
+{
+	return atomic_load(&t->stop) ||
+	       (atomic_load(&t->ops) >= t->target_ops &&
+		(t->mode != 3 || atomic_load(&t->forks_started) >= MIN_FORKS));
+}
 
 static void lock_page(struct torture *t, size_t i)
 {
@@ -352,7 +363,7 @@ static void *torture_worker(void *arg)
 {
 	struct torture *t = arg;
 	uint64_t s = mix((uintptr_t)pthread_self());
-	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+	while (!torture_done(t)) {
 		if (atomic_load(&t->park)) {
 			atomic_fetch_add(&t->parked, 1);
 			while (atomic_load(&t->park))
@@ -389,7 +400,7 @@ static void *torture_madviser(void *arg)
 {
 	struct torture *t = arg;
 	uint64_t s = 12345;
-	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+	while (!torture_done(t)) {
 		s = mix(s + 1);
 		size_t first = s % (t->npages - 16), n = 1 + (s >> 16) % 16;
 		for (size_t i = first; i < first + n; i++)
@@ -415,6 +426,24 @@ static void *torture_madviser(void *arg)
 }
 
 /*
+ * Keep the scratch place taken by a PROT_NONE mapping between moves:
+ * MREMAP_FIXED replaces it, and a hole could meanwhile be handed to
+ * someone else's mmap (the sanitizers' allocators map memory at will).
+ */
+static void reserve_scratch(struct torture *t, size_t hole)
+{
+	void *p = MAP_FAILED;
+	if (t->scratch) /* fill the hole the move back left */
+		p = mmap(t->scratch, hole, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED) /* first time, or taken meanwhile: another place */
+		p = mmap(NULL, 17 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			 -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	t->scratch = p;
+}
+
+/*
  * Unmaps and maps anew (then registers), moves away and back, and moves
  * away grown by a page and back shrunk, random chunks of the region: the
  * engine sees UNMAP and REMAP events while pages are being reclaimed.
@@ -423,7 +452,7 @@ static void *torture_remapper(void *arg)
 {
 	struct torture *t = arg;
 	uint64_t s = 777;
-	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+	while (!torture_done(t)) {
 		s = mix(s + 1);
 		size_t first = s % (t->npages - 16), n = 1 + (s >> 16) % 16, len = n * PAGE;
 		uint8_t *at = t->m + first * PAGE;
@@ -448,6 +477,7 @@ static void *torture_remapper(void *arg)
 			}
 			ck_assert_ptr_eq(mremap(t->scratch, len, len,
 						MREMAP_MAYMOVE | MREMAP_FIXED, at), at);
+			reserve_scratch(t, len);
 			atomic_fetch_add(&t->remaps, 1);
 			break;
 		default:
@@ -461,6 +491,7 @@ static void *torture_remapper(void *arg)
 				atomic_fetch_add(&t->bad, 1); /* the new page must read zero */
 			ck_assert_ptr_eq(mremap(t->scratch, len + PAGE, len,
 						MREMAP_MAYMOVE | MREMAP_FIXED, at), at);
+			reserve_scratch(t, len + PAGE);
 			break;
 		}
 		for (size_t i = first; i < first + n; i++)
@@ -525,15 +556,15 @@ static void *torture_forker(void *arg)
 	enum { INFLIGHT = 3 };
 	pid_t kids[INFLIGHT];
 	unsigned int n = 0;
-	while (!atomic_load(&t->stop) && atomic_load(&t->ops) < t->target_ops) {
+	while (!torture_done(t)) {
 		usleep(20000);
 		atomic_store(&t->park, 1);
-		while (atomic_load(&t->parked) < t->nworkers && !atomic_load(&t->stop) &&
-		       atomic_load(&t->ops) < t->target_ops)
+		while (atomic_load(&t->parked) < t->nworkers && !torture_done(t))
 			sched_yield();
 		pid_t pid = fork();
 		if (pid == 0)
 			_exit(child_check(t, 0) ? 3 : 0);
+		atomic_fetch_add(&t->forks_started, 1);
 		atomic_store(&t->park, 0);
 		ck_assert_int_gt(pid, 0);
 		if (n == INFLIGHT) { /* the oldest first */
@@ -568,11 +599,8 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	for (int k = 0; k < nthreads; k++)
 		pthread_create(&th[k], NULL, torture_worker, &t);
 	pthread_t adv;
-	if (mode == 2) { /* a free place for 17 pages, kept free */
-		t.scratch = mmap(NULL, 17 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		ck_assert_ptr_ne(t.scratch, MAP_FAILED);
-		munmap(t.scratch, 17 * PAGE);
-	}
+	if (mode == 2) /* a place for 17 pages, reserved so nothing else lands there */
+		reserve_scratch(&t, 0);
 	t.nworkers = nthreads;
 	if (mode)
 		pthread_create(&adv, NULL,
@@ -612,7 +640,7 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 			"checked their copies; forks served %lu, child faults %lu\n",
 			(unsigned long)t.forks, (unsigned long)st.forks,
 			(unsigned long)st.child_faults);
-		ck_assert_uint_ge(t.forks, 5);
+		ck_assert_uint_ge(t.forks, MIN_FORKS);
 	}
 	ck_assert_uint_ge(t.ops, ops);
 	/* a run that never reclaimed proves nothing */
@@ -621,6 +649,8 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	free((void *)t.seq);
 	free((void *)t.busy);
 	munmap(t.m, t.npages * PAGE);
+	if (t.scratch)
+		munmap(t.scratch, 17 * PAGE);
 }
 
 static uint64_t torture_ops(void)
