@@ -77,7 +77,9 @@ struct engine {
 	void *handler_stack;
 	bool handler_running;
 	int efd;
-	uint8_t *buf;  /* handler's decompression page */
+	uint8_t *buf;  /* handler's decompression pages (1 + RESOLVE_AHEAD_MAX) */
+	uintptr_t ra_next;     /* where a sequential scan would fault next */
+	unsigned int ra_win;   /* pages read ahead on such a fault */
 	uint8_t *zero; /* a zero page for write faults */
 
 	pthread_mutex_t req_lock, req_mu;
@@ -111,6 +113,7 @@ void engine_options_default(struct engine_options *o)
 	store_options_default(&o->store);
 	o->reclaim.limit_pool = true;
 	o->reclaim.batch_pages = RECLAIM_BATCH;
+	o->readahead_max = RESOLVE_AHEAD_MAX;
 }
 
 /* ---- fail-safe ---- */
@@ -157,7 +160,24 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		queue_retry(e, addr, write);
 		return;
 	}
-	int err = resolve_from_store(e, addr);
+	/*
+	 * Readahead: a fault right after the pages the last one brought in is
+	 * a sequential scan; bring the following stored pages in with it, in
+	 * one UFFDIO_COPY, doubling the window up to RESOLVE_AHEAD_MAX while
+	 * the scan goes on.  Any other fault closes the window, so random
+	 * access pays nothing.
+	 */
+	if (addr == e->ra_next)
+		e->ra_win = e->ra_win ? 2 * e->ra_win + 1 : 1;
+	else
+		e->ra_win = 0;
+	if (e->ra_win > e->o.readahead_max)
+		e->ra_win = e->o.readahead_max;
+	unsigned int extra = 0;
+	int err = resolve_stored_ahead(&e->uffd, e->store, e->buf, addr, e->ra_win, &extra);
+	e->ra_next = addr + (1 + extra) * PAGE;
+	if (extra)
+		atomic_fetch_add_explicit(&e->cnt[EC_readahead_pages], extra, memory_order_relaxed);
 	if (err == 0) {
 		inc(e, EC_faults);
 		inc(e, EC_faults_store);
@@ -520,7 +540,7 @@ static void engine_free(struct engine *e)
 	if (e->stats)
 		pagesrc_free(e->stats, (sizeof(struct stats) + PAGE - 1) / PAGE);
 	if (e->buf)
-		pagesrc_free(e->buf, 2);
+		pagesrc_free(e->buf, 2 + RESOLVE_AHEAD_MAX);
 	if (e->efd >= 0)
 		close(e->efd);
 	uffd_close(&e->uffd);
@@ -560,9 +580,9 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	if (!err)
 		err = reclaim_create(&o->reclaim, &e->uffd, e->store, e->regions, &e->reclaim);
 	if (!err)
-		err = pagesrc_alloc(2, (void **)&e->buf);
+		err = pagesrc_alloc(2 + RESOLVE_AHEAD_MAX, (void **)&e->buf);
 	if (!err) {
-		e->zero = e->buf + PAGE;
+		e->zero = e->buf + (1 + RESOLVE_AHEAD_MAX) * PAGE;
 		memset(e->zero, 0, PAGE);
 		e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (e->efd < 0)

@@ -38,6 +38,8 @@ struct engine_options {
 	/* Do not ask for EVENT_FORK (as on kernels without it): fork()
 	 * then brings every stored page back first (tests use this). */
 	bool no_fork_events;
+	/* Pages read ahead on a sequential fault at most; 0 turns it off. */
+	unsigned int readahead_max;
 };
 
 void engine_options_default(struct engine_options *o);
@@ -53,6 +55,7 @@ void engine_options_default(struct engine_options *o);
 	X(events_unmap, "munmap events")                                      \
 	X(events_remap, "mremap events")                                      \
 	X(pages_brought_back, "pages put back by hot/unregister/shutdown/fork")  \
+	X(readahead_pages, "stored pages brought in ahead of a sequential scan") \
 	X(forks, "forked children served their stored pages")                  \
 	X(child_faults, "faults of forked children served")                   \
 	X(child_faults_store, "... from the pages stored at the fork")        \

@@ -23,6 +23,17 @@ struct store;
 int resolve_stored(struct uffd *u, struct store *s, void *buf, uintptr_t addr);
 
 /*
+ * resolve_stored_ahead() : resolve_stored() for @addr and, in the same
+ * UFFDIO_COPY, up to @ahead following pages that are stored too (stopping
+ * at the first that is not), decompressed into @buf, which holds
+ * 1 + @ahead pages.  @return as resolve_stored() for @addr; *@extra gets
+ * how many pages after it went in.
+ */
+#define RESOLVE_AHEAD_MAX 15
+int resolve_stored_ahead(struct uffd *u, struct store *s, void *buf, uintptr_t addr,
+			 unsigned int ahead, unsigned int *extra);
+
+/*
  * resolve_zero() : a page never stored: the zero page for a read, a
  * zeroed writable page for a write (so the write does not fault again).
  * @return 0 (also when already there or gone), -EAGAIN, other -errno.

@@ -128,9 +128,10 @@ int uffd_unregister(struct uffd *u, uintptr_t start, size_t len)
 	return do_ioctl(u->fd, UFFDIO_UNREGISTER, &r);
 }
 
-int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len,
-	      bool dontwake)
+int uffd_copy_partial(struct uffd *u, uintptr_t dst, const void *src, size_t len,
+		      bool dontwake, size_t *copied)
 {
+	*copied = 0;
 	int err = injected(UFFD_OP_COPY);
 	if (err)
 		return err;
@@ -138,7 +139,17 @@ int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len,
 		.dst = dst, .src = (uintptr_t)src, .len = len,
 		.mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0,
 	};
-	return do_ioctl(u->fd, UFFDIO_COPY, &c);
+	err = do_ioctl(u->fd, UFFDIO_COPY, &c);
+	if (c.copy > 0)
+		*copied = (size_t)c.copy;
+	return err;
+}
+
+int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len,
+	      bool dontwake)
+{
+	size_t copied;
+	return uffd_copy_partial(u, dst, src, len, dontwake, &copied);
 }
 
 int uffd_zeropage(struct uffd *u, uintptr_t dst, size_t len, bool dontwake)

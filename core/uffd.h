@@ -79,6 +79,12 @@ int uffd_unregister(struct uffd *u, uintptr_t start, size_t len);
  */
 int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len,
 	      bool dontwake);
+/*
+ * uffd_copy_partial() : uffd_copy() that also says how many bytes went in
+ * before an error (the kernel stops at the first page already present).
+ */
+int uffd_copy_partial(struct uffd *u, uintptr_t dst, const void *src, size_t len,
+		      bool dontwake, size_t *copied);
 int uffd_zeropage(struct uffd *u, uintptr_t dst, size_t len, bool dontwake);
 int uffd_wake(struct uffd *u, uintptr_t start, size_t len);
 

@@ -175,6 +175,7 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	st->faults = s.handler.faults;
 	st->faults_from_store = s.handler.faults_store;
 	st->faults_zero = s.handler.faults_zero;
+	st->readahead_pages = s.handler.readahead_pages;
 	st->reclaim_batches = s.reclaim.batches;
 	st->reclaimed_pages = s.reclaim.moved;
 	st->load_p50_ns = stats_lat_quantile_ns(&s.store, 0.50);

@@ -134,6 +134,8 @@ struct zswapu_stats {
 	uint64_t faults;                      /* missing faults served */
 	uint64_t faults_from_store;           /* of which decompressed */
 	uint64_t faults_zero;                 /* of which on never-stored pages */
+	uint64_t readahead_pages;             /* stored pages brought in with a
+						 sequential fault, ahead of it */
 	uint64_t reclaim_batches;
 	uint64_t reclaimed_pages;             /* pages detached by the reclaimer */
 	uint64_t load_p50_ns, load_p99_ns;    /* decompression+lookup latency */

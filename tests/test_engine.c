@@ -127,7 +127,9 @@ START_TEST(round_trip)
 		ck_assert_msg(page_ok(m + i * PAGE, i, 1), "page %d differs", i);
 	ck_assert_int_eq(zswapu_stats(&st), 0);
 	ck_assert_uint_eq(st.stored_pages, 0);
-	ck_assert_uint_eq(st.faults_from_store, N);
+	/* a sequential scan: most pages come in ahead of their fault */
+	ck_assert_uint_eq(st.faults_from_store + st.readahead_pages, N);
+	ck_assert_uint_lt(st.faults_from_store, N / 8);
 	ck_assert_uint_eq(st.loads, N);
 	zswapu_shutdown();
 	ck_assert_int_eq(zswapu_stats(&st), -ENODEV);
