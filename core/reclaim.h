@@ -51,7 +51,7 @@ struct reclaim_options {
 
 struct reclaim_counters {
 	uint64_t batches, moved, stored, returned_poor, refaulted_staging,
-		dropped, busy, passes, skipped_referenced;
+		dropped, busy, passes, skipped_referenced, compacted_pages;
 };
 
 struct reclaim;

@@ -629,6 +629,20 @@ struct index *store_index(struct store *s)
 	return s->index;
 }
 
+size_t store_compact(struct store *s)
+{
+	unsigned long freed = 0;
+	if (s->root || zpool_compact(s->pool, &freed))
+		return 0; /* a fork view owns no pool; some drivers cannot */
+	publish_memory(s);
+	return freed;
+}
+
+size_t store_compressed_bytes(struct store *s)
+{
+	return (size_t)atomic_load_explicit(&s->st->c[STAT_COMPRESSED_BYTES], memory_order_relaxed);
+}
+
 size_t store_pool_bytes(struct store *s)
 {
 	return pool_bytes(s);

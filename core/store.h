@@ -162,6 +162,14 @@ int store_move(struct store *s, uintptr_t old_addr, uintptr_t new_addr, size_t l
 /* Accessors for the engine's limits, tests and benchmarks. */
 struct zpool *store_zpool(struct store *s);
 struct index *store_index(struct store *s);
+/*
+ * store_compact() : move pool objects to free pages the pool's holes tie
+ * up (loads and invalidates leave them).  @return pages given back.
+ * store_compressed_bytes() : the sum of the stored objects' sizes, as
+ * counted in the store's stats (what a hole-free pool would hold).
+ */
+size_t store_compact(struct store *s);
+size_t store_compressed_bytes(struct store *s);
 size_t store_pool_bytes(struct store *s);   /* pool pages * 4096 */
 size_t store_entry_count(struct store *s);
 
