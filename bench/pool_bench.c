@@ -116,20 +116,6 @@ struct measure {
 /* Object contents: a window of random bytes, shifted per object. */
 static uint8_t src[MAX_OBJ + SRC_SLACK];
 
-static void die_oom(void)
-{
-	fprintf(stderr, "pool_bench: out of memory\n");
-	exit(1);
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p)
-		die_oom();
-	return p;
-}
-
 /* ---- models ---------------------------------------------------------- */
 
 /* A stack of pages on one unbuddied list: buddies each page already has. */
@@ -144,7 +130,7 @@ static void ulist_push(struct ulist *l, uint8_t used)
 		l->cap = l->cap ? 2 * l->cap : 256;
 		l->used = realloc(l->used, l->cap);
 		if (!l->used)
-			die_oom();
+			bench_die_oom();
 	}
 	l->used[l->n++] = used;
 }
@@ -287,7 +273,7 @@ static void *replay_thread(void *arg)
 /* A random permutation of 0..n-1. */
 static uint32_t *permutation(size_t n, uint64_t seed)
 {
-	uint32_t *v = xcalloc(n, sizeof(*v));
+	uint32_t *v = bench_xcalloc(n, sizeof(*v));
 	for (size_t k = 0; k < n; k++)
 		v[k] = (uint32_t)k;
 	bench_shuffle(v, n, &seed);
@@ -334,7 +320,7 @@ static int density_pass(const char *pool, const struct dist *d, const uint32_t *
 		pool_error(pool, d, "create", err);
 		return -1;
 	}
-	unsigned long *h = xcalloc(n, sizeof(*h));
+	unsigned long *h = bench_xcalloc(n, sizeof(*h));
 	uint32_t *order = permutation(n, 0x5eed ^ n);
 	size_t half = n / 2;
 	int ret = -1;
@@ -430,13 +416,13 @@ static void setup_replays(struct replay *r, unsigned int nthreads, const struct 
 {
 	for (unsigned int t = 0; t < nthreads; t++) {
 		size_t share = (n + nthreads - 1 - t) / nthreads;
-		uint32_t *own = xcalloc(share, sizeof(*own));
+		uint32_t *own = bench_xcalloc(share, sizeof(*own));
 		for (size_t k = 0; k < share; k++)
 			own[k] = idx[k * nthreads + t];
 		r[t] = (struct replay){
 			.sizes = d->sizes, .idx = own, .n = share,
 			.order = permutation(share, 0xbe7c4 + 17 * t + nthreads),
-			.h = xcalloc(share, sizeof(unsigned long)),
+			.h = bench_xcalloc(share, sizeof(unsigned long)),
 		};
 	}
 }
@@ -455,7 +441,7 @@ static double timed_median(const char *pool, const struct dist *d, const uint32_
 			   size_t n, unsigned int nthreads, int runs)
 {
 	struct replay r[2];
-	double *v = xcalloc((size_t)runs, sizeof(*v));
+	double *v = bench_xcalloc((size_t)runs, sizeof(*v));
 	double med = -1;
 	setup_replays(r, nthreads, d, idx, n);
 	int k = 0;
@@ -479,7 +465,7 @@ static int measure_pool(const char *pool, const struct dist *d, int runs, struct
 	}
 	size_t max = zpool_max_size(zp);
 	zpool_destroy_pool(zp);
-	uint32_t *idx = xcalloc(d->n, sizeof(*idx));
+	uint32_t *idx = bench_xcalloc(d->n, sizeof(*idx));
 	size_t n = accepted(d, max, idx);
 	*m = (struct measure){ .max_size = max, .objects = n, .rejected = d->n - n };
 	int ret = density_pass(pool, d, idx, n, m);
@@ -730,7 +716,7 @@ static int select_pools(const char *only, bool *run)
 static int run_all(const struct bench_opts *o, const struct dist *dists, int ndists,
 		   const bool *run)
 {
-	struct row *rows = xcalloc(NDISTS * NPOOLS, sizeof(*rows));
+	struct row *rows = bench_xcalloc(NDISTS * NPOOLS, sizeof(*rows));
 	size_t nrows = 0;
 	int ret = 0;
 	if (!o->json)
