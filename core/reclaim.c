@@ -90,13 +90,14 @@ struct reclaim {
 	uintptr_t hand;
 	uint64_t last_sweep_ns;
 	uint64_t last_compact_ns;
+	uint64_t win_moved, win_refaults, backoff_ns; /* thrash_check(), reclaimer only */
 
-	_Atomic uint64_t cnt[10]; /* struct reclaim_counters, in order */
+	_Atomic uint64_t cnt[12]; /* struct reclaim_counters, in order */
 	void *thread_stack;
 };
 
 enum { C_BATCHES, C_MOVED, C_STORED, C_POOR, C_REFAULT_STAGING, C_DROPPED,
-       C_BUSY, C_PASSES, C_SKIPPED_REF, C_COMPACTED };
+       C_BUSY, C_PASSES, C_SKIPPED_REF, C_COMPACTED, C_REFAULTS, C_BACKOFFS };
 
 static void count(struct reclaim *r, int c, uint64_t n)
 {
@@ -117,10 +118,16 @@ static uint64_t ref_hash(uintptr_t addr)
 	return x >> (64 - REF_BITS_SHIFT);
 }
 
-void reclaim_note_refault(struct reclaim *r, uintptr_t addr)
+static void ref_mark(struct reclaim *r, uintptr_t addr)
 {
 	uint64_t b = ref_hash(addr);
 	atomic_fetch_or_explicit(&r->ref[b / 64], 1ULL << (b % 64), memory_order_relaxed);
+}
+
+void reclaim_note_refault(struct reclaim *r, uintptr_t addr)
+{
+	ref_mark(r, addr);
+	count(r, C_REFAULTS, 1);
 }
 
 /* Test and clear: true when the page was referenced since the last pass. */
@@ -354,7 +361,7 @@ static long commit_batch(struct reclaim *r)
 		} else if (err) {
 			/* poor compression or no pool memory: the page goes back */
 			count(r, C_POOR, 1);
-			reclaim_note_refault(r, r->batch.addr[i]);
+			ref_mark(r, r->batch.addr[i]);
 			retry |= return_page(r, i) == -EAGAIN;
 		} else {
 			store_commit(r->store, r->batch.addr[i], &prep);
@@ -647,6 +654,42 @@ static void maybe_compact(struct reclaim *r)
 		count(r, C_COMPACTED, store_compact(r->store));
 }
 
+/*
+ * Refault feedback.  When nearly every page taken comes straight back,
+ * the limit cannot be met by compressing (the working set, or the pool
+ * itself, does not fit): reclaiming on only thrashes the program.  Over
+ * each window of WINDOW_PAGES reclaimed, if refaults reached THRASH_PCT %
+ * of them, the hand rests, doubling the rest up to BACKOFF_MAX_NS while it
+ * lasts; a window below half that ends it.  The program then runs over its
+ * limit rather than at a fraction of its speed.
+ */
+#define WINDOW_PAGES 8192
+#define THRASH_PCT 80
+#define BACKOFF_MIN_NS (20ull * 1000 * 1000)
+#define BACKOFF_MAX_NS (1000ull * 1000 * 1000)
+
+/* Returns how long to rest now (0: go on). */
+static uint64_t thrash_check(struct reclaim *r)
+{
+	uint64_t moved = atomic_load(&r->cnt[C_MOVED]), refaults = atomic_load(&r->cnt[C_REFAULTS]);
+	uint64_t dm = moved - r->win_moved;
+	if (dm < WINDOW_PAGES)
+		return 0;
+	uint64_t dr = refaults - r->win_refaults;
+	r->win_moved = moved;
+	r->win_refaults = refaults;
+	if (dr * 100 >= dm * THRASH_PCT) {
+		r->backoff_ns = r->backoff_ns ? 2 * r->backoff_ns : BACKOFF_MIN_NS;
+		if (r->backoff_ns > BACKOFF_MAX_NS)
+			r->backoff_ns = BACKOFF_MAX_NS;
+		count(r, C_BACKOFFS, 1);
+		return r->backoff_ns;
+	}
+	if (dr * 100 < dm * THRASH_PCT / 2)
+		r->backoff_ns = 0;
+	return 0;
+}
+
 static void *reclaim_thread(void *arg)
 {
 	struct reclaim *r = arg;
@@ -668,6 +711,11 @@ static void *reclaim_thread(void *arg)
 				if (n < 0)
 					break;
 				maybe_compact(r);
+				uint64_t rest = thrash_check(r);
+				if (rest) {
+					idle_wait(r, rest);
+					break;
+				}
 				since_wrap += n;
 				if (wrapped) {
 					wraps = since_wrap ? 0 : wraps + 1;

@@ -51,7 +51,8 @@ struct reclaim_options {
 
 struct reclaim_counters {
 	uint64_t batches, moved, stored, returned_poor, refaulted_staging,
-		dropped, busy, passes, skipped_referenced, compacted_pages;
+		dropped, busy, passes, skipped_referenced, compacted_pages, refaults,
+		thrash_backoffs;
 };
 
 struct reclaim;
