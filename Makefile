@@ -42,9 +42,15 @@ HDRS      := $(wildcard pools/*.h core/*.h libzswapu/*.h tests/*.h bench/*.h)
 
 INTERNAL_A := $(B)/libzswapu-internal.a
 SHARED_LIB := $(B)/libzswapu.so
+# The LD_PRELOAD shim: preload/preload.c over the same library objects, a
+# library of its own so that libzswapu.so stays free of interposed libc
+# calls; bound at load time (-z now) so no engine thread ever runs the
+# lazy-binding resolver.
+PRELOAD_LIB := $(B)/libzswapu-preload.so
+TOOL       := $(B)/zswapu
 
-.PHONY: all deps demo check test bench install uninstall clean torture FORCE
-all: $(SHARED_LIB) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc
+.PHONY: all deps demo check test bench install uninstall clean torture docs docs-check FORCE
+all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc
 
 deps:
 	@./scripts/deps.sh
@@ -60,6 +66,14 @@ $(INTERNAL_A): $(LIB_OBJS)
 $(SHARED_LIB): $(LIB_OBJS) libzswapu/libzswapu.map
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,--version-script=libzswapu/libzswapu.map \
 		-Wl,-soname,libzswapu.so -o $@ $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
+
+$(PRELOAD_LIB): $(B)/preload/preload.o $(LIB_OBJS)
+	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,-z,now -Wl,-soname,libzswapu-preload.so \
+		-o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(TOOL): tools/zswapu.c $(INTERNAL_A) $(HDRS) Makefile
+	$(CC) $(CFLAGS) -DZSWAPU_LIBDIR='"$(LIBDIR)"' -DZSWAPU_VERSION='"$(VERSION)"' \
+		-o $@ $< $(INTERNAL_A) $(LDFLAGS) $(LDLIBS)
 
 $(B)/zswapu.pc: libzswapu/zswapu.pc.in Makefile
 	@mkdir -p $(dir $@)
@@ -95,6 +109,16 @@ $(B)/bench/%: bench/%.c $(INTERNAL_A) $(HDRS)
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory docs-check
+
+# docs/options.md is the options table as `zswapu help options --markdown`
+# prints it: `make docs` rewrites it, `make check` fails when it is stale.
+docs: $(TOOL)
+	./$(TOOL) help options --markdown > docs/options.md
+
+docs-check: $(TOOL)
+	@./$(TOOL) help options --markdown | diff -u docs/options.md - \
+		|| { echo "docs/options.md is stale: run make docs" >&2; exit 1; }
 
 # Runs the unit suites; CK_RUN_SUITE=name runs one.
 test: $(B)/tests/runner
@@ -117,13 +141,17 @@ demo: deps
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/libzswapu.so
+	install -m 0755 $(PRELOAD_LIB) $(DESTDIR)$(LIBDIR)/libzswapu-preload.so
+	install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/zswapu
 	install -m 0644 libzswapu/zswapu.h $(DESTDIR)$(INCLUDEDIR)/zswapu.h
 	install -m 0644 $(B)/zswapu.pc $(DESTDIR)$(LIBDIR)/pkgconfig/zswapu.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libzswapu.so $(DESTDIR)$(INCLUDEDIR)/zswapu.h \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/zswapu.pc
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/zswapu.pc \
+	      $(DESTDIR)$(LIBDIR)/libzswapu-preload.so $(DESTDIR)$(BINDIR)/zswapu
 
 clean:
 	rm -rf build

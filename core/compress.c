@@ -340,7 +340,7 @@ static int parse_lz4(const char *lvl, struct compress_cfg *out)
 	return 0;
 }
 
-int compress_parse(const char *spec, struct compress_cfg *out)
+int compress_parse_quiet(const char *spec, struct compress_cfg *out)
 {
 	const char *colon = spec ? strchr(spec, ':') : NULL;
 	size_t nlen = colon ? (size_t)(colon - spec) : (spec ? strlen(spec) : 0);
@@ -352,16 +352,29 @@ int compress_parse(const char *spec, struct compress_cfg *out)
 		err = parse_lz4(lvl, &cfg);
 	else if (nlen == 4 && !strncmp(spec, "zstd", 4))
 		err = parse_zstd(lvl, &cfg);
-	if (err) {
-		log_error("compressor '%s' not recognised: accepted are lz4, "
-			  "lz4:N (acceleration 1..%d), zstd (= zstd:1), zstd:N "
-			  "(level %d..%d, 0 = 3)",
-			  spec ? spec : "(null)", LZ4_ACCEL_MAX, ZSTD_minCLevel(),
-			  zstd_max_level());
+	if (err)
 		return err;
-	}
 	*out = cfg;
 	return 0;
+}
+
+const char *compress_accepted(char *buf, size_t len)
+{
+	snprintf(buf, len,
+		 "lz4, lz4:N (acceleration 1..%d), zstd (= zstd:1), zstd:N (level %d..%d, 0 = 3)",
+		 LZ4_ACCEL_MAX, ZSTD_minCLevel(), zstd_max_level());
+	return buf;
+}
+
+int compress_parse(const char *spec, struct compress_cfg *out)
+{
+	int err = compress_parse_quiet(spec, out);
+	if (err) {
+		char acc[128];
+		log_error("compressor '%s' not recognised: accepted are %s",
+			  spec ? spec : "(null)", compress_accepted(acc, sizeof(acc)));
+	}
+	return err;
 }
 
 const char *compress_name(const struct compress_cfg *cfg, char *buf, size_t len)

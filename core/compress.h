@@ -42,6 +42,15 @@ struct compress_cfg {
  */
 int compress_parse(const char *spec, struct compress_cfg *out);
 
+/*
+ * compress_parse_quiet() : compress_parse() without the log line, for
+ * callers that report a bad value in their own words (the ZSWAPU_*
+ * options name the variable).  compress_accepted() : what both accept, as
+ * one phrase, into @buf.
+ */
+int compress_parse_quiet(const char *spec, struct compress_cfg *out);
+const char *compress_accepted(char *buf, size_t len);
+
 /* compress_name() : "lz4:1", "zstd:3" ... into @buf (for stats and logs). */
 const char *compress_name(const struct compress_cfg *cfg, char *buf, size_t len);
 

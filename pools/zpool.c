@@ -41,6 +41,12 @@ bool zpool_has_pool(const char *type)
 	return find_driver(type) != NULL;
 }
 
+size_t zpool_type_max_size(const char *type)
+{
+	const struct zpool_driver *d = find_driver(type);
+	return d ? d->max_size : 0;
+}
+
 const char *const *zpool_driver_names(void)
 {
 	return driver_names;

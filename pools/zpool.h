@@ -82,6 +82,13 @@ struct zpool_driver {
 /* zpool_has_pool() : true when a driver of that name exists. */
 bool zpool_has_pool(const char *type);
 
+/*
+ * zpool_type_max_size() : the largest object driver @type stores (what
+ * zpool_max_size() says of its pools), before any pool exists: option
+ * checks use it; 0 for an unknown type.
+ */
+size_t zpool_type_max_size(const char *type);
+
 /* zpool_driver_names() : the drivers, NULL-terminated, default first. */
 const char *const *zpool_driver_names(void);
 

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "pools/pagesrc.h"
 #include "tests/corpus.h"
+#include "tests/logcap.h"
 
 #define PAGE COMPRESS_PAGE_SIZE
 
@@ -351,15 +352,10 @@ END_TEST
 static int parse_capture(const char *spec, struct compress_cfg *cfg, char *msg,
 			 size_t cap)
 {
-	int fds[2];
-	ck_assert_int_eq(pipe2(fds, O_NONBLOCK), 0);
-	log_set_fd(fds[1]);
+	struct logcap c;
+	logcap_begin(&c);
 	int err = compress_parse(spec, cfg);
-	log_set_fd(-1);
-	ssize_t n = read(fds[0], msg, cap - 1);
-	msg[n > 0 ? n : 0] = '\0';
-	close(fds[0]);
-	close(fds[1]);
+	logcap_end(&c, msg, cap);
 	return err;
 }
 

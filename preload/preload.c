@@ -1,0 +1,779 @@
+/*
+ * preload — libzswapu-preload.so, the LD_PRELOAD shim: an unmodified
+ * program runs with its cold memory compressed.  `zswapu run` loads it;
+ * `LD_PRELOAD=.../libzswapu-preload.so prog` does the same by hand.
+ *
+ * The library is built from this file and the same objects as
+ * libzswapu.so; it exports the interposed calls below and the zswapu_*
+ * API (so a program that also links libzswapu.so talks to this one engine:
+ * its zswapu_init() gets -EALREADY), nothing else.
+ *
+ * Start (constructor): read the ZSWAPU_* options (core/options.c) once.
+ * ZSWAPU_ENABLED=0, a program named in ZSWAPU_EXCLUDE, a bad value or an
+ * engine that cannot start: the program runs unmanaged; the last two say
+ * so in one stderr line.  Otherwise start the engine, keep out the memory
+ * that exists already (the loader's and the libraries': engine threads
+ * touch it, see discover_exclude_present), and start the scanner thread.
+ *
+ * Management begins at start with ZSWAPU_COLD_AGE, or when the resident
+ * size first reaches half of ZSWAPU_LIMIT (armed()): a registered range
+ * costs a fault-handler round trip on the first touch of each page, which
+ * a program that fits in its limit should not pay.
+ *
+ * Discovery (core/discover.c) runs on the scanner thread, an engine thread
+ * on engine memory: every ZSWAPU_SCAN_INTERVAL it rereads /proc/self/maps
+ * and registers new private anonymous memory (the brk heap and malloc's
+ * own mmaps are found only this way), and every 1 to 30 s it reads smaps
+ * (VmFlags: memory locked behind the wrappers' back, munlock, memory
+ * mapped again where other memory was).  The fast path: an interposed
+ * mmap() of MMAP_FAST_MIN or more of private anonymous writable memory is
+ * registered before mmap returns.
+ *
+ * Memory that must stay resident: mlock/mlock2/mlockall(MCL_CURRENT) and
+ * madvise(MADV_DONTDUMP, MADV_DONTFORK, MADV_WIPEONFORK) first unregister
+ * what they cover (zswapu_unregister brings the pages back), tell
+ * discovery to keep it out, and then run; mlockall(MCL_FUTURE) stops the
+ * fast path.  A scan that one of them raced is aborted (`gen`) and redone:
+ * a registration never lands on memory locked after the scan read maps.
+ * munmap and mremap need nothing here: the engine sees them as
+ * userfaultfd events.
+ *
+ * fork: a child is served its stored pages by the parent's engine (or got
+ * them all before the fork, without fork events); it does not manage its
+ * own memory, since its ranges belong to the parent's userfaultfd.  After
+ * exec the shim starts afresh in the new program.
+ *
+ * Exit (destructor): stop the scanner, print the stats if ZSWAPU_STATS=1,
+ * then stop the engine only if a forked child still depends on it (it
+ * gets its pages first).  Otherwise the engine keeps serving faults until
+ * the process is gone: bringing every stored page back at exit would
+ * raise the resident size past the limit at the last moment and cost
+ * the time to decompress it all, for memory about to be freed; and
+ * destructors that run after this one may still touch managed memory.
+ *
+ * Locks: `lock` orders registration against mlock & co (it is held
+ * across zswapu_register/unregister, never while touching program
+ * memory); the scanner thread waits on `cv` between scans.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/compress.h"
+#include "core/discover.h"
+#include "core/log.h"
+#include "core/maps.h"
+#include "core/options.h"
+#include "core/reclaim.h"
+#include "libzswapu/zswapu.h"
+#include "pools/pagesrc.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define PAGE 4096UL
+/* mmap()s this large are registered at once; smaller ones wait for a scan
+ * (python's arenas are 1 MiB; small mappings are many and cheap to miss) */
+#define MMAP_FAST_MIN (1UL << 20)
+/* a full scan reads smaps, a walk of every page table (~10 ms per 300 MB
+ * here): they are spaced by FULL_SPACING times the last one's duration,
+ * FULL_MIN_MS..FULL_MAX_MS apart, to stay near 1% of a core; quick ones
+ * (maps) run every ZSWAPU_SCAN_INTERVAL */
+#define FULL_SPACING 100
+#define FULL_MIN_MS 1000
+#define FULL_MAX_MS 30000
+/* stats are sampled this often for their peaks (ZSWAPU_STATS=1) */
+#define SAMPLE_MS 250
+#define KEEP_MAX 16 /* the executable's load segments */
+
+enum { OFF, ON };
+
+static struct {
+	struct options o;
+	_Atomic int state;
+	_Atomic bool armed; /* see armed() */
+	pthread_mutex_t lock;
+	unsigned long gen;  /* bumped under lock by mlock & co */
+	unsigned long scan_gen; /* gen when the scan in progress began */
+	bool lock_future;   /* mlockall(MCL_FUTURE) in force */
+	struct discover *disc;
+	pthread_t scanner;
+	void *scanner_stack;
+	bool scanner_running, stop;
+	pthread_cond_t cv;
+	struct timespec t0;
+	int stats_fd; /* stderr as it was at start (ZSWAPU_STATS=1) */
+	/* peaks seen by the scanner's samples, for the exit table */
+	struct zswapu_stats peak; /* at the moment stored_pages peaked */
+	uint64_t peak_anon;
+	bool enospc_logged;
+} g = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+/* ---- the real calls ------------------------------------------------------------------ */
+
+/*
+ * dlsym may allocate, and an allocator may mmap through us: while this
+ * thread resolves, calls fall through to the raw system call.
+ */
+static __thread int resolving __attribute__((tls_model("initial-exec")));
+
+static void *real(void *_Atomic *slot, const char *name)
+{
+	void *f = atomic_load_explicit(slot, memory_order_acquire);
+	if (f || resolving)
+		return f;
+	resolving = 1;
+	f = dlsym(RTLD_NEXT, name);
+	resolving = 0;
+	atomic_store_explicit(slot, f, memory_order_release);
+	return f;
+}
+
+static void *_Atomic real_mmap, *_Atomic real_mlockall, *_Atomic real_munlockall;
+
+static void *call_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *f = real(&real_mmap, "mmap");
+	return f ? ((void *(*)(void *, size_t, int, int, int, off_t))f)(addr, len, prot, flags,
+									 fd, off)
+		 : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+/* The calls on a range that must first take it out of zswapu. */
+enum range_call { CALL_MADVISE, CALL_MLOCK, CALL_MLOCK2, CALL_NR };
+
+static const struct {
+	const char *name;
+	long nr;
+} range_calls[CALL_NR] = {
+	[CALL_MADVISE] = { "madvise", SYS_madvise },
+	[CALL_MLOCK] = { "mlock", SYS_mlock },
+	[CALL_MLOCK2] = { "mlock2", SYS_mlock2 },
+};
+static void *_Atomic real_range[CALL_NR];
+
+/* @arg: madvise's advice, mlock2's flags; mlock has none. */
+static int call_range(enum range_call c, const void *addr, size_t len, int arg)
+{
+	void *f = real(&real_range[c], range_calls[c].name);
+	if (!f)
+		return (int)syscall(range_calls[c].nr, addr, len, arg);
+	switch (c) {
+	case CALL_MADVISE:
+		return ((int (*)(void *, size_t, int))f)((void *)addr, len, arg);
+	case CALL_MLOCK:
+		return ((int (*)(const void *, size_t))f)(addr, len);
+	default:
+		return ((int (*)(const void *, size_t, unsigned int))f)(addr, len,
+									  (unsigned int)arg);
+	}
+}
+
+static int call_mlockall(int flags)
+{
+	void *f = real(&real_mlockall, "mlockall");
+	return f ? ((int (*)(int))f)(flags) : (int)syscall(SYS_mlockall, flags);
+}
+
+/* ---- registration and its opposite --------------------------------------------------- */
+
+static bool on(void)
+{
+	return atomic_load_explicit(&g.state, memory_order_acquire) == ON;
+}
+
+static void engine_gone(int err)
+{
+	if (err == -ECANCELED || err == -ENODEV)
+		atomic_store(&g.state, OFF);
+}
+
+/* discover's callback, on the scanner thread. */
+static int scanned(enum discover_op op, uintptr_t start, size_t len, void *arg)
+{
+	(void)arg;
+	if (op == DISCOVER_UNREGISTER)
+		return zswapu_unregister((void *)start, len);
+	pthread_mutex_lock(&g.lock);
+	int err = g.gen != g.scan_gen ? -EAGAIN : zswapu_register((void *)start, len);
+	pthread_mutex_unlock(&g.lock);
+	return err;
+}
+
+/* The mmap fast path, on the program's thread. */
+static void register_mapped(void *p, size_t len)
+{
+	uintptr_t s = (uintptr_t)p, e = (s + len + PAGE - 1) & ~(PAGE - 1);
+	if (discover_excluded(g.disc, s, e))
+		return;
+	int saved = errno;
+	pthread_mutex_lock(&g.lock);
+	int err = g.lock_future ? 0 : zswapu_register(p, e - s);
+	pthread_mutex_unlock(&g.lock);
+	engine_gone(err);
+	errno = saved;
+}
+
+/*
+ * Bring back and unregister every managed piece of [start, end), before
+ * the caller locks it, marks it DONTDUMP and so on.  Called with g.lock
+ * held, on the program's thread (its stack holds the reader's buffer).
+ */
+static void unmanage(uintptr_t start, uintptr_t end)
+{
+	char buf[1024];
+	struct maps_reader rd;
+	if (maps_open(&rd, "/proc/self/maps", buf, sizeof(buf)))
+		return;
+	struct maps_vma v;
+	while (maps_next(&rd, &v) > 0) {
+		if (v.end <= start || !maps_candidate(&v))
+			continue;
+		if (v.start >= end)
+			break;
+		uintptr_t s = v.start > start ? v.start : start;
+		uintptr_t e = v.end < end ? v.end : end;
+		/* -EINVAL/-EFAULT: a range zswapu never had; nothing to undo */
+		engine_gone(zswapu_unregister((void *)s, e - s));
+	}
+	maps_close(&rd);
+}
+
+/* Page-aligned [addr, addr+len) as mlock rounds it, out and kept out. */
+static void unmanage_range(const void *addr, size_t len)
+{
+	uintptr_t s = (uintptr_t)addr & ~(PAGE - 1);
+	uintptr_t e = ((uintptr_t)addr + len + PAGE - 1) & ~(PAGE - 1);
+	if (e <= s)
+		return;
+	unmanage(s, e);
+	discover_keep_out(g.disc, s, e);
+}
+
+/* ---- interposed calls ---------------------------------------------------------------- */
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *p = call_mmap(addr, len, prot, flags, fd, off);
+	if (p != MAP_FAILED && len >= MMAP_FAST_MIN && on() && g.armed && (flags & MAP_ANONYMOUS) &&
+	    (flags & MAP_TYPE) == MAP_PRIVATE &&
+	    (prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE) &&
+	    !(flags & (MAP_LOCKED | MAP_HUGETLB | MAP_GROWSDOWN)))
+		register_mapped(p, len);
+	return p;
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__attribute__((alias("mmap")));
+
+/* Run @c over [addr, addr+len) after taking it out of zswapu. */
+static int unmanaged_op(enum range_call c, const void *addr, size_t len, int arg)
+{
+	if (!on())
+		return call_range(c, addr, len, arg);
+	pthread_mutex_lock(&g.lock);
+	g.gen++;
+	int saved = errno;
+	unmanage_range(addr, len);
+	errno = saved;
+	int r = call_range(c, addr, len, arg);
+	pthread_mutex_unlock(&g.lock);
+	return r;
+}
+
+EXPORT int mlock(const void *addr, size_t len)
+{
+	return unmanaged_op(CALL_MLOCK, addr, len, 0);
+}
+
+EXPORT int mlock2(const void *addr, size_t len, unsigned int flags)
+{
+	return unmanaged_op(CALL_MLOCK2, addr, len, (int)flags);
+}
+
+EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	/* pages these mark (secrets, device buffers) stay resident: maps.h */
+	if (advice == MADV_DONTDUMP || advice == MADV_DONTFORK || advice == MADV_WIPEONFORK)
+		return unmanaged_op(CALL_MADVISE, addr, len, advice);
+	return call_range(CALL_MADVISE, addr, len, advice);
+}
+
+/*
+ * mlockall(MCL_CURRENT) itself would lock and populate the engine's arena:
+ * a reservation of twice the RAM, mostly never touched.  So every other
+ * mapping is locked one by one instead (mappings made meanwhile by other
+ * threads are not, unless MCL_FUTURE), and the real call gets only
+ * MCL_FUTURE.  The first error is returned, as mlockall would.
+ */
+static int lock_all_but_engine(bool onfault)
+{
+	uintptr_t a, b;
+	pagesrc_range(&a, &b);
+	char buf[1024];
+	struct maps_reader rd;
+	int r = -1;
+	if (maps_open(&rd, "/proc/self/maps", buf, sizeof(buf)))
+		return call_mlockall(MCL_CURRENT | (onfault ? MCL_ONFAULT : 0));
+	struct maps_vma v;
+	r = 0;
+	while (maps_next(&rd, &v) > 0) {
+		/* what mlockall skips: inaccessible and special mappings */
+		if ((v.start < b && v.end > a) || v.kind == MAPS_SPECIAL ||
+		    !(v.read || v.write || v.exec))
+			continue;
+		int e = call_range(onfault ? CALL_MLOCK2 : CALL_MLOCK, (void *)v.start,
+				   v.end - v.start, onfault ? MLOCK_ONFAULT : 0);
+		if (e && !r) {
+			r = e;
+			break;
+		}
+	}
+	maps_close(&rd);
+	return r;
+}
+
+EXPORT int mlockall(int flags)
+{
+	if (!on())
+		return call_mlockall(flags);
+	pthread_mutex_lock(&g.lock);
+	g.gen++;
+	int saved = errno, r = 0;
+	if (flags & MCL_CURRENT) {
+		unmanage(0, UINTPTR_MAX & ~(PAGE - 1));
+		discover_keep_out(g.disc, 0, UINTPTR_MAX & ~(PAGE - 1));
+		r = lock_all_but_engine(flags & MCL_ONFAULT);
+	}
+	if (r == 0 && (flags & MCL_FUTURE)) {
+		r = call_mlockall(flags & ~MCL_CURRENT);
+		if (r == 0)
+			g.lock_future = true;
+	}
+	if (r == 0)
+		errno = saved;
+	pthread_mutex_unlock(&g.lock);
+	return r;
+}
+
+EXPORT int munlockall(void)
+{
+	void *f = real(&real_munlockall, "munlockall");
+	int r = f ? ((int (*)(void))f)() : (int)syscall(SYS_munlockall);
+	if (r == 0 && on()) {
+		/* what it unlocked comes back with the next full scan */
+		pthread_mutex_lock(&g.lock);
+		g.lock_future = false;
+		pthread_mutex_unlock(&g.lock);
+	}
+	return r;
+}
+
+/* ---- the scanner thread --------------------------------------------------------------- */
+
+/*
+ * Compress and expand one page now, so that the compressor's lazily bound
+ * library calls are resolved before any fault depends on them (the
+ * loader's lookup walks memory that is not the engine's).
+ */
+static void warm_up(void)
+{
+	struct compress_cfg cfg;
+	if (compress_parse_quiet(g.o.compressor, &cfg))
+		return;
+	unsigned char page[COMPRESS_PAGE_SIZE], out[COMPRESS_PAGE_SIZE];
+	for (size_t i = 0; i < sizeof(page); i++)
+		page[i] = (unsigned char)(i * 7 / 13);
+	size_t n;
+	if (!compress_page(&cfg, page, out, sizeof(out), &n))
+		compress_decompress(&cfg, out, n, page);
+}
+
+static void sample(void)
+{
+	struct zswapu_stats st;
+	if (zswapu_stats(&st))
+		return;
+	if (st.stored_pages >= g.peak.stored_pages)
+		g.peak = st;
+	if (st.anon_rss_bytes > g.peak_anon)
+		g.peak_anon = st.anon_rss_bytes;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void scan_once(bool full)
+{
+	int r;
+	do {
+		pthread_mutex_lock(&g.lock);
+		g.scan_gen = g.gen;
+		pthread_mutex_unlock(&g.lock);
+		r = discover_scan(g.disc, full);
+	} while (r == -EAGAIN && on());
+	if (r == -ENOSPC && !g.enospc_logged) {
+		g.enospc_logged = true;
+		log_error("more separate ranges than the engine can manage: some memory stays "
+			  "unmanaged");
+	} else if (r < 0 && r != -ENOSPC) {
+		log_debug("scan: %s", strerrordesc_np(-r));
+	}
+	engine_gone(r);
+}
+
+/*
+ * Has management begun?  A limit arms it when the resident size first
+ * reaches half the limit: until then no reclaim would run anyway, and a
+ * registered range makes the first touch of each of its pages a round
+ * trip through the fault handler, which a program that fits should not
+ * pay.  A cold age arms it at start; neither: never.
+ */
+static bool armed(void)
+{
+	if (atomic_load_explicit(&g.armed, memory_order_relaxed))
+		return true;
+	if (!g.o.z.limit_bytes || reclaim_anon_rss() < g.o.z.limit_bytes / 2)
+		return false;
+	atomic_store(&g.armed, true);
+	log_info("resident size reached half the limit: managing memory from now on");
+	return true;
+}
+
+/* Sleep until @wake (ms, CLOCK_MONOTONIC) or until told to stop; false to stop. */
+static bool sleep_until(uint64_t wake)
+{
+	pthread_mutex_lock(&g.lock);
+	if (!g.stop) {
+		struct timespec ts = { .tv_sec = wake / 1000, .tv_nsec = wake % 1000 * 1000000 };
+		pthread_cond_timedwait(&g.cv, &g.lock, &ts);
+	}
+	bool stop = g.stop;
+	pthread_mutex_unlock(&g.lock);
+	return !stop;
+}
+
+static void *scanner_main(void *arg)
+{
+	(void)arg;
+	warm_up();
+	/* unarmed, the limit is looked at this often */
+	uint64_t poll = g.o.scan_ms ? g.o.scan_ms : 100;
+	uint64_t next_scan = 0, next_full = 0, next_sample = 0, wake;
+	do {
+		uint64_t t = now_ms();
+		if (t >= next_scan) {
+			if (armed()) {
+				/* the first scan is a full one */
+				bool full = t >= next_full;
+				scan_once(full);
+				uint64_t took = now_ms() - t, gap = took * FULL_SPACING;
+				if (full)
+					next_full = t + (gap < FULL_MIN_MS   ? FULL_MIN_MS
+							 : gap > FULL_MAX_MS ? FULL_MAX_MS
+									     : gap);
+				next_scan = g.o.scan_ms ? t + g.o.scan_ms : UINT64_MAX;
+			} else {
+				next_scan = g.o.z.limit_bytes ? t + poll : UINT64_MAX;
+			}
+		}
+		if (g.o.stats && t >= next_sample) {
+			sample();
+			next_sample = t + SAMPLE_MS;
+		}
+		wake = next_scan;
+		if (g.o.stats && next_sample < wake)
+			wake = next_sample;
+		if (wake == UINT64_MAX)
+			wake = t + 3600 * 1000;
+	} while (on() && sleep_until(wake));
+	return NULL;
+}
+
+/* ---- the stats table at exit ---------------------------------------------------------- */
+
+struct outbuf {
+	char b[6144];
+	size_t n;
+};
+
+static void put(struct outbuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct outbuf *o, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(o->b + o->n, sizeof(o->b) - o->n, fmt, ap);
+	va_end(ap);
+	if (m > 0)
+		o->n = o->n + m < sizeof(o->b) ? o->n + m : sizeof(o->b) - 1;
+}
+
+static const char *mib(uint64_t bytes, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.1f MiB", bytes / 1048576.0);
+	return buf;
+}
+
+/* A "Key:  N kB" line of /proc/self/status, in bytes; 0 if absent. */
+static uint64_t status_kb(const char *key)
+{
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strstr(buf, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) * 1024 : 0;
+}
+
+static void print_stats(const struct zswapu_stats *st)
+{
+	struct outbuf o = { .n = 0 };
+	char a[32], b[32], c[32];
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	double secs = (t.tv_sec - g.t0.tv_sec) + (t.tv_nsec - g.t0.tv_nsec) / 1e9;
+	const struct zswapu_stats *pk = &g.peak;
+	put(&o, "zswapu: stats of %s (pid %d) after %.2f s\n", program_invocation_short_name,
+	    (int)getpid(), secs);
+	put(&o, "  %-28s %s, %s, limit %s%s, cold age %u ms\n", "setting", g.o.compressor,
+	    g.o.pool, g.o.z.limit_bytes ? mib(g.o.z.limit_bytes, a, sizeof(a)) : "none",
+	    g.o.z.limit_bytes ? (g.o.z.limit_includes_pool ? " (pool counted)" : " (pool not counted)")
+			      : "",
+	    g.o.z.cold_age_ms);
+	put(&o, "  %-28s %s\n", "peak_resident (VmHWM)", mib(status_kb("VmHWM:"), a, sizeof(a)));
+	put(&o, "  %-28s %s\n", "peak_anon_resident", mib(g.peak_anon, a, sizeof(a)));
+	if (pk->pool_total_size)
+		put(&o, "  %-28s %.2f (at the peak: %s stored in %s of pool)\n",
+		    "compression_ratio", pk->stored_pages * 4096.0 / pk->pool_total_size,
+		    mib(pk->stored_pages * 4096, b, sizeof(b)), mib(pk->pool_total_size, c, sizeof(c)));
+	else
+		put(&o, "  %-28s - (no pool in use at any sample)\n", "compression_ratio");
+	put(&o, "  %-28s %llu\n", "peak_stored_pages", (unsigned long long)pk->stored_pages);
+	const struct {
+		const char *name;
+		uint64_t v;
+	} rows[] = {
+		{ "stored_pages", st->stored_pages },
+		{ "pool_total_size", st->pool_total_size },
+		{ "stored_incompressible_pages", st->stored_incompressible_pages },
+		{ "same_filled_pages", st->same_filled_pages },
+		{ "zero_filled_pages", st->zero_filled_pages },
+		{ "reject_compress_poor", st->reject_compress_poor },
+		{ "reject_compress_fail", st->reject_compress_fail },
+		{ "reject_alloc_fail", st->reject_alloc_fail },
+		{ "decompress_fail", st->decompress_fail },
+		{ "stores", st->stores },
+		{ "loads", st->loads },
+		{ "invalidates", st->invalidates },
+		{ "faults", st->faults },
+		{ "faults_from_store", st->faults_from_store },
+		{ "faults_zero", st->faults_zero },
+		{ "reclaim_batches", st->reclaim_batches },
+		{ "reclaimed_pages", st->reclaimed_pages },
+		{ "load_p50_ns", st->load_p50_ns },
+		{ "load_p99_ns", st->load_p99_ns },
+		{ "anon_rss_bytes", st->anon_rss_bytes },
+		{ "managed_bytes", st->managed_bytes },
+		{ "forks", st->forks },
+		{ "child_faults", st->child_faults },
+		{ "failed", st->failed },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		put(&o, "  %-28s %llu\n", rows[i].name, (unsigned long long)rows[i].v);
+	struct discover_stats ds;
+	discover_get_stats(g.disc, &ds);
+	put(&o, "  %-28s %llu (%llu full); ranges: %llu registered, %llu failed, %llu taken "
+		"back, %llu kept resident\n",
+	    "scans", (unsigned long long)ds.scans, (unsigned long long)ds.smaps_reads,
+	    (unsigned long long)ds.registered, (unsigned long long)ds.failed,
+	    (unsigned long long)ds.unregistered, (unsigned long long)ds.kept_out);
+	/* one write: the table stays whole among other threads' output */
+	ssize_t w = write(g.stats_fd, o.b, o.n);
+	(void)w;
+}
+
+/* ---- start and stop ------------------------------------------------------------------- */
+
+/* The executable's name as the ZSWAPU_EXCLUDE list may give it. */
+static bool excluded(void)
+{
+	if (!g.o.exclude[0])
+		return false;
+	if (options_excluded(&g.o, program_invocation_short_name))
+		return true;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	const char *base = strrchr(exe, '/');
+	return options_excluded(&g.o, base ? base + 1 : exe);
+}
+
+struct keep {
+	uintptr_t r[KEEP_MAX][2];
+	size_t n;
+};
+
+/* The executable's own segments (its .bss is the program's to lose, not ours). */
+static int main_segments(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct keep *k = arg;
+	for (int i = 0; i < info->dlpi_phnum && k->n < KEEP_MAX; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+		k->r[k->n][0] = s & ~(PAGE - 1);
+		k->r[k->n][1] = (s + ph->p_memsz + PAGE - 1) & ~(PAGE - 1);
+		k->n++;
+	}
+	return 1; /* the executable comes first: stop there */
+}
+
+static const char *why(int err)
+{
+	switch (err) {
+	case -EPERM:
+	case -EACCES:
+		return "userfaultfd is not permitted here (it needs read/write access to "
+		       "/dev/userfaultfd, CAP_SYS_PTRACE, or vm.unprivileged_userfaultfd=1)";
+	case -ENOSYS:
+		return "this kernel has no userfaultfd";
+	case -EOPNOTSUPP:
+		return "this kernel lacks UFFDIO_MOVE (Linux 6.8 or later)";
+	case -EINVAL:
+		return "the options were refused (see above)";
+	default:
+		return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error";
+	}
+}
+
+static void after_fork_child(void)
+{
+	/* the parent's engine serves this process; it manages nothing itself */
+	atomic_store(&g.state, OFF);
+	pthread_mutex_init(&g.lock, NULL);
+	g.scanner_running = false;
+}
+
+static int start_discovery(void)
+{
+	int err = discover_create(NULL, NULL, scanned, NULL, &g.disc);
+	if (err)
+		return err;
+	uintptr_t a, b;
+	pagesrc_range(&a, &b);
+	discover_exclude(g.disc, a, b);
+	struct keep k = { .n = 0 };
+	dl_iterate_phdr(main_segments, &k);
+	err = discover_exclude_present(g.disc, (const uintptr_t(*)[2])k.r, k.n);
+	if (err)
+		return err;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&g.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	atomic_store(&g.armed, g.o.z.cold_age_ms > 0);
+	atomic_store(&g.state, ON);
+	err = pagesrc_thread_create(&g.scanner, scanner_main, NULL, &g.scanner_stack);
+	if (err) {
+		atomic_store(&g.state, OFF);
+		return err;
+	}
+	g.scanner_running = true;
+	return 0;
+}
+
+__attribute__((constructor)) static void preload_start(void)
+{
+	char err[400];
+	int r = options_load(&g.o, NULL, err, sizeof(err));
+	log_set_level(g.o.z.log_level);
+	if (!g.o.enabled)
+		return; /* a true no-op, even with other bad values */
+	if (r) {
+		log_error("%s; running unmanaged", err);
+		return;
+	}
+	options_warn(&g.o, NULL);
+	if (excluded()) {
+		log_info("%s is in ZSWAPU_EXCLUDE: running unmanaged", program_invocation_short_name);
+		return;
+	}
+	options_log_values(&g.o);
+	clock_gettime(CLOCK_MONOTONIC, &g.t0);
+	/* programs may close stderr before exit (coreutils' close_stdout does):
+	 * keep a descriptor of our own for the table */
+	g.stats_fd = g.o.stats ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
+	/* resolve now, not in the middle of a call that holds g.lock */
+	real(&real_mmap, "mmap");
+	real(&real_mlockall, "mlockall");
+	real(&real_munlockall, "munlockall");
+	for (int c = 0; c < CALL_NR; c++)
+		real(&real_range[c], range_calls[c].name);
+	r = zswapu_init(&g.o.z);
+	if (r) {
+		log_error("cannot start: %s; running unmanaged", why(r));
+		return;
+	}
+	r = start_discovery();
+	if (r) {
+		log_error("cannot start region discovery: %s; running unmanaged",
+			  strerrordesc_np(-r) ? strerrordesc_np(-r) : "unknown error");
+		discover_destroy(g.disc);
+		g.disc = NULL;
+		zswapu_shutdown();
+		return;
+	}
+	pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+__attribute__((destructor)) static void preload_stop(void)
+{
+	/* never started, or a forked child: nothing of ours runs here */
+	if (!g.scanner_running)
+		return;
+	pthread_mutex_lock(&g.lock);
+	g.stop = true;
+	pthread_cond_broadcast(&g.cv);
+	pthread_mutex_unlock(&g.lock);
+	pagesrc_thread_join(g.scanner, g.scanner_stack);
+	g.scanner_running = false;
+	struct zswapu_stats st;
+	if (zswapu_stats(&st))
+		return;
+	if (g.o.stats && g.stats_fd >= 0) {
+		sample(); /* the peaks include the last moment */
+		print_stats(&st);
+		close(g.stats_fd);
+	}
+	/* a live forked child still reads its stored pages through this
+	 * engine: it gets them all before the engine goes (see the top) */
+	if (st.forks > st.children_exited) {
+		atomic_store(&g.state, OFF);
+		zswapu_shutdown();
+	}
+}
