@@ -1,0 +1,232 @@
+#!/bin/sh
+# tests/integration/run.sh BUILD_DIR [CASE...]
+#
+# Runs real programs natively and under `zswapu run` with a limit of 30 %
+# of their native peak resident anonymous memory, and checks for each:
+#   - the output (stdout, and files the program writes) is byte for byte
+#     the native one, and so is the exit status;
+#   - the resident anonymous memory of each process stayed within the limit
+#     plus the stated slack (sampled every 20 ms by rsswatch; zswapu reacts
+#     to what it reads from /proc/self/statm, so a fast allocator runs a
+#     little over before it is caught up: SLACK_PCT of the limit plus
+#     SLACK_MIB, which also covers the engine's own caches).
+# Plus: a bad option leaves the program running with one message, and
+# ZSWAPU_ENABLED=0 is a no-op (no engine thread).
+# With CASE names, runs only those.  Exit status 1 when any check fails.
+set -u
+
+B=${1:?usage: run.sh BUILD_DIR [CASE...]}
+shift
+B=$(cd "$B" && pwd) || exit 1
+Z=$B/zswapu
+W=$B/tests/rsswatch
+PRELOAD=$B/libzswapu-preload.so
+FRACTION=30
+SLACK_PCT=10
+SLACK_MIB=24
+# Debian's interpreter (a pyenv or venv one may lack the test package)
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+for f in "$Z" "$W" "$PRELOAD"; do
+    [ -e "$f" ] || { echo "run.sh: $f missing: build first (make all)" >&2; exit 1; }
+done
+
+T=$(mktemp -d /tmp/zswapu-it.XXXXXX)
+trap 'rm -rf "$T"' EXIT INT TERM
+failures=0
+only="$*"
+
+wanted() {
+    [ -z "$only" ] && return 0
+    case " $only " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+
+fail() {
+    echo "FAIL $1: $2"
+    failures=$((failures + 1))
+}
+
+field() { # field NAME FILE
+    awk -v k="$1" '$1 == k { print $2 }' "$2"
+}
+
+mib() { echo $(( $1 / 1048576 )); }
+
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# run_case NAME CHECK_TREE COMMAND...
+# The command runs in $T/NAME.{native,zswapu}/ (its working directory);
+# files it leaves there are compared too.  CHECK_TREE=1 checks every
+# process of the tree against the limit, 0 only the first (a parent whose
+# forked workers are served by it but not reclaimed).
+run_case() {
+    name=$1 tree=$2
+    shift 2
+    wanted "$name" || return 0
+    for mode in native zswapu; do
+        mkdir -p "$T/$name.$mode"
+    done
+    start=$(date +%s.%N)
+    (cd "$T/$name.native" && "$W" -o ../"$name".native.rss -- "$@" \
+        > ../"$name".native.out 2> ../"$name".native.err)
+    rc_native=$?
+    t_native=$(since "$start")
+    peak=$(field peak_rss_anon_bytes "$T/$name.native.rss")
+    limit=$(( peak * FRACTION / 100 ))
+    start=$(date +%s.%N)
+    (cd "$T/$name.zswapu" && "$W" -o ../"$name".zswapu.rss -- \
+        "$Z" run --limit "$limit" --stats -- "$@" \
+        > ../"$name".zswapu.out 2> ../"$name".zswapu.err)
+    rc_zswapu=$?
+    t_zswapu=$(since "$start")
+    key=peak_rss_anon_bytes
+    [ "$tree" = 1 ] && key=tree_peak_rss_anon_bytes
+    got=$(field $key "$T/$name.zswapu.rss")
+    allowed=$(( limit + limit * SLACK_PCT / 100 + SLACK_MIB * 1048576 ))
+    ok=1
+    if [ "$rc_native" != "$rc_zswapu" ]; then
+        fail "$name" "exit status $rc_zswapu under zswapu, $rc_native native"
+        ok=0
+    fi
+    if ! cmp -s "$T/$name.native.out" "$T/$name.zswapu.out"; then
+        fail "$name" "stdout differs from the native run"
+        ok=0
+    fi
+    if ! diff -r "$T/$name.native" "$T/$name.zswapu" > /dev/null; then
+        fail "$name" "the files it wrote differ from the native run"
+        ok=0
+    fi
+    if ! grep -q "zswapu" "$T/$name.zswapu.err"; then
+        fail "$name" "no zswapu stats on stderr: was it managed at all?"
+        ok=0
+    fi
+    if [ "$got" -gt "$allowed" ]; then
+        fail "$name" "peak $(mib "$got") MiB over the limit $(mib "$limit") MiB + slack ($(mib "$allowed") MiB)"
+        ok=0
+    fi
+    printf '%-4s %-10s native peak %5d MiB %6.1f s | limit %4d MiB: peak %4d MiB %6.1f s\n' \
+        "$([ $ok = 1 ] && echo ok || echo FAIL)" "$name" "$(mib "$peak")" "$t_native" \
+        "$(mib "$limit")" "$(mib "$got")" "$t_zswapu"
+    [ $ok = 1 ] || sed 's/^/    | /' "$T/$name.zswapu.err" | tail -20
+    rm -rf "$T/$name.native" "$T/$name.zswapu"
+}
+
+# ---- the workloads -------------------------------------------------------
+
+cat > "$T/dicts.py" <<'EOF'
+# dicts, lists and strings, then a few of the standard library's own tests
+import hashlib, random, sys, unittest
+random.seed(7)
+d = {}
+for i in range(1_200_000):
+    d["key-%d-%d" % (i, random.randrange(1 << 30))] = ["v%d" % i, i * 3, str(i) * 4]
+h = hashlib.sha256()
+for k in sorted(d):
+    h.update(k.encode()); h.update(d[k][0].encode())
+print(len(d), h.hexdigest())
+lst = [x for v in d.values() for x in v if isinstance(x, int)]
+print(sum(lst), max(lst))
+del d, lst
+names = ["test.test_list", "test.test_dict", "test.test_string"]
+try:
+    suite = unittest.defaultTestLoader.loadTestsFromNames(names)
+except ImportError:
+    print("stdlib tests not installed", file=sys.stderr)
+    sys.exit(0)
+r = unittest.TextTestRunner(stream=sys.stderr, verbosity=0).run(suite)
+print("tests run", r.testsRun, "failures", len(r.failures), "errors", len(r.errors))
+EOF
+run_case python 1 "$PY" "$T/dicts.py"
+
+cat > "$T/db.sql" <<'EOF'
+PRAGMA cache_size = -400000;
+CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b INTEGER, c TEXT);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
+INSERT INTO t SELECT i, printf('name-%08d', (i * 7919) % 1000003), i % 1000,
+                    printf('%s-%s', hex(i * 2654435761 % 4294967296), i) FROM n;
+CREATE INDEX ta ON t(a);
+CREATE INDEX tb ON t(b, c);
+SELECT count(*), sum(b), min(a), max(c) FROM t;
+SELECT b, count(*), min(a) FROM t GROUP BY b ORDER BY b LIMIT 5;
+SELECT a FROM t WHERE a LIKE 'name-0001%' ORDER BY a LIMIT 5;
+SELECT t1.id, t2.id FROM t t1 JOIN t t2 ON t1.a = t2.a AND t1.id < t2.id LIMIT 5;
+EOF
+run_case sqlite3 1 sh -c "exec sqlite3 :memory: < '$T/db.sql'"
+
+"$PY" - "$T/lines.txt" <<'EOF'
+import random, sys
+random.seed(11)
+words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+with open(sys.argv[1], "w") as f:
+    for i in range(2_500_000):
+        f.write("%s %08d %s\n" % (random.choice(words), random.randrange(10**8),
+                                  random.choice(words) * random.randrange(1, 4)))
+EOF
+run_case sort 1 sort -S 600M --parallel=1 -o sorted.txt "$T/lines.txt"
+
+head -c 120000000 "$T/lines.txt" > "$T/xzin.txt"
+run_case xz 1 sh -c "xz -6 -T1 -c '$T/xzin.txt' > out.xz && xz -d -T1 -c out.xz | cmp - '$T/xzin.txt' && echo round-trip-ok"
+
+"$PY" - "$T/big.c" <<'EOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("#include <string.h>\n")
+    for i in range(2500):
+        f.write("int f%d(int x) { int a[%d]; memset(a, 0, sizeof a); "
+                "for (int i = 0; i < %d; i++) a[i] = x * i + %d; "
+                "return a[x %% %d] + (x > 3 ? f%d(x - 1) : 0); }\n"
+                % (i, 8 + i % 32, 8 + i % 32, i, 8 + i % 32, max(i - 1, 0)))
+    f.write("int main(void) { return f2499(7) & 1; }\n")
+EOF
+run_case gcc 1 gcc -O2 -c "$T/big.c" -o big.o
+
+run_case mtshadow 1 "$B/tests/mtshadow" 256 60000
+
+cat > "$T/workers.py" <<'EOF'
+# forked workers read the data the parent built (fork start method)
+import hashlib, multiprocessing as mp
+data = [("row-%d-" % i) * 20 for i in range(400_000)]
+def work(k):
+    h = hashlib.sha256()
+    for s in data[k::4]:
+        h.update(s.encode())
+    return h.hexdigest()
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    with mp.Pool(2) as p:
+        print(p.map(work, range(4)))
+EOF
+# the parent is checked: forked workers are served, not reclaimed
+run_case forkers 0 "$PY" "$T/workers.py"
+
+# ---- options -------------------------------------------------------------
+
+if wanted badoption; then
+    out=$(LD_PRELOAD=$PRELOAD ZSWAPU_LIMIT=banana "$PY" -c 'print(6 * 7)' 2> "$T/bad.err")
+    rc=$?
+    if [ "$rc" != 0 ] || [ "$out" != 42 ]; then
+        fail badoption "the program did not run normally (status $rc, output '$out')"
+    elif [ "$(grep -c ZSWAPU_LIMIT "$T/bad.err")" != 1 ]; then
+        fail badoption "expected one line naming ZSWAPU_LIMIT on stderr, got: $(cat "$T/bad.err")"
+    else
+        echo "ok   badoption  runs unmanaged: $(cat "$T/bad.err")"
+    fi
+fi
+
+if wanted disabled; then
+    threads=$(LD_PRELOAD=$PRELOAD ZSWAPU_ENABLED=0 ZSWAPU_LIMIT=64M "$PY" -c \
+        'print(open("/proc/self/status").read().split("Threads:")[1].split()[0])' 2> "$T/dis.err")
+    if [ "$threads" != 1 ] || [ -s "$T/dis.err" ]; then
+        fail disabled "ZSWAPU_ENABLED=0 is not a no-op: $threads threads, stderr '$(cat "$T/dis.err")'"
+    else
+        echo "ok   disabled   ZSWAPU_ENABLED=0: one thread, nothing on stderr"
+    fi
+fi
+
+if [ "$failures" != 0 ]; then
+    echo "integration: $failures check(s) failed"
+    exit 1
+fi
+echo "integration: all passed"
