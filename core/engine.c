@@ -80,7 +80,8 @@ struct engine {
 	uint8_t *buf;  /* handler's decompression pages (1 + RESOLVE_AHEAD_MAX) */
 	uintptr_t ra_next;     /* where a sequential scan would fault next */
 	unsigned int ra_win;   /* pages read ahead on such a fault */
-	uint8_t *zero; /* a zero page for write faults */
+	uint8_t *zero; /* zero pages for write faults (1 + RESOLVE_AHEAD_MAX) */
+	bool in_events;  /* the handler holds evlock (handle_msg from the read loop) */
 
 	pthread_mutex_t req_lock, req_mu;
 	pthread_cond_t req_cv;
@@ -195,8 +196,36 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		queue_retry(e, addr, write);
 		return;
 	}
-	/* never stored: zeros; a write gets a writable page at once */
-	err = resolve_zero(&e->uffd, e->zero, addr, write);
+	/*
+	 * Never stored: zeros; a write gets a writable page at once.  In a
+	 * sequential scan (a first fill), the following pages that are
+	 * neither stored nor in a batch in flight get zeros in the same
+	 * call.  Only under evlock: no MOVE can then take a page from the
+	 * window between the checks and the copy (a page moved to staging
+	 * is missing here but holds data).
+	 */
+	unsigned int zn = 0;
+	if (e->in_events && e->ra_win) {
+		uintptr_t lim = reclaim_batch_clip(e->reclaim, addr + PAGE,
+						   addr + (1 + e->ra_win) * PAGE), first;
+		if (store_first(e->store, addr + PAGE, lim, &first) == 0)
+			lim = first;
+		zn = (unsigned int)((lim - addr) / PAGE) - 1;
+	}
+	if (zn) {
+		size_t copied = 0;
+		err = uffd_copy_partial(&e->uffd, addr, e->zero, (1 + zn) * PAGE, false, &copied);
+		if (copied >= PAGE) {
+			err = 0;
+			e->ra_next = addr + copied;
+			atomic_fetch_add_explicit(&e->cnt[EC_zero_ahead_pages], copied / PAGE - 1,
+						  memory_order_relaxed);
+		} else if (err == -EEXIST || err == -ENOENT || err == -ESRCH) {
+			err = resolve_zero(&e->uffd, e->zero, addr, write);
+		}
+	} else {
+		err = resolve_zero(&e->uffd, e->zero, addr, write);
+	}
 	if (err == -EAGAIN)
 		queue_retry(e, addr, write);
 	else if (err)
@@ -379,8 +408,10 @@ static void *handler_main(void *arg)
 		reclaim_events_lock(e->reclaim);
 		ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
 		int rerr = errno;
+		e->in_events = true;
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 			handle_msg(e, &msgs[i]);
+		e->in_events = false;
 		reclaim_events_unlock(e->reclaim);
 		if (n > 0) {
 			if (e->nretry)
@@ -540,7 +571,7 @@ static void engine_free(struct engine *e)
 	if (e->stats)
 		pagesrc_free(e->stats, (sizeof(struct stats) + PAGE - 1) / PAGE);
 	if (e->buf)
-		pagesrc_free(e->buf, 2 + RESOLVE_AHEAD_MAX);
+		pagesrc_free(e->buf, 2 * (1 + RESOLVE_AHEAD_MAX));
 	if (e->efd >= 0)
 		close(e->efd);
 	uffd_close(&e->uffd);
@@ -580,10 +611,10 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	if (!err)
 		err = reclaim_create(&o->reclaim, &e->uffd, e->store, e->regions, &e->reclaim);
 	if (!err)
-		err = pagesrc_alloc(2 + RESOLVE_AHEAD_MAX, (void **)&e->buf);
+		err = pagesrc_alloc(2 * (1 + RESOLVE_AHEAD_MAX), (void **)&e->buf);
 	if (!err) {
 		e->zero = e->buf + (1 + RESOLVE_AHEAD_MAX) * PAGE;
-		memset(e->zero, 0, PAGE);
+		memset(e->zero, 0, (1 + RESOLVE_AHEAD_MAX) * PAGE);
 		e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (e->efd < 0)
 			err = -errno;

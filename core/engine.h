@@ -56,6 +56,7 @@ void engine_options_default(struct engine_options *o);
 	X(events_remap, "mremap events")                                      \
 	X(pages_brought_back, "pages put back by hot/unregister/shutdown/fork")  \
 	X(readahead_pages, "stored pages brought in ahead of a sequential scan") \
+	X(zero_ahead_pages, "never-stored pages zero-filled ahead of a first fill") \
 	X(forks, "forked children served their stored pages")                  \
 	X(child_faults, "faults of forked children served")                   \
 	X(child_faults_store, "... from the pages stored at the fork")        \

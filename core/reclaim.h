@@ -113,6 +113,12 @@ void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end);
  * forked child needs them, its parent still has them in the batch.
  */
 void reclaim_hold(struct reclaim *r);
+/*
+ * reclaim_batch_clip() : (handler, under evlock) the first address of
+ * [start, end) that a batch in flight covers, or @end: pages there may be
+ * in staging, missing from the program yet not in the store.
+ */
+uintptr_t reclaim_batch_clip(struct reclaim *r, uintptr_t start, uintptr_t end);
 void reclaim_unhold(struct reclaim *r);
 void reclaim_copy_staged(struct reclaim *r, struct uffd *to);
 

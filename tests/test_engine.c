@@ -872,6 +872,42 @@ START_TEST(fork_without_fork_events)
 }
 END_TEST
 
+/*
+ * A first fill of fresh registered memory, sequential, while the
+ * reclaimer takes pages out of the same region under a tight limit:
+ * zeros are filled ahead of the fill, never over a page in staging.
+ */
+START_TEST(first_fill_zero_ahead)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 16384 }; /* 64 MiB */
+	uint8_t *m = map(N * PAGE);
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.limit_bytes = reclaim_anon_rss() + 8 * 1024 * 1024;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < N; i++)
+			fill_page(m + i * PAGE, i, 1 + round);
+	int bad = 0;
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, 2);
+	struct engine_snapshot snap;
+	engine_sync(e);
+	engine_snapshot(e, &snap);
+	engine_destroy(e);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_gt(snap.handler.zero_ahead_pages, N / 2);
+	ck_assert_uint_lt(snap.handler.faults_zero, N / 4);
+	ck_assert_uint_gt(snap.reclaim.moved, N / 4); /* batches ran during the fill */
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, 2);
+	ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
 /* ---- fail-safe ---- */
 
 START_TEST(failsafe_no_userfaultfd)
@@ -935,6 +971,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, fork_exec_and_spawn);
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_test(tc, fork_without_fork_events);
+	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
 	suite_add_tcase(s, tc);
