@@ -659,32 +659,30 @@ static void usage(FILE *f)
 		bench_common_usage());
 }
 
+struct own_opts {
+	const char **pool, **dist;
+};
+
+/* bench_parse_args()'s callback: --pool and --dist take a value. */
+static int own_arg(void *ctx, const char *arg, const char *val)
+{
+	struct own_opts *w = ctx;
+	const char **slot = !strcmp(arg, "--pool") ? w->pool : !strcmp(arg, "--dist") ? w->dist : NULL;
+	if (!slot || !val)
+		return 0;
+	*slot = val;
+	return 2;
+}
+
 /* @return -1 to go on and run, else the exit status (help, bad use). */
 static int parse_args(int argc, char **argv, struct bench_opts *o, const char **pool,
 		      const char **dist)
 {
-	bench_opts_init(o);
-	for (int i = 1; i < argc; i++) {
-		int r = bench_parse_common(o, argc, argv, &i);
-		if (r < 0)
-			return 2;
-		if (r)
-			continue;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return 0;
-		}
-		if ((!strcmp(argv[i], "--pool") || !strcmp(argv[i], "--dist")) && i + 1 < argc) {
-			*(argv[i][2] == 'p' ? pool : dist) = argv[i + 1];
-			i++;
-			continue;
-		}
-		fprintf(stderr, "pool_bench: bad argument '%s'\n", argv[i]);
-		usage(stderr);
-		return 2;
-	}
-	bench_opts_finish(o);
-	return -1;
+	struct own_opts w = { pool, dist };
+	int ret = bench_parse_args(o, argc, argv, "pool_bench", usage, own_arg, &w);
+	if (ret < 0)
+		bench_opts_finish(o);
+	return ret;
 }
 
 /*

@@ -739,36 +739,33 @@ static int select_pools(const char *only, struct selection *sel)
 	return 0;
 }
 
+struct own_opts {
+	const char *comp, *pool, **pages;
+};
+
+/* bench_parse_args()'s callback: --compressor, --pool and --pages take a value. */
+static int own_arg(void *ctx, const char *arg, const char *val)
+{
+	struct own_opts *w = ctx;
+	const char **slot = !strcmp(arg, "--compressor") ? &w->comp
+			    : !strcmp(arg, "--pool")     ? &w->pool
+			    : !strcmp(arg, "--pages")    ? w->pages
+							 : NULL;
+	if (!slot || !val)
+		return 0;
+	*slot = val;
+	return 2;
+}
+
 /* @return -1 to go on and run, else the exit status (help, bad use). */
 static int parse_args(int argc, char **argv, struct bench_opts *o, struct selection *sel)
 {
-	bench_opts_init(o);
-	const char *comp = NULL, *pool = NULL;
-	for (int i = 1; i < argc; i++) {
-		int r = bench_parse_common(o, argc, argv, &i);
-		if (r < 0)
-			return 2;
-		if (r)
-			continue;
-		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			return 0;
-		}
-		const char **slot = !strcmp(a, "--compressor") ? &comp
-				    : !strcmp(a, "--pool")     ? &pool
-				    : !strcmp(a, "--pages")    ? &sel->pages
-							       : NULL;
-		if (slot && i + 1 < argc) {
-			*slot = argv[++i];
-			continue;
-		}
-		fprintf(stderr, "store_bench: bad argument '%s'\n", a);
-		usage(stderr);
-		return 2;
-	}
+	struct own_opts w = { .pages = &sel->pages };
+	int ret = bench_parse_args(o, argc, argv, "store_bench", usage, own_arg, &w);
+	if (ret >= 0)
+		return ret;
 	bench_opts_finish(o);
-	if (select_compressors(comp, sel) || select_pools(pool, sel))
+	if (select_compressors(w.comp, sel) || select_pools(w.pool, sel))
 		return 2;
 	return -1;
 }
