@@ -140,4 +140,14 @@ static inline void check_logged(struct evict_log *log)
 			check_seed(log->zp, log->handles[i], log->size[i], log->seed[i]);
 }
 
+/* A @driver pool whose evictions go to @log, failing after @fail_after (-1: never). */
+static inline struct zpool *log_pool(struct evict_log *log, const char *driver, int fail_after)
+{
+	memset(log, 0, sizeof(*log));
+	log->fail_after = fail_after;
+	struct zpool_ops ops = { .evict = evict_cb, .arg = log };
+	ck_assert_int_eq(zpool_create_pool(driver, &ops, &log->zp), 0);
+	return log->zp;
+}
+
 #endif

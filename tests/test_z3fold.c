@@ -358,15 +358,10 @@ END_TEST
 
 /* ---- shrink ---- */
 
-
 START_TEST(shrink_lru_order)
 {
 	static struct evict_log log;
-	memset(&log, 0, sizeof(log));
-	log.fail_after = -1;
-	struct zpool_ops ops = { .evict = evict_cb, .arg = &log };
-	ck_assert_int_eq(zpool_create_pool("z3fold", &ops, &log.zp), 0);
-	struct zpool *zp = log.zp;
+	struct zpool *zp = log_pool(&log, "z3fold", -1);
 	unsigned long hl = put_logged(&log, 4000, 1);
 	unsigned long f = put_logged(&log, 1300, 2);
 	unsigned long l = put_logged(&log, 1300, 3);
@@ -401,11 +396,7 @@ END_TEST
 START_TEST(shrink_partial_evict)
 {
 	static struct evict_log log;
-	memset(&log, 0, sizeof(log));
-	log.fail_after = 0;
-	struct zpool_ops ops = { .evict = evict_cb, .arg = &log };
-	ck_assert_int_eq(zpool_create_pool("z3fold", &ops, &log.zp), 0);
-	struct zpool *zp = log.zp;
+	struct zpool *zp = log_pool(&log, "z3fold", 0);
 	unsigned long hl = put_logged(&log, 4000, 4);
 	put_logged(&log, 1300, 1);
 	put_logged(&log, 1300, 2);

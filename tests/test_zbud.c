@@ -132,15 +132,10 @@ END_TEST
 
 /* ---- shrink ---- */
 
-
 START_TEST(shrink_lru_order)
 {
 	static struct evict_log log;
-	memset(&log, 0, sizeof(log));
-	log.fail_after = -1;
-	struct zpool_ops ops = { .evict = evict_cb, .arg = &log };
-	ck_assert_int_eq(zpool_create_pool("zbud", &ops, &log.zp), 0);
-	struct zpool *zp = log.zp;
+	struct zpool *zp = log_pool(&log, "zbud", -1);
 	unsigned long a1 = put_logged(&log, 1900, 1);
 	put_logged(&log, 1900, 2);
 	unsigned long b1 = put_logged(&log, 1900, 3), b2 = put_logged(&log, 1900, 4);
@@ -180,11 +175,7 @@ END_TEST
 START_TEST(failing_evict_keeps_data)
 {
 	static struct evict_log log;
-	memset(&log, 0, sizeof(log));
-	log.fail_after = 0;
-	struct zpool_ops ops = { .evict = evict_cb, .arg = &log };
-	ck_assert_int_eq(zpool_create_pool("zbud", &ops, &log.zp), 0);
-	struct zpool *zp = log.zp;
+	struct zpool *zp = log_pool(&log, "zbud", 0);
 	put_logged(&log, 2000, 1);
 	put_logged(&log, 1500, 2);
 	unsigned int reclaimed = 7;
@@ -224,11 +215,7 @@ END_TEST
 START_TEST(owner_frees_during_reclaim)
 {
 	static struct evict_log log;
-	memset(&log, 0, sizeof(log));
-	log.fail_after = -1;
-	struct zpool_ops ops = { .evict = evict_cb, .arg = &log };
-	ck_assert_int_eq(zpool_create_pool("zbud", &ops, &log.zp), 0);
-	struct zpool *zp = log.zp;
+	struct zpool *zp = log_pool(&log, "zbud", -1);
 	put_logged(&log, 2000, 1);
 	log.free_too = put_logged(&log, 1000, 2);
 	unsigned int reclaimed = 0;

@@ -79,6 +79,17 @@ static size_t rand_size(uint64_t *s, size_t max)
 	return sz > max ? max : sz;
 }
 
+/* Check and free every live object; the pool must then hold no page. */
+static void free_all_checked(struct zpool *zp, struct obj *objs, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (objs[i].handle) {
+			check_obj(zp, &objs[i]);
+			zpool_free(zp, objs[i].handle);
+		}
+	ck_assert_uint_eq(zpool_get_total_pages(zp), 0);
+}
+
 START_TEST(random_sequence)
 {
 	struct zpool *zp;
@@ -107,12 +118,7 @@ START_TEST(random_sequence)
 			put_obj(zp, o, rand_size(&seed, max), ++gen);
 		}
 	}
-	for (int i = 0; i < N; i++)
-		if (objs[i].handle) {
-			check_obj(zp, &objs[i]);
-			zpool_free(zp, objs[i].handle);
-		}
-	ck_assert_uint_eq(zpool_get_total_pages(zp), 0);
+	free_all_checked(zp, objs, N);
 	zpool_destroy_pool(zp);
 }
 END_TEST
@@ -245,12 +251,7 @@ START_TEST(compaction_keeps_objects)
 			ck_assert_uint_gt(freed, 0);
 		ck_assert_uint_eq(zpool_get_total_pages(zp), before - freed);
 	}
-	for (int i = 0; i < N; i++)
-		if (objs[i].handle) {
-			check_obj(zp, &objs[i]);
-			zpool_free(zp, objs[i].handle);
-		}
-	ck_assert_uint_eq(zpool_get_total_pages(zp), 0);
+	free_all_checked(zp, objs, N);
 	zpool_destroy_pool(zp);
 }
 END_TEST
