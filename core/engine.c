@@ -4,7 +4,8 @@
  *   handler thread  reads the uffd, resolves faults, applies events, serves
  *                   requests, steps aside on failure.  Takes reclaim's
  *                   batch.lock (briefly) and the store's locks.
- *   reclaimer       core/reclaim.c; never waits for the handler.
+ *   reclaimer       core/reclaim.c; waits for the handler only for evlock,
+ *                   around UFFDIO_MOVE, holding nothing the handler needs.
  *   callers         program threads in engine_* functions; they post a
  *                   request and sleep on req_cv until the handler is done.
  *
@@ -147,14 +148,20 @@ static void queue_retry(struct engine *e, uintptr_t addr, bool write)
 	inc(e, EC_faults_retried);
 }
 
+/* A fault served with the page's own data: it came back, so it is hot. */
+static void served_data(struct engine *e, int how, uintptr_t addr)
+{
+	inc(e, EC_faults);
+	inc(e, how);
+	reclaim_note_refault(e->reclaim, addr);
+}
+
 static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 {
 	addr &= ~(PAGE - 1);
 	int r = reclaim_fault(e->reclaim, addr);
 	if (r == 1) {
-		inc(e, EC_faults);
-		inc(e, EC_faults_staging);
-		reclaim_note_refault(e->reclaim, addr);
+		served_data(e, EC_faults_staging, addr);
 		return;
 	}
 	if (r == -EAGAIN) {
@@ -180,9 +187,7 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 	if (extra)
 		atomic_fetch_add_explicit(&e->cnt[EC_readahead_pages], extra, memory_order_relaxed);
 	if (err == 0) {
-		inc(e, EC_faults);
-		inc(e, EC_faults_store);
-		reclaim_note_refault(e->reclaim, addr);
+		served_data(e, EC_faults_store, addr);
 		return;
 	}
 	if (err == -EAGAIN) {

@@ -25,9 +25,11 @@
  * Threads and locks: one reclaimer thread; reclaim_range() may run from any
  * thread.  `owner` serialises batches (one staging area).  `batch.lock`
  * guards the per-page states the fault handler reads; lock order:
- * owner -> batch.lock -> store/index locks.  The reclaimer never waits for
- * the fault handler (staging is unregistered while it is zapped, so that
- * zap sends no event), so the handler may wait for batch.lock.
+ * owner -> batch.lock -> store/index locks; evlock (see below) is taken
+ * before batch.lock, and only tried under it.  The reclaimer waits for the
+ * fault handler only to take evlock around UFFDIO_MOVE, never while holding
+ * batch.lock (staging is unregistered while it is zapped, so that zap sends
+ * no event), so the handler may wait for batch.lock.
  */
 #ifndef ZSWAPU_RECLAIM_H
 #define ZSWAPU_RECLAIM_H
