@@ -249,6 +249,25 @@ void writeback_free(struct writeback *wb, uint64_t off, size_t len)
 
 /* ---- I/O ---- */
 
+/*
+ * A write that came back short (a file system nearly full): write the rest
+ * directly, which either completes it or tells why it cannot (ENOSPC).
+ * @return the object's length, or -errno.
+ */
+static int finish_short_write(struct writeback *wb, const struct writeback_io *io, size_t done)
+{
+	while (done < io->len) {
+		ssize_t w = pwrite(wb->fd, (const uint8_t *)io->buf + done, io->len - done,
+				   (off_t)(io->off + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+	}
+	return (int)io->len;
+}
+
 unsigned int writeback_write(struct writeback *wb, struct writeback_io *io, unsigned int n)
 {
 	if (n > WRITEBACK_BATCH)
@@ -290,6 +309,8 @@ unsigned int writeback_write(struct writeback *wb, struct writeback_io *io, unsi
 			res = inj;
 		if (i >= n)
 			continue;
+		if (res >= 0 && res < (int)io[i].len)
+			res = finish_short_write(wb, &io[i], (size_t)res);
 		io[i].res = res == (int)io[i].len ? 0 : res < 0 ? res : -EIO;
 		if (io[i].res == 0) {
 			ok++;
