@@ -14,7 +14,7 @@
 # the benchmarks print misses themselves), 1 when one failed, 2 on bad use.
 set -u
 
-ORDER="pool_bench store_bench fault_bench hotcold"
+ORDER="pool_bench store_bench fault_bench hotcold writeback"
 
 usage() {
     echo "usage: $0 BUILD_DIR [--json] [--quick] [--runs N] [--data DIR]" >&2
