@@ -125,6 +125,17 @@ static void *thread_buf(void)
 	return p;
 }
 
+/*
+ * An entry's flags.  Only INDEX_WRITTEN_BACK ever changes once an entry is
+ * shared, under the entry's stripe lock; the other bits are read without
+ * it, so the byte is read and written atomically (relaxed: the lock or a
+ * reference orders what matters).
+ */
+static uint8_t flags_of(const struct index_entry *e)
+{
+	return __atomic_load_n(&e->flags, __ATOMIC_RELAXED);
+}
+
 /* ---- stats -------------------------------------------------------------------- */
 
 static size_t pool_bytes(struct store *s)
@@ -164,11 +175,11 @@ static void publish_memory(struct store *s)
 static void count_stored(struct store *s, const struct index_entry *e, int dir)
 {
 	stats_add(s->st, STAT_STORED_PAGES, dir);
-	if (e->flags & INDEX_SAME_FILLED) {
+	if (flags_of(e) & INDEX_SAME_FILLED) {
 		stats_add(s->st, e->handle ? STAT_SAME_FILLED_PAGES : STAT_ZERO_FILLED_PAGES, dir);
 		return;
 	}
-	if (e->flags & INDEX_WRITTEN_BACK) /* its bytes left the pool's count then */
+	if (flags_of(e) & INDEX_WRITTEN_BACK) /* its bytes left the pool's count then */
 		stats_add(s->st, STAT_WB_STORED_PAGES, dir);
 	else
 		stats_add(s->st, STAT_COMPRESSED_BYTES, dir * (int64_t)e->length);
@@ -180,7 +191,7 @@ static void count_stored(struct store *s, const struct index_entry *e, int dir)
 
 static bool has_pool_object(const struct index_entry *e)
 {
-	return !(e->flags & (INDEX_SAME_FILLED | INDEX_SHARED | INDEX_WRITTEN_BACK));
+	return !(flags_of(e) & (INDEX_SAME_FILLED | INDEX_SHARED | INDEX_WRITTEN_BACK));
 }
 
 /* The store that owns the pool, the file and the stripe locks. */
@@ -198,7 +209,7 @@ static pthread_mutex_t *wb_lock_of(struct store *s, const struct index_entry *e)
 /* The entry whose handle names the data: itself, or the shared one. */
 static const struct index_entry *data_of(const struct index_entry *e)
 {
-	return e->flags & INDEX_SHARED ? (const struct index_entry *)e->handle : e;
+	return flags_of(e) & INDEX_SHARED ? (const struct index_entry *)e->handle : e;
 }
 
 static void entry_put(struct store *s, struct index_entry *e);
@@ -206,10 +217,10 @@ static void entry_put(struct store *s, struct index_entry *e);
 /* Free what the entry owns and the entry itself. */
 static void free_entry(struct store *s, struct index_entry *e)
 {
-	struct index_entry *shared = e->flags & INDEX_SHARED ? (void *)e->handle : NULL;
+	struct index_entry *shared = flags_of(e) & INDEX_SHARED ? (void *)e->handle : NULL;
 	if (has_pool_object(e))
 		zpool_free(s->pool, e->handle);
-	else if (e->flags & INDEX_WRITTEN_BACK)
+	else if (flags_of(e) & INDEX_WRITTEN_BACK)
 		writeback_free(root_of(s)->wb, e->handle, e->length);
 	index_entry_free(s->index, e);
 	publish_memory(s);
@@ -390,7 +401,7 @@ static int copy_object(struct store *d, const struct index_entry *owner, unsigne
 	pthread_mutex_t *l = wb_lock_of(d, owner);
 	pthread_mutex_lock(l);
 	int err = 0;
-	if (owner->flags & INDEX_WRITTEN_BACK) {
+	if (flags_of(owner) & INDEX_WRITTEN_BACK) {
 		err = writeback_read(d->root->wb, owner->handle, owner->length, dst);
 	} else {
 		memcpy(dst, zpool_map_handle(d->pool, owner->handle, ZPOOL_MM_RO), owner->length);
@@ -417,7 +428,7 @@ static int fork_fn(struct index_entry *e, uintptr_t addr, void *arg)
 		return 1;
 	}
 	ne->length = owner->length;
-	if (owner->flags & INDEX_SAME_FILLED) { /* no pool data: a plain copy */
+	if (flags_of(owner) & INDEX_SAME_FILLED) { /* no pool data: a plain copy */
 		ne->flags = INDEX_SAME_FILLED;
 		ne->handle = owner->handle;
 	} else if (index_entry_share(owner)) {
@@ -631,7 +642,7 @@ static int read_pool(struct store *s, const struct index_entry *e, void *dst)
 static int read_entry(struct store *s, const struct index_entry *e, void *dst)
 {
 	e = data_of(e);
-	if (e->flags & INDEX_SAME_FILLED) {
+	if (flags_of(e) & INDEX_SAME_FILLED) {
 		compress_fill_page(dst, e->handle);
 		return 0;
 	}
@@ -640,7 +651,7 @@ static int read_entry(struct store *s, const struct index_entry *e, void *dst)
 		return read_pool(s, e, dst);
 	pthread_mutex_t *l = wb_lock_of(s, e);
 	pthread_mutex_lock(l);
-	if (!(e->flags & INDEX_WRITTEN_BACK)) {
+	if (!(flags_of(e) & INDEX_WRITTEN_BACK)) {
 		int err = read_pool(s, e, dst);
 		pthread_mutex_unlock(l);
 		return err;
@@ -873,7 +884,7 @@ static unsigned int writeback_batch(struct store *s, size_t goal, bool *refilled
 			pthread_mutex_t *l = wb_lock_of(s, e);
 			pthread_mutex_lock(l);
 			e->handle = io[i].off;
-			e->flags |= INDEX_WRITTEN_BACK;
+			__atomic_store_n(&e->flags, flags_of(e) | INDEX_WRITTEN_BACK, __ATOMIC_RELAXED);
 			pthread_mutex_unlock(l);
 			zpool_free(s->pool, h);
 			stats_add(s->st, STAT_COMPRESSED_BYTES, -(int64_t)io[i].len);

@@ -659,8 +659,12 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 			(unsigned long)st.wb_stored_pages, (unsigned long)st.stored_pages,
 			(unsigned long)st.wb_reads, (unsigned long)st.wb_read_p50_ns,
 			(unsigned long)st.wb_read_p99_ns, (unsigned long)st.wb_errors);
-		/* most pages stored went on to the file, and faults read them back */
-		ck_assert_uint_gt(st.written_back_pages, st.stores / 2);
+		/* the pool stayed within a batch of its cap, the rest went on
+		 * to the file (the cap's worth of the stores never leaves the
+		 * pool: a short, slow sanitizer run has few to spare), and
+		 * faults read them back */
+		ck_assert_uint_le(st.pool_total_size, start_max_pool + RECLAIM_BATCH * PAGE);
+		ck_assert_uint_gt(st.written_back_pages, st.stores / 4);
 		ck_assert_uint_gt(st.wb_reads, ops / 50);
 		ck_assert_uint_eq(st.wb_errors, 0);
 	}
