@@ -524,6 +524,7 @@ long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end)
 				long m = do_batch(r, s, be, NULL);
 				n = m < 0 ? n : n + m;
 			}
+			store_writeback(r->store);
 			if (n < 0) {
 				total = n;
 				break;
@@ -612,6 +613,7 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 		return 0;
 	pthread_mutex_lock(&r->owner);
 	long got = do_batch(r, s, lim, skip);
+	store_writeback(r->store); /* the pool over its cap: oldest pages to the file */
 	pthread_mutex_unlock(&r->owner);
 	return got;
 }
@@ -715,6 +717,11 @@ static void *reclaim_thread(void *arg)
 			int wraps = 0;
 			while (!should_stop(r) && usage(r) > low && wraps < 2) {
 				bool wrapped;
+				if (store_pool_full(r->store)) {
+					/* pool at its cap, no file: every page would come back */
+					idle_wait(r, IDLE_POLL_NS);
+					break;
+				}
 				long n = hand_step(r, &wrapped);
 				if (n < 0)
 					break;

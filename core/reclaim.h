@@ -17,6 +17,14 @@
  * user space: they are detached when the hand reaches them and, if hot,
  * fault straight back and are spared on the next pass.
  *
+ * Writeback: the reclaimer thread also writes the pool's oldest pages to
+ * the file when the pool reaches its cap (store_writeback() after each
+ * batch, under `owner`).  Not a thread of its own: the pool grows only by
+ * the reclaimer's batches, so writing back right after each one keeps it
+ * within a batch of its cap with no signalling; a third busy thread would
+ * only compete for the two cores; and the fault handler, which reads the
+ * file, never waits for it (its own ring).
+ *
  * Modes: with a limit, the hand moves while the process's resident
  * anonymous memory (pool included, unless limit_pool is off) is above
  * limit - margin; proactively (cold_age), it sweeps every region once per

@@ -33,7 +33,17 @@
 	X(INVALIDATES, invalidates, "entries dropped by invalidate")             \
 	X(DUPLICATE_ENTRY, duplicate_entry, "stores that replaced an existing entry") \
 	X(COMPRESSED_BYTES, compressed_bytes, "sum of compressed sizes of stored pages") \
-	X(ENTRY_BYTES, entry_bytes, "bytes of entry metadata")
+	X(ENTRY_BYTES, entry_bytes, "bytes of entry metadata")                  \
+	X(REJECT_POOL_LIMIT, reject_pool_limit,                                  \
+	  "pages left resident: the pool was at its cap and could not write back") \
+	X(POOL_LIMIT_HIT, pool_limit_hit, "times the pool reached its cap")     \
+	X(WRITTEN_BACK_PAGES, written_back_pages, "pages written back to the file") \
+	X(WRITEBACK_BYTES, writeback_bytes, "bytes written to the writeback file") \
+	X(WB_STORED_PAGES, wb_stored_pages, "stored pages whose data is in the file") \
+	X(WB_READS, wb_reads, "objects read back from the file")                \
+	X(WB_ERRORS, wb_errors, "writeback I/O errors (the first stops writeback)") \
+	X(WB_FILE_BYTES, wb_file_bytes, "bytes of the file in use (64 KiB blocks)") \
+	X(WB_LIVE_BYTES, wb_live_bytes, "bytes of live objects in the file")
 
 enum stats_counter {
 #define STATS_ENUM(id, name, desc) STAT_##id,
@@ -54,12 +64,14 @@ struct stats {
 	_Atomic uint64_t c[STAT_NR];
 	_Atomic uint64_t csize[STATS_CSIZE_BINS];
 	_Atomic uint64_t load_ns[STATS_LAT_BINS];
+	_Atomic uint64_t wb_read_ns[STATS_LAT_BINS]; /* reads from the writeback file */
 };
 
 struct stats_snapshot {
 	uint64_t c[STAT_NR];
 	uint64_t csize[STATS_CSIZE_BINS];
 	uint64_t load_ns[STATS_LAT_BINS];
+	uint64_t wb_read_ns[STATS_LAT_BINS];
 };
 
 void stats_init(struct stats *s);
@@ -78,6 +90,8 @@ static inline void stats_inc(struct stats *s, enum stats_counter id)
 void stats_count_csize(struct stats *s, size_t len);
 /* stats_count_load_ns() : a load took @ns nanoseconds. */
 void stats_count_load_ns(struct stats *s, uint64_t ns);
+/* stats_count_wb_read_ns() : a read from the writeback file took @ns. */
+void stats_count_wb_read_ns(struct stats *s, uint64_t ns);
 
 void stats_snapshot(const struct stats *s, struct stats_snapshot *out);
 
@@ -93,6 +107,8 @@ uint64_t stats_lat_bin_upper_ns(unsigned bin);
  * snapshot's histogram, as its bin's upper bound; 0 when it is empty.
  */
 uint64_t stats_lat_quantile_ns(const struct stats_snapshot *s, double q);
+/* stats_hist_quantile_ns() : the same for any latency histogram @bins. */
+uint64_t stats_hist_quantile_ns(const uint64_t bins[STATS_LAT_BINS], double q);
 
 /* stats_now_ns() : CLOCK_MONOTONIC in ns (vDSO, no syscall). */
 uint64_t stats_now_ns(void);

@@ -14,7 +14,7 @@
 # the benchmarks print misses themselves), 1 when one failed, 2 on bad use.
 set -u
 
-ORDER="pool_bench store_bench fault_bench hotcold"
+ORDER="pool_bench store_bench fault_bench hotcold writeback"
 # Shell benchmarks in bench/ (real programs, see each file's head), run
 # after the programs, with BUILD_DIR first.
 SCRIPTS="overhead vs-kernel"

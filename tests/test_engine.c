@@ -92,11 +92,17 @@ static void *map(size_t len)
 	return p;
 }
 
+/* The pool cap and writeback directory start() adds (torture_writeback). */
+static size_t start_max_pool;
+static const char *start_wb_dir;
+
 static void start(size_t limit)
 {
 	struct zswapu_options o;
 	zswapu_options_init(&o);
 	o.limit_bytes = limit;
+	o.max_pool_bytes = start_max_pool;
+	o.writeback_dir = start_wb_dir;
 	ck_assert_int_eq(zswapu_init(&o), 0);
 }
 
@@ -645,6 +651,23 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		ck_assert_uint_ge(t.forks, MIN_FORKS);
 	}
 	ck_assert_uint_ge(t.ops, ops);
+	if (start_wb_dir) {
+		fprintf(stderr, "torture(writeback): %lu pages written back (%lu bytes), %lu "
+			"still in the file of %lu stored at the end, %lu read back, p50 %lu ns, "
+			"p99 %lu ns, %lu errors\n",
+			(unsigned long)st.written_back_pages, (unsigned long)st.writeback_bytes,
+			(unsigned long)st.wb_stored_pages, (unsigned long)st.stored_pages,
+			(unsigned long)st.wb_reads, (unsigned long)st.wb_read_p50_ns,
+			(unsigned long)st.wb_read_p99_ns, (unsigned long)st.wb_errors);
+		/* the pool stayed within a batch of its cap, the rest went on
+		 * to the file (the cap's worth of the stores never leaves the
+		 * pool: a short, slow sanitizer run has few to spare), and
+		 * faults read them back */
+		ck_assert_uint_le(st.pool_total_size, start_max_pool + RECLAIM_BATCH * PAGE);
+		ck_assert_uint_gt(st.written_back_pages, st.stores / 4);
+		ck_assert_uint_gt(st.wb_reads, st.faults_from_store / 4);
+		ck_assert_uint_eq(st.wb_errors, 0);
+	}
 	/* a run that never reclaimed proves nothing */
 	ck_assert_uint_gt(st.reclaimed_pages, ops / 20);
 	ck_assert_uint_gt(st.faults_from_store, ops / 20);
@@ -683,6 +706,20 @@ START_TEST(torture_fork)
 {
 	/* smaller: every child and grandchild reads its whole copy */
 	run_torture(32, torture_ops() / 4, 3, 4);
+}
+END_TEST
+
+START_TEST(torture_writeback)
+{
+	/* a 256 KiB pool under a 6.4 MiB limit: most stored pages in the file */
+	char dir[] = "/tmp/zswapu-torture-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	start_max_pool = 256 << 10;
+	start_wb_dir = dir;
+	run_torture(64, torture_ops() / 4, 0, 4);
+	start_max_pool = 0;
+	start_wb_dir = NULL;
+	ck_assert_int_eq(rmdir(dir), 0); /* empty: the file had no name */
 }
 END_TEST
 
@@ -982,5 +1019,10 @@ Suite *engine_suite(void)
 	tcase_add_test(tt, torture_remap);
 	tcase_add_test(tt, torture_fork);
 	suite_add_tcase(s, tt);
+	/* a case of its own, so it runs alone: CK_RUN_CASE=torture_writeback */
+	TCase *tw = tcase_create("torture_writeback");
+	tcase_set_timeout(tw, 600);
+	tcase_add_test(tw, torture_writeback);
+	suite_add_tcase(s, tw);
 	return s;
 }
