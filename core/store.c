@@ -858,9 +858,17 @@ static unsigned int writeback_batch(struct store *s, size_t goal, bool *refilled
 		}
 		if (index_get(s->index, addr, &e))
 			continue; /* a stale record: loaded or invalidated since */
-		/* only this thread sets INDEX_WRITTEN_BACK: no lock to test it */
+		/*
+		 * Only this thread sets INDEX_WRITTEN_BACK: no lock to test it.
+		 * A page stored, loaded and stored again has two records; both
+		 * can pop in one batch, and the entry must be taken once (its
+		 * pool handle is freed when the batch ends).
+		 */
+		bool taken = false;
+		for (unsigned int i = 0; i < n && !taken; i++)
+			taken = ent[i] == e;
 		uint64_t off;
-		if (!has_pool_object(e) || writeback_alloc(s->wb, e->length, &off)) {
+		if (taken || !has_pool_object(e) || writeback_alloc(s->wb, e->length, &off)) {
 			entry_put(s, e);
 			continue;
 		}

@@ -232,6 +232,44 @@ START_TEST(cap_writes_back_oldest_first_and_data_returns)
 }
 END_TEST
 
+/*
+ * A page stored, loaded and stored again has two LRU records, which can pop
+ * in one batch: the entry must be written once (taking it twice freed its
+ * pool handle twice, the second time as a file offset: sqlite3 crashed).
+ */
+START_TEST(page_stored_twice_is_written_back_once)
+{
+	/*
+	 * LRU: records of pages 0..63 (loaded since: stale), page 0's second
+	 * record, pages 64..71.  The stale records add nothing to the batch,
+	 * so both records of page 0 land in the first one.
+	 */
+	enum { N = 64, M = 8 };
+	struct store *s = make_store(4096, dir);
+	uint8_t p[PAGE];
+	for (size_t i = 0; i < N; i++) {
+		corpus_text_page(p, i * 7919 + 5);
+		ck_assert_int_eq(store_page(s, base + i * PAGE, p), 0);
+	}
+	for (size_t i = 0; i < N; i++)
+		ck_assert(page_back_ok(s, i, 5)); /* the load drops the entry */
+	for (size_t i = 0; i <= M; i++) {
+		size_t pg = i ? N + i - 1 : 0;
+		corpus_text_page(p, pg * 7919 + 5);
+		ck_assert_int_eq(store_page(s, base + pg * PAGE, p), 0);
+	}
+	store_writeback(s);
+	ck_assert_uint_gt(counter(STAT_WB_STORED_PAGES), 0);
+	ck_assert_uint_le(counter(STAT_WB_STORED_PAGES), M + 1);
+	ck_assert_uint_eq(counter(STAT_WB_STORED_PAGES), counter(STAT_WRITTEN_BACK_PAGES));
+	ck_assert(page_back_ok(s, 0, 5));
+	for (size_t i = N; i < N + M; i++)
+		ck_assert_msg(page_back_ok(s, i, 5), "page %zu", i);
+	ck_assert_uint_eq(counter(STAT_WB_LIVE_BYTES), 0);
+	store_destroy(s);
+}
+END_TEST
+
 START_TEST(invalidate_and_replace_free_file_space)
 {
 	enum { N = 2048 };
@@ -505,6 +543,7 @@ Suite *writeback_suite(void)
 	tcase_add_test(tc, slots_pack_and_space_comes_back);
 	tcase_add_test(tc, bad_directory_is_one_line);
 	tcase_add_test(tc, cap_writes_back_oldest_first_and_data_returns);
+	tcase_add_test(tc, page_stored_twice_is_written_back_once);
 	tcase_add_test(tc, invalidate_and_replace_free_file_space);
 	tcase_add_test(tc, cap_without_file_rejects_with_hysteresis);
 	tcase_add_test(tc, fork_view_reads_written_back_pages);
