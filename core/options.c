@@ -40,6 +40,7 @@ enum type {
 	T_LEVEL,      /* int, 0..4 or a name */
 	T_COUNT,      /* unsigned int in [lo, hi] */
 	T_NAMES,      /* char[], comma-separated names */
+	T_DETACH,     /* int, ZSWAPU_DETACH_* by name */
 	T_RESERVED,   /* no field */
 };
 
@@ -128,6 +129,14 @@ static const struct row table[OPTIONS_NR] = {
 		"sleeps: lower latency for bursts of faults, for a busy core.  0 = "
 		"sleep at once.", OPTIONS_HONOURED },
 		T_COUNT, FIELD(z.spin_us), 0, 1000000 },
+	[OPTIONS_DETACH] = { { "DETACH", "mode", "auto",
+		"How the reclaimer takes pages out of the program.  move: "
+		"UFFDIO_MOVE, a batch of up to 512 pages in one call (Linux 6.8+).  "
+		"wp: write-protect the batch, copy it, then zap it (Linux 5.7+): "
+		"the fallback for older kernels, slower per page.  auto: move where "
+		"the kernel has it, else wp.  A mode the kernel lacks leaves the "
+		"program unmanaged, with one line saying so.", OPTIONS_HONOURED },
+		T_DETACH, FIELD(z.detach), 0, 0 },
 	[OPTIONS_SCAN_INTERVAL] = { { "SCAN_INTERVAL", "seconds", "0.1",
 		"How often the shim rereads /proc/self/maps for memory to manage "
 		"(malloc's own mmaps and the brk heap are found only this way; "
@@ -259,6 +268,16 @@ static int parse_bool(const char *s, int *out)
 }
 
 static const char *const level_names[] = { "silent", "error", "warn", "info", "debug" };
+/* in ZSWAPU_DETACH_* order */
+static const char *const detach_names[] = { "auto", "move", "wp" };
+
+static int parse_detach(const char *s, int *out)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcasecmp(s, detach_names[i]))
+			return *out = i, 0;
+	return -EINVAL;
+}
 
 static int parse_level(const char *s, int *out)
 {
@@ -355,6 +374,8 @@ static int parse_row(const struct row *r, const char *value, struct options *o)
 		return parse_level(value, f);
 	case T_COUNT:
 		return parse_count(value, r->lo, r->hi, f);
+	case T_DETACH:
+		return parse_detach(value, f);
 	case T_NAMES:
 		if (parse_names(value))
 			return -EINVAL;
@@ -399,6 +420,8 @@ const char *options_accepts(enum options_id id, char *buf, size_t len)
 		snprintf(buf, len, "name,name,... (no blanks or slashes, %zu characters at most)",
 			 r->size - 1);
 		return buf;
+	case T_DETACH:
+		return "auto, move, wp";
 	case T_RESERVED:
 		return "anything (ignored)";
 	}
@@ -571,6 +594,9 @@ static const char *value_str(const struct options *o, enum options_id id, char *
 	case T_POOL:
 	case T_NAMES:
 		snprintf(buf, len, "%s", (const char *)f);
+		break;
+	case T_DETACH:
+		snprintf(buf, len, "%s", detach_names[*(const int *)f % 3]);
 		break;
 	case T_RESERVED:
 		snprintf(buf, len, "(reserved)");

@@ -65,14 +65,23 @@ static bool page_ok(const uint8_t *p, uint64_t page, uint64_t seq)
 	return memcmp(p, ref, PAGE) == 0;
 }
 
+/*
+ * The detach mode the test runs in.  Tests added with
+ * tcase_add_loop_test(.., 0, 2) run twice: _i 0 the default (MOVE here),
+ * _i 1 write-protect + copy + zap (WP), the path of kernels without MOVE.
+ */
+static int detach_mode = ZSWAPU_DETACH_AUTO;
+#define MODE(i) (detach_mode = (i) ? ZSWAPU_DETACH_WP : ZSWAPU_DETACH_AUTO)
+
 static bool uffd_usable(void)
 {
 	struct uffd u;
 	if (uffd_open(UFFD_WANT_FEATURES, &u))
 		return false;
-	bool move = uffd_has(&u, UFFD_FEATURE_MOVE);
+	bool ok = detach_mode == ZSWAPU_DETACH_WP ? uffd_has(&u, UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+						   : uffd_has(&u, UFFD_FEATURE_MOVE);
 	uffd_close(&u);
-	return move;
+	return ok;
 }
 
 /* Check has no "skipped": say so and pass, as on a machine without it. */
@@ -97,6 +106,7 @@ static void start(size_t limit)
 	struct zswapu_options o;
 	zswapu_options_init(&o);
 	o.limit_bytes = limit;
+	o.detach = detach_mode;
 	ck_assert_int_eq(zswapu_init(&o), 0);
 }
 
@@ -104,6 +114,7 @@ static void start(size_t limit)
 
 START_TEST(round_trip)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 2048 };
@@ -191,6 +202,7 @@ END_TEST
 
 START_TEST(shutdown_puts_everything_back)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 4096 };
@@ -270,6 +282,7 @@ END_TEST
 
 START_TEST(kernel_mode_access)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 16 };
@@ -585,6 +598,7 @@ static void *torture_forker(void *arg)
 static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 {
 	SKIP_WITHOUT_UFFD();
+	bool wp = detach_mode == ZSWAPU_DETACH_WP;
 	struct torture t = { .npages = region_mib * 256, .target_ops = ops, .mode = mode };
 	t.m = map(t.npages * PAGE);
 	t.seq = calloc(t.npages, sizeof(*t.seq));
@@ -628,9 +642,9 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		}
 	}
 	fprintf(stderr,
-		"torture(mode %d): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
+		"torture(mode %d%s): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
 		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu, chunks remapped %lu\n",
-		mode, (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
+		mode, wp ? ", wp" : "", (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
 		(unsigned long)st.faults_from_store, (unsigned long)st.reclaimed_pages,
 		(unsigned long)st.reclaim_batches, (unsigned long)st.stores,
 		(unsigned long)st.loads, (unsigned long)t.remaps);
@@ -686,10 +700,40 @@ START_TEST(torture_fork)
 }
 END_TEST
 
+/* The same in WP mode, with fewer operations: `make check` stays short. */
+START_TEST(torture_threads_wp)
+{
+	MODE(1);
+	run_torture(128, torture_ops() / 4, 0, 4);
+}
+END_TEST
+
+START_TEST(torture_madvise_wp)
+{
+	MODE(1);
+	run_torture(64, torture_ops() / 8, 1, 4);
+}
+END_TEST
+
+START_TEST(torture_remap_wp)
+{
+	MODE(1);
+	run_torture(64, torture_ops() / 8, 2, 4);
+}
+END_TEST
+
+START_TEST(torture_fork_wp)
+{
+	MODE(1);
+	run_torture(32, torture_ops() / 8, 3, 4);
+}
+END_TEST
+
 /* ---- munmap and mremap while reclaimed ---- */
 
 START_TEST(unmap_and_remap)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 1024 };
@@ -735,6 +779,7 @@ static uint64_t checksum(const uint8_t *m, size_t len)
 
 START_TEST(fork_child_sees_everything)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	enum { N = 2048 };
 	uint8_t *m = map(N * PAGE);
@@ -777,6 +822,7 @@ END_TEST
 
 START_TEST(fork_exec_and_spawn)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	enum { N = 1024 };
 	uint8_t *m = map(N * PAGE);
@@ -959,16 +1005,16 @@ Suite *engine_suite(void)
 	Suite *s = suite_create("engine");
 	TCase *tc = tcase_create("basic");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, round_trip);
+	tcase_add_loop_test(tc, round_trip, 0, 2);
 	tcase_add_test(tc, zero_same_and_poor_pages);
 	tcase_add_test(tc, untouched_pages_read_zero);
-	tcase_add_test(tc, shutdown_puts_everything_back);
+	tcase_add_loop_test(tc, shutdown_puts_everything_back, 0, 2);
 	tcase_add_test(tc, hot_brings_back);
 	tcase_add_test(tc, bad_arguments);
-	tcase_add_test(tc, kernel_mode_access);
-	tcase_add_test(tc, unmap_and_remap);
-	tcase_add_test(tc, fork_child_sees_everything);
-	tcase_add_test(tc, fork_exec_and_spawn);
+	tcase_add_loop_test(tc, kernel_mode_access, 0, 2);
+	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
+	tcase_add_loop_test(tc, fork_child_sees_everything, 0, 2);
+	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_test(tc, fork_without_fork_events);
 	tcase_add_test(tc, first_fill_zero_ahead);
@@ -981,6 +1027,10 @@ Suite *engine_suite(void)
 	tcase_add_test(tt, torture_madvise);
 	tcase_add_test(tt, torture_remap);
 	tcase_add_test(tt, torture_fork);
+	tcase_add_test(tt, torture_threads_wp);
+	tcase_add_test(tt, torture_madvise_wp);
+	tcase_add_test(tt, torture_remap_wp);
+	tcase_add_test(tt, torture_fork_wp);
 	suite_add_tcase(s, tt);
 	return s;
 }
