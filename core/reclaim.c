@@ -726,11 +726,21 @@ static void wp_zap(struct reclaim *r, size_t k)
 	/* under evlock, every event the zap sent has been handled */
 	evlock_take(r);
 	pthread_mutex_lock(&r->batch.lock);
+	/* the span is at most a batch unless a REMAP moved pages out of it:
+	 * those are read one by one */
+	size_t span = (hi - lo) / PAGE;
+	bool whole = span <= RECLAIM_BATCH && read_pagemap(r, lo, span, r->pm) == 0;
 	for (unsigned int i = 0; i < r->batch.n; i++) {
 		if (r->batch.state[i] != ZAPPING)
 			continue;
+		uintptr_t a = r->batch.addr[i];
 		uint64_t pm = 0;
-		if (read_pagemap(r, r->batch.addr[i], 1, &pm) || (pm & PM_PRESENT))
+		int err = 0;
+		if (whole && a >= lo && a < hi)
+			pm = r->pm[(a - lo) / PAGE];
+		else
+			err = read_pagemap(r, a, 1, &pm);
+		if (err || (pm & PM_PRESENT))
 			r->batch.state[i] = RETURNED;
 		else if (r->nremove[i] >= 2)
 			r->batch.state[i] = DROPPED;
