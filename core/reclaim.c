@@ -11,6 +11,34 @@
  * known yet: the handler waits for READY if a fault falls in the range),
  * READY while pages are compressed and committed, IDLE otherwise.
  *
+ * WP mode (kernels without UFFDIO_MOVE; regions registered MISSING|WP):
+ * a batch leaves by write-protect + copy + zap, with two more states:
+ *   PROTECTED present and write-protected; its staging copy is being made
+ *   ZAPPING   the reclaimer is zapping it (MADV_DONTNEED); copy complete
+ * 1. Under evlock: UFFDIO_WRITEPROTECT the runs, then /proc/self/pagemap:
+ *    pages present *and* protected are PROTECTED (one present but not
+ *    protected was filled by a fault after the ioctl: not ours).
+ * 2. No lock: copy them to staging with process_vm_readv (an unmapped
+ *    page fails with EFAULT instead of SIGSEGV; a discarded one faults to
+ *    the handler, who can serve it since we hold nothing).  A write to a
+ *    PROTECTED page arrives as a WP fault: the handler makes it RETURNED
+ *    (copy stale) and unprotects it, under batch.lock and evlock.
+ * 3. Under batch.lock, PROTECTED -> ZAPPING (the "window" opens over their
+ *    span); then MADV_DONTNEED per run with no lock held: the madvise
+ *    waits until the handler has read its REMOVE event.  Meanwhile the
+ *    handler defers WP faults on ZAPPING pages and every missing fault in
+ *    the span (a page put there now could be zapped with the batch), and
+ *    counts the REMOVE events naming each ZAPPING page.
+ * 4. Under evlock (so every event the zap sent has been handled) and
+ *    batch.lock: a ZAPPING page still present was not zapped (moved by
+ *    mremap, or its VMA changed): RETURNED; named by two REMOVE events:
+ *    the program discarded it too: DROPPED; else MOVED, and the batch goes
+ *    on as in MOVE mode.  Deferred faults are then answered (a writer
+ *    refaults on the missing page and gets the staging copy).
+ * The whole range is unprotected at the end.  Known hole: a program that
+ * maps *present* pages over a ZAPPING run during the window (mremap onto
+ * it, mmap MAP_POPULATE) has them zapped; see docs/design.md.
+ *
  * Event race (madvise(MADV_DONTNEED) vs. detach): the kernel zaps the
  * pages only after the handler has read the REMOVE event, so a detach
  * between that read and the zap would rescue data the program has just

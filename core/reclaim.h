@@ -9,6 +9,9 @@
  * compressed from staging and committed to the store unless, meanwhile, the
  * program touched it (the fault handler copied it back from staging) or an
  * event removed it.  Pages that do not compress well enough go back.
+ * Without UFFDIO_MOVE (Linux < 6.8), or with detach = WP, the batch is
+ * write-protected, copied and zapped instead (reclaim.c explains the
+ * write-fault and REMOVE-event races of that path).
  *
  * Cold detection: a clock hand sweeps the managed regions.  A page that was
  * faulted back in since the hand last passed has its bit set in a hashed

@@ -704,7 +704,7 @@ END_TEST
 START_TEST(torture_threads_wp)
 {
 	MODE(1);
-	run_torture(128, torture_ops() / 4, 0, 4);
+	run_torture(64, torture_ops() / 8, 0, 4);
 }
 END_TEST
 
