@@ -43,6 +43,7 @@ enum type {
 	T_POOLCAP,    /* z.max_pool_bytes or z.max_pool_percent */
 	T_PERCENT,    /* unsigned int, 1..100 */
 	T_PATH,       /* char[], a directory */
+	T_DETACH,     /* int, ZSWAPU_DETACH_* by name */
 	T_RESERVED,   /* no field */
 };
 
@@ -133,6 +134,14 @@ static const struct row table[OPTIONS_NR] = {
 		"sleeps: lower latency for bursts of faults, for a busy core.  0 = "
 		"sleep at once.", OPTIONS_HONOURED },
 		T_COUNT, FIELD(z.spin_us), 0, 1000000 },
+	[OPTIONS_DETACH] = { { "DETACH", "mode", "auto",
+		"How the reclaimer takes pages out of the program.  move: "
+		"UFFDIO_MOVE, a batch of up to 512 pages in one call (Linux 6.8+).  "
+		"wp: write-protect the batch, copy it, then zap it (Linux 5.7+): "
+		"the fallback for older kernels, slower per page.  auto: move where "
+		"the kernel has it, else wp.  A mode the kernel lacks leaves the "
+		"program unmanaged, with one line saying so.", OPTIONS_HONOURED },
+		T_DETACH, FIELD(z.detach), 0, 0 },
 	[OPTIONS_SCAN_INTERVAL] = { { "SCAN_INTERVAL", "seconds", "0.1",
 		"How often the shim rereads /proc/self/maps for memory to manage "
 		"(malloc's own mmaps and the brk heap are found only this way; "
@@ -280,6 +289,16 @@ static int parse_bool(const char *s, int *out)
 }
 
 static const char *const level_names[] = { "silent", "error", "warn", "info", "debug" };
+/* in ZSWAPU_DETACH_* order */
+static const char *const detach_names[] = { "auto", "move", "wp" };
+
+static int parse_detach(const char *s, int *out)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcasecmp(s, detach_names[i]))
+			return *out = i, 0;
+	return -EINVAL;
+}
 
 static int parse_level(const char *s, int *out)
 {
@@ -407,6 +426,8 @@ static int parse_row(const struct row *r, const char *value, struct options *o)
 		return parse_level(value, f);
 	case T_COUNT:
 		return parse_count(value, r->lo, r->hi, f);
+	case T_DETACH:
+		return parse_detach(value, f);
 	case T_NAMES:
 		if (parse_names(value))
 			return -EINVAL;
@@ -466,6 +487,8 @@ const char *options_accepts(enum options_id id, char *buf, size_t len)
 		snprintf(buf, len, "a directory (%zu characters at most); empty for none",
 			 r->size - 1);
 		return buf;
+	case T_DETACH:
+		return "auto, move, wp";
 	case T_RESERVED:
 		return "anything (ignored)";
 	}
@@ -682,6 +705,9 @@ static const char *value_str(const struct options *o, enum options_id id, char *
 		break;
 	case T_PATH:
 		snprintf(buf, len, "%s", (const char *)f);
+		break;
+	case T_DETACH:
+		snprintf(buf, len, "%s", detach_names[*(const int *)f % 3]);
 		break;
 	case T_RESERVED:
 		snprintf(buf, len, "(reserved)");

@@ -73,6 +73,13 @@ static int to_engine_options(const struct zswapu_options *in, struct engine_opti
 	o->reclaim.limit_pool = in->limit_includes_pool != 0;
 	o->reclaim.cold_age_ms = in->cold_age_ms;
 	o->spin_us = in->spin_us;
+	if (in->detach < ZSWAPU_DETACH_AUTO || in->detach > ZSWAPU_DETACH_WP) {
+		log_error("unknown detach mode %d: accepted are auto, move, wp", in->detach);
+		return -EINVAL;
+	}
+	/* the public values are reclaim_detach's */
+	_Static_assert(ZSWAPU_DETACH_WP == RECLAIM_DETACH_WP, "detach values out of step");
+	o->reclaim.detach = (enum reclaim_detach)in->detach;
 	return pool_cap_options(in, o);
 }
 

@@ -60,7 +60,19 @@ struct zswapu_options {
 	const char *writeback_dir;    /* directory for the writeback file (O_TMPFILE,
 					 never left behind); NULL = no writeback: at
 					 the cap, pages stay resident */
+	int detach;                   /* ZSWAPU_DETACH_AUTO (default), _MOVE or _WP, below */
 };
+
+/*
+ * How pages leave the program.  MOVE (UFFDIO_MOVE, Linux 6.8+) takes a
+ * batch out in one ioctl.  WP (write-protect, copy, zap; Linux 5.7+) is
+ * the fallback for older kernels and costs more per page.  AUTO: MOVE
+ * where the kernel has it, else WP.  zswapu_init() fails with -EOPNOTSUPP
+ * when the mode asked for is not available.
+ */
+#define ZSWAPU_DETACH_AUTO 0
+#define ZSWAPU_DETACH_MOVE 1
+#define ZSWAPU_DETACH_WP 2
 
 /*
  * zswapu_options_init() : fill @o with the defaults listed above.

@@ -673,7 +673,8 @@ static const char *why(int err)
 	case -ENOSYS:
 		return "this kernel has no userfaultfd";
 	case -EOPNOTSUPP:
-		return "this kernel lacks UFFDIO_MOVE (Linux 6.8 or later)";
+		return "this kernel lacks a userfaultfd feature zswapu needs (see the line above, "
+		       "or ZSWAPU_DETACH)";
 	case -EINVAL:
 		return "the options were refused (see above)";
 	default:

@@ -60,6 +60,7 @@ START_TEST(defaults_match_the_api)
 	ck_assert_int_eq(o.z.store_incompressible, api.store_incompressible);
 	ck_assert_uint_eq(o.z.spin_us, api.spin_us);
 	ck_assert_int_eq(o.z.log_level, api.log_level);
+	ck_assert_int_eq(o.z.detach, api.detach);
 	ck_assert_uint_eq(o.z.max_compressed, 3584); /* what api's 0 stands for */
 	ck_assert_str_eq(o.z.compressor, "lz4");
 	ck_assert_str_eq(o.z.pool, "zsmalloc");
@@ -202,6 +203,12 @@ START_TEST(bools_levels_counts)
 	ck_assert_int_eq(load1(&o, "ZSWAPU_SPIN_US=99999999999999999999", NULL, 0), -EINVAL);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_SPIN_US=-1", NULL, 0), -EINVAL);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_SPIN_US=1.5", NULL, 0), -EINVAL);
+	ck_assert_int_eq(o.z.detach, ZSWAPU_DETACH_AUTO);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_DETACH=wp", NULL, 0), 0);
+	ck_assert_int_eq(o.z.detach, ZSWAPU_DETACH_WP);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_DETACH=MOVE", NULL, 0), 0);
+	ck_assert_int_eq(o.z.detach, ZSWAPU_DETACH_MOVE);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_DETACH=", NULL, 0), -EINVAL);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_THREADS=4", NULL, 0), 0);
 	ck_assert_uint_eq(o.threads, 4);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_THREADS=0", NULL, 0), -EINVAL);
@@ -308,6 +315,7 @@ START_TEST(bad_value_message)
 		{ "ZSWAPU_LOG=loud", "silent, error" },
 		{ "ZSWAPU_THREADS=0", "1..64" },
 		{ "ZSWAPU_SPIN_US=x", "0..1000000" },
+		{ "ZSWAPU_DETACH=remap", "auto, move, wp" },
 		{ "ZSWAPU_SCAN_INTERVAL=-1", "seconds" },
 		{ "ZSWAPU_EXCLUDE=a,,b", "name,name" },
 	};
