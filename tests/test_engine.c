@@ -346,14 +346,48 @@ struct torture {
 	_Atomic uint64_t forks;     /* mode 3: children that checked their copy */
 	_Atomic uint64_t forks_started;
 	int nworkers;
+	/* past target_ops, until the engine has reclaimed and served enough */
+	pthread_mutex_t check;
+	_Atomic bool enough;
+	uint64_t next_check_ns, deadline_ns;
 };
+
+/*
+ * The asserts want the reclaimer to have done real work: on a loaded
+ * machine it may get little CPU in target_ops operations, so the workers
+ * go on (a minute at most) until it has, checked every 50 ms.
+ */
+#define TORTURE_EXTRA_NS (60ull * 1000 * 1000 * 1000)
+static bool torture_reclaimed_enough(struct torture *t)
+{
+	if (atomic_load(&t->enough))
+		return true;
+	if (pthread_mutex_trylock(&t->check))
+		return false;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	if (!t->deadline_ns)
+		t->deadline_ns = now + TORTURE_EXTRA_NS;
+	if (now >= t->next_check_ns) {
+		t->next_check_ns = now + 50ull * 1000 * 1000;
+		struct zswapu_stats st;
+		zswapu_stats(&st);
+		if ((st.reclaimed_pages > t->target_ops / 20 &&
+		     st.faults_from_store > t->target_ops / 20) || now >= t->deadline_ns)
+			atomic_store(&t->enough, true);
+	}
+	pthread_mutex_unlock(&t->check);
+	return atomic_load(&t->enough);
+}
 
 /* The operations are done, and in mode 3 enough forks happened too. */
 static bool torture_done(struct torture *t)
 {
 	return atomic_load(&t->stop) ||
 	       (atomic_load(&t->ops) >= t->target_ops &&
-		(t->mode != 3 || atomic_load(&t->forks_started) >= MIN_FORKS));
+		(t->mode != 3 || atomic_load(&t->forks_started) >= MIN_FORKS) &&
+		torture_reclaimed_enough(t));
 }
 
 static void lock_page(struct torture *t, size_t i)
@@ -605,7 +639,8 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 {
 	SKIP_WITHOUT_UFFD();
 	bool wp = detach_mode == ZSWAPU_DETACH_WP;
-	struct torture t = { .npages = region_mib * 256, .target_ops = ops, .mode = mode };
+	struct torture t = { .npages = region_mib * 256, .target_ops = ops, .mode = mode,
+			     .check = PTHREAD_MUTEX_INITIALIZER };
 	t.m = map(t.npages * PAGE);
 	t.seq = calloc(t.npages, sizeof(*t.seq));
 	t.busy = calloc(t.npages, 1);
