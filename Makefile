@@ -20,7 +20,7 @@ CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -fPIC \
 	-D_GNU_SOURCE -I. $(shell pkg-config --cflags $(DEPS_PKGS) 2>/dev/null)
 LIBFLAGS := -fvisibility=hidden
-LDLIBS   := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -llz4 -lzstd -luring -lunwind) -lpthread -ldl
+LDLIBS   := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -llz4 -lzstd -luring -lunwind) -lpthread -ldl -lm
 ifneq ($(SANITIZE),)
 override CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 override LDFLAGS += -fsanitize=$(SANITIZE)

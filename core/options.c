@@ -40,6 +40,7 @@ enum type {
 	T_LEVEL,      /* int, 0..4 or a name */
 	T_COUNT,      /* unsigned int in [lo, hi] */
 	T_NAMES,      /* char[], comma-separated names */
+	T_PATH,       /* char[], a file name or prefix */
 	T_RESERVED,   /* no field */
 };
 
@@ -142,8 +143,20 @@ static const struct row table[OPTIONS_NR] = {
 	RESERVED(WRITEBACK_DIR, "the directory for the writeback file"),
 	RESERVED(WRITEBACK, "turn the writeback tier on"),
 	RESERVED(ACCEPT, "pool fill level at which storing resumes after the cap"),
-	RESERVED(PROFILE, "file prefix for allocation and fault profiles"),
-	RESERVED(PROFILE_RATE, "bytes between two sampled allocations"),
+	[OPTIONS_PROFILE] = { { "PROFILE", "path", "",
+		"Profile the program and write, at exit, PREFIX.alloc-stored, "
+		"PREFIX.alloc-refaulted, PREFIX.fault-sites and PREFIX.alloc as "
+		"folded stacks (.folded) and flame graphs (.svg): which allocation "
+		"sites own the pages that were compressed and faulted back, and "
+		"which code faults (docs/profiling.md).  %p in the prefix becomes "
+		"the process id.  Empty = no profiling.", OPTIONS_HONOURED },
+		T_PATH, FIELD(profile), 0, 0 },
+	[OPTIONS_PROFILE_RATE] = { { "PROFILE_RATE", "size", "512K",
+		"With ZSWAPU_PROFILE: one allocation is sampled per this many bytes "
+		"allocated, on average (a byte-weighted random sample, as tcmalloc's "
+		"heap profiler takes); smaller is more precise and slower.  0 "
+		"samples every allocation.", OPTIONS_HONOURED },
+		T_SIZE, FIELD(profile_rate), 0, 0 },
 };
 
 const struct options_row *options_row(enum options_id id)
@@ -359,6 +372,11 @@ static int parse_row(const struct row *r, const char *value, struct options *o)
 		if (parse_names(value))
 			return -EINVAL;
 		return copy_str(value, f, r->size);
+	case T_PATH:
+		/* the files are named PREFIX.view.ext: no line breaks in it */
+		if (strpbrk(value, "\n\r"))
+			return -EINVAL;
+		return copy_str(value, f, r->size);
 	case T_RESERVED:
 		return 0;
 	}
@@ -397,6 +415,10 @@ const char *options_accepts(enum options_id id, char *buf, size_t len)
 		return buf;
 	case T_NAMES:
 		snprintf(buf, len, "name,name,... (no blanks or slashes, %zu characters at most)",
+			 r->size - 1);
+		return buf;
+	case T_PATH:
+		snprintf(buf, len, "a file name prefix (%zu characters at most), empty for none",
 			 r->size - 1);
 		return buf;
 	case T_RESERVED:
@@ -570,6 +592,7 @@ static const char *value_str(const struct options *o, enum options_id id, char *
 	case T_COMPRESSOR:
 	case T_POOL:
 	case T_NAMES:
+	case T_PATH:
 		snprintf(buf, len, "%s", (const char *)f);
 		break;
 	case T_RESERVED:

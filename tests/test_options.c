@@ -344,17 +344,16 @@ START_TEST(reserved_and_ignored)
 	char buf[2048];
 	/* reserved: parsed as nothing, one line each, not an error */
 	const char *res[] = { "ZSWAPU_WRITEBACK_DIR=/tmp", "ZSWAPU_WRITEBACK=1",
-			      "ZSWAPU_ACCEPT=90%", "ZSWAPU_PROFILE=prof", "ZSWAPU_PROFILE_RATE=x",
-			      NULL };
+			      "ZSWAPU_ACCEPT=90%", NULL };
 	ck_assert_int_eq(options_load(&o, res, buf, sizeof(buf)), 0);
-	for (int i = OPTIONS_WRITEBACK_DIR; i <= OPTIONS_PROFILE_RATE; i++) {
+	for (int i = OPTIONS_WRITEBACK_DIR; i <= OPTIONS_ACCEPT; i++) {
 		ck_assert(o.set[i]);
 		ck_assert_int_eq(options_row(i)->status, OPTIONS_RESERVED);
 		ck_assert_ptr_nonnull(strstr(options_row(i)->desc, "reserved: not yet implemented"));
 	}
-	ck_assert_int_eq(warned(&o, res, buf, sizeof(buf)), 5);
+	ck_assert_int_eq(warned(&o, res, buf, sizeof(buf)), 3);
 	ck_assert_ptr_nonnull(strstr(buf, "zswapu: ZSWAPU_WRITEBACK_DIR is reserved"));
-	ck_assert_ptr_nonnull(strstr(buf, "ZSWAPU_PROFILE_RATE is reserved"));
+	ck_assert_ptr_nonnull(strstr(buf, "ZSWAPU_ACCEPT is reserved"));
 
 	/* not honoured: warned only when set to other than the default */
 	const char *nh[] = { "ZSWAPU_THREADS=4", "ZSWAPU_MAX_POOL=1G", NULL };
@@ -383,6 +382,33 @@ START_TEST(reserved_and_ignored)
 	warned(&o, quiet, buf, sizeof(buf));
 	log_set_level(LOG_ERROR);
 	ck_assert_str_eq(buf, "");
+}
+END_TEST
+
+/* ZSWAPU_PROFILE (a path prefix) and ZSWAPU_PROFILE_RATE (a size). */
+START_TEST(profile_rows)
+{
+	struct options o;
+	char err[400];
+	ck_assert_int_eq(load1(&o, NULL, NULL, 0), 0);
+	ck_assert_str_eq(o.profile, "");
+	ck_assert_uint_eq(o.profile_rate, 512 * 1024);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE=/tmp/run.%p", err, sizeof(err)), 0);
+	ck_assert_str_eq(o.profile, "/tmp/run.%p");
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE_RATE=64k", err, sizeof(err)), 0);
+	ck_assert_uint_eq(o.profile_rate, 64 * 1024);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE_RATE=0", err, sizeof(err)), 0);
+	ck_assert_uint_eq(o.profile_rate, 0);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE_RATE=fast", err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "ZSWAPU_PROFILE_RATE='fast' is not valid"));
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE=a\nb", err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "ZSWAPU_PROFILE="));
+	char longp[300];
+	memset(longp, 'x', sizeof(longp));
+	memcpy(longp, "ZSWAPU_PROFILE=", 15);
+	longp[sizeof(longp) - 1] = '\0';
+	ck_assert_int_eq(load1(&o, longp, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(options_row(OPTIONS_PROFILE)->status, OPTIONS_HONOURED);
 }
 END_TEST
 
@@ -425,6 +451,7 @@ Suite *options_suite(void)
 	tcase_add_test(tc, exclude);
 	tcase_add_test(tc, bad_value_message);
 	tcase_add_test(tc, reserved_and_ignored);
+	tcase_add_test(tc, profile_rows);
 	tcase_add_test(tc, printed_table);
 	suite_add_tcase(s, tc);
 	return s;
