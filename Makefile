@@ -49,7 +49,7 @@ SHARED_LIB := $(B)/libzswapu.so
 PRELOAD_LIB := $(B)/libzswapu-preload.so
 TOOL       := $(B)/zswapu
 
-.PHONY: all deps demo check test bench install uninstall clean torture docs docs-check integration FORCE
+.PHONY: all deps demo check test bench install uninstall clean torture docs docs-check integration profile-check FORCE
 all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc
 
 deps:
@@ -110,6 +110,16 @@ check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test
 	@$(MAKE) --no-print-directory docs-check
+	@$(MAKE) --no-print-directory profile-check
+
+# The profiler end to end: a hot/cold program under the shim with
+# ZSWAPU_PROFILE (tests/profile/run.sh says what is checked; ~5 s).
+$(B)/tests/hotcold: tests/profile/hotcold.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+profile-check: $(PRELOAD_LIB) $(B)/tests/hotcold
+	./tests/profile/run.sh $(B)
 
 # docs/options.md is the options table as `zswapu help options --markdown`
 # prints it: `make docs` rewrites it, `make check` fails when it is stale.

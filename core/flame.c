@@ -25,6 +25,8 @@ struct node {
 	const char *name;
 	uint64_t total, self;
 	struct node *parent, *child, *next;
+	struct node *hnext; /* chain in the (parent, name) hash */
+	uint32_t hash;
 	unsigned int depth;
 };
 
@@ -36,8 +38,12 @@ struct chunk {
 struct flame {
 	struct chunk *chunks;
 	struct node root;
-	size_t stacks;
+	size_t stacks, nodes;
 	unsigned int maxdepth;
+	/* children found by (parent, name): a wide node must not cost a
+	 * walk of its siblings per stack */
+	struct node **buckets;
+	size_t nbuckets, bucket_pages;
 };
 
 /* ---- arena ---- */
@@ -80,6 +86,8 @@ void flame_destroy(struct flame *f)
 {
 	if (!f)
 		return;
+	if (f->buckets)
+		pagesrc_free(f->buckets, f->bucket_pages);
 	for (struct chunk *c = f->chunks, *next; c; c = next) {
 		next = c->next;
 		pagesrc_free(c, c->npages);
@@ -87,6 +95,38 @@ void flame_destroy(struct flame *f)
 }
 
 /* ---- building ---- */
+
+static uint32_t hash_name(const char *s);
+
+static size_t bucket_of(const struct flame *f, const struct node *parent, uint32_t h)
+{
+	return (size_t)(((uintptr_t)parent >> 4) * 0x9E3779B97F4A7C15ULL ^ h) & (f->nbuckets - 1);
+}
+
+/* Twice the buckets (up to one page-source run of them), chains moved. */
+static void grow(struct flame *f)
+{
+	size_t nb = f->nbuckets ? 2 * f->nbuckets : 1024;
+	size_t np = (nb * sizeof(struct node *) + PAGESRC_PAGE_SIZE - 1) / PAGESRC_PAGE_SIZE;
+	struct node **b;
+	if (np > PAGESRC_MAX_RUN || pagesrc_alloc(np, (void **)&b))
+		return; /* longer chains, still correct */
+	memset(b, 0, nb * sizeof(*b));
+	struct node **old = f->buckets;
+	size_t oldn = f->nbuckets, oldp = f->bucket_pages;
+	f->buckets = b;
+	f->nbuckets = nb;
+	f->bucket_pages = np;
+	for (size_t i = 0; i < oldn; i++)
+		for (struct node *c = old[i], *next; c; c = next) {
+			next = c->hnext;
+			size_t k = bucket_of(f, c->parent, c->hash);
+			c->hnext = b[k];
+			b[k] = c;
+		}
+	if (old)
+		pagesrc_free(old, oldp);
+}
 
 /* The child of @n named @s (@len bytes, sanitised as flame_add says), made if new. */
 static struct node *child(struct flame *f, struct node *n, const char *s, size_t len)
@@ -101,24 +141,25 @@ static struct node *child(struct flame *f, struct node *n, const char *s, size_t
 	for (size_t i = 0; i < len; i++)
 		name[i] = s[i] == ';' || s[i] == '\n' || s[i] == '\r' ? ':' : s[i];
 	name[len] = '\0';
-	struct node *prev = NULL;
-	for (struct node *c = n->child; c; prev = c, c = c->next) {
-		if (strcmp(c->name, name))
-			continue;
-		if (prev) { /* to the front: stacks come in runs */
-			prev->next = c->next;
-			c->next = n->child;
-			n->child = c;
-		}
-		return c;
-	}
+	uint32_t h = hash_name(name);
+	if (f->nodes >= f->nbuckets)
+		grow(f);
+	if (!f->nbuckets)
+		return NULL;
+	size_t k = bucket_of(f, n, h);
+	for (struct node *c = f->buckets[k]; c; c = c->hnext)
+		if (c->parent == n && c->hash == h && !strcmp(c->name, name))
+			return c;
 	struct node *c = arena_alloc(&f->chunks, sizeof(*c));
 	char *copy = arena_alloc(&f->chunks, len + 1);
 	if (!c || !copy)
 		return NULL;
 	memcpy(copy, name, len + 1);
-	*c = (struct node){ .name = copy, .parent = n, .next = n->child, .depth = n->depth + 1 };
+	*c = (struct node){ .name = copy, .parent = n, .next = n->child, .hnext = f->buckets[k],
+			    .hash = h, .depth = n->depth + 1 };
 	n->child = c;
+	f->buckets[k] = c;
+	f->nodes++;
 	if (c->depth > f->maxdepth)
 		f->maxdepth = c->depth;
 	return c;

@@ -751,9 +751,9 @@ void profile_totals(uint64_t *stored, uint64_t *refaulted)
 }
 
 /* What the sites do not account for of @total: never below 0. */
-static uint64_t rest_of(uint64_t total, double attributed)
+static uint64_t rest_of(double total, double attributed)
 {
-	return (double)total > attributed ? (uint64_t)((double)total - attributed + 0.5) : 0;
+	return total > attributed ? (uint64_t)(total - attributed + 0.5) : 0;
 }
 
 /* ---- output ---- */
@@ -906,9 +906,9 @@ static int write_view(enum view v, const char *prefix, struct symtab *t, const c
 	}
 	const char *none = "[not in a sampled allocation]";
 	if (!err && v == V_STORED)
-		err = flame_add(f, &none, 1, rest_of(P.total_stored - P.total_loaded, sums[V_STORED]));
+		err = flame_add(f, &none, 1, rest_of((double)P.total_stored - (double)P.total_loaded, sums[V_STORED]));
 	if (!err && v == V_REFAULTED)
-		err = flame_add(f, &none, 1, rest_of(P.total_refaulted, sums[V_REFAULTED]));
+		err = flame_add(f, &none, 1, rest_of((double)P.total_refaulted, sums[V_REFAULTED]));
 	char path[600];
 	if (!err) {
 		snprintf(path, sizeof(path), "%s.%s.folded", prefix, views[v].suffix);
@@ -987,7 +987,7 @@ int profile_finish(char *written, size_t len)
 	snprintf(sub[V_STORED], sizeof(sub[0]),
 		 "%.1f MiB stored and not faulted back (of %.1f MiB stored), %.1f MiB of it "
 		 "attributed (estimated); one allocation sampled per %.0f KiB%s",
-		 mib((double)(P.total_stored - P.total_loaded)), mib((double)P.total_stored),
+		 mib((double)P.total_stored - (double)P.total_loaded), mib((double)P.total_stored),
 		 mib(sums[V_STORED]), P.rate / 1024, lost ? "; some pages unseen" : "");
 	snprintf(sub[V_REFAULTED], sizeof(sub[0]),
 		 "%.1f MiB faulted back, %.1f MiB of it attributed (estimated); one allocation "
