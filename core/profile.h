@@ -64,7 +64,7 @@
 /* Frames kept per stack (innermost first; deeper stacks lose their roots). */
 #define PROFILE_DEPTH 64
 /* One fault in this many is sampled, on average. */
-#define PROFILE_FAULT_PERIOD 16
+#define PROFILE_FAULT_PERIOD 64
 /* The signal sent to a faulting thread. */
 #define PROFILE_SIGNAL (SIGRTMAX - 4)
 
@@ -79,7 +79,7 @@ struct profile_thread {
 extern __thread struct profile_thread profile_tls __attribute__((tls_model("initial-exec")));
 extern _Atomic bool profile_on;
 extern _Atomic(uint8_t) *profile_filter;
-#define PROFILE_FILTER_BITS 20
+#define PROFILE_FILTER_BITS 16
 
 /*
  * profile_start() : start profiling into files named @prefix.* ("%p" in

@@ -193,7 +193,7 @@ END_TEST
  */
 __attribute__((noinline, noclone)) void test_fault_site(uintptr_t addr)
 {
-	for (int i = 0; i < 400; i++) {
+	for (int i = 0; i < 2000; i++) { /* one in 64 sampled: some surely */
 		profile_fault(addr, (unsigned int)syscall(SYS_gettid));
 		profile_refault(addr, PG, true);
 	}
