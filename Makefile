@@ -20,7 +20,7 @@ CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -fPIC \
 	-D_GNU_SOURCE -I. $(shell pkg-config --cflags $(DEPS_PKGS) 2>/dev/null)
 LIBFLAGS := -fvisibility=hidden
-LDLIBS   := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -llz4 -lzstd -luring -lunwind) -lpthread -ldl
+LDLIBS   := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -llz4 -lzstd -luring -lunwind) -lpthread -ldl -lm
 ifneq ($(SANITIZE),)
 override CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 override LDFLAGS += -fsanitize=$(SANITIZE)
@@ -51,7 +51,7 @@ TOOL       := $(B)/zswapu
 # Helpers the integration tests and the shell benchmarks run programs with.
 INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow
 
-.PHONY: all deps demo check test bench install uninstall clean torture docs docs-check integration FORCE
+.PHONY: all deps demo check test bench install uninstall clean torture docs docs-check integration profile-check FORCE
 all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc $(INTEGRATION_TOOLS)
 
 deps:
@@ -112,6 +112,16 @@ check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test
 	@$(MAKE) --no-print-directory docs-check
+	@$(MAKE) --no-print-directory profile-check
+
+# The profiler end to end: a hot/cold program under the shim with
+# ZSWAPU_PROFILE (tests/profile/run.sh says what is checked; ~5 s).
+$(B)/tests/hotcold: tests/profile/hotcold.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+profile-check: $(PRELOAD_LIB) $(B)/tests/hotcold
+	./tests/profile/run.sh $(B)
 
 # docs/options.md is the options table as `zswapu help options --markdown`
 # prints it: `make docs` rewrites it, `make check` fails when it is stale.

@@ -31,6 +31,7 @@
 #include "core/children.h"
 #include "core/index.h"
 #include "core/log.h"
+#include "core/profile.h"
 #include "core/region.h"
 #include "core/resolve.h"
 #include "core/uffd.h"
@@ -156,6 +157,7 @@ static void served_data(struct engine *e, int how, uintptr_t addr)
 	inc(e, EC_faults);
 	inc(e, how);
 	reclaim_note_refault(e->reclaim, addr);
+	profile_refault(addr, PAGE, how == EC_faults_store);
 }
 
 static void handle_fault(struct engine *e, uintptr_t addr, bool write)
@@ -186,8 +188,10 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 	unsigned int extra = 0;
 	int err = resolve_stored_ahead(&e->uffd, e->store, e->buf, addr, e->ra_win, &extra);
 	e->ra_next = addr + (1 + extra) * PAGE;
-	if (extra)
+	if (extra) {
 		atomic_fetch_add_explicit(&e->cnt[EC_readahead_pages], extra, memory_order_relaxed);
+		profile_refault(addr + PAGE, extra * PAGE, true);
+	}
 	if (err == 0) {
 		served_data(e, EC_faults_store, addr);
 		return;
@@ -301,6 +305,7 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 {
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
+		profile_fault(m->arg.pagefault.address, m->arg.pagefault.feat.ptid);
 		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
 			handle_wp_fault(e, m->arg.pagefault.address);
 		else

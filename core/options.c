@@ -44,6 +44,7 @@ enum type {
 	T_PERCENT,    /* unsigned int, 1..100 */
 	T_PATH,       /* char[], a directory */
 	T_DETACH,     /* int, ZSWAPU_DETACH_* by name */
+	T_PREFIX,     /* char[], a file name or prefix */
 	T_RESERVED,   /* no field */
 };
 
@@ -172,8 +173,20 @@ static const struct row table[OPTIONS_NR] = {
 		"file, refuse new pages) until it is under this percentage of the "
 		"cap: zswap's accept_threshold_percent.", OPTIONS_HONOURED },
 		T_PERCENT, FIELD(z.accept_percent), 1, 100 },
-	RESERVED(PROFILE, "file prefix for allocation and fault profiles"),
-	RESERVED(PROFILE_RATE, "bytes between two sampled allocations"),
+		[OPTIONS_PROFILE] = { { "PROFILE", "path", "",
+		"Profile the program and write, at exit, PREFIX.alloc-stored, "
+		"PREFIX.alloc-refaulted, PREFIX.fault-sites and PREFIX.alloc as "
+		"folded stacks (.folded) and flame graphs (.svg): which allocation "
+		"sites own the pages that were compressed and faulted back, and "
+		"which code faults (docs/profiling.md).  %p in the prefix becomes "
+		"the process id.  Empty = no profiling.", OPTIONS_HONOURED },
+		T_PREFIX, FIELD(profile), 0, 0 },
+	[OPTIONS_PROFILE_RATE] = { { "PROFILE_RATE", "size", "512K",
+		"With ZSWAPU_PROFILE: one allocation is sampled per this many bytes "
+		"allocated, on average (a byte-weighted random sample, as tcmalloc's "
+		"heap profiler takes); smaller is more precise and slower.  0 "
+		"samples every allocation.", OPTIONS_HONOURED },
+		T_SIZE, FIELD(profile_rate), 0, 0 },
 };
 
 const struct options_row *options_row(enum options_id id)
@@ -436,6 +449,11 @@ static int parse_row(const struct row *r, const char *value, struct options *o)
 		return parse_pool_cap(value, o);
 	case T_PERCENT:
 		return parse_percent(value, f);
+	case T_PREFIX:
+		/* the files are named PREFIX.view.ext: no line breaks in it */
+		if (strpbrk(value, "\n\r"))
+			return -EINVAL;
+		return copy_str(value, f, r->size);
 	case T_PATH:
 		return copy_str(value, f, r->size);
 	case T_RESERVED:
@@ -489,6 +507,10 @@ const char *options_accepts(enum options_id id, char *buf, size_t len)
 		return buf;
 	case T_DETACH:
 		return "auto, move, wp";
+	case T_PREFIX:
+		snprintf(buf, len, "a file name prefix (%zu characters at most), empty for none",
+			 r->size - 1);
+		return buf;
 	case T_RESERVED:
 		return "anything (ignored)";
 	}
@@ -692,6 +714,8 @@ static const char *value_str(const struct options *o, enum options_id id, char *
 	case T_COMPRESSOR:
 	case T_POOL:
 	case T_NAMES:
+	case T_PATH:
+	case T_PREFIX:
 		snprintf(buf, len, "%s", (const char *)f);
 		break;
 	case T_POOLCAP:
@@ -702,9 +726,6 @@ static const char *value_str(const struct options *o, enum options_id id, char *
 		break;
 	case T_PERCENT:
 		snprintf(buf, len, "%u", *(const unsigned int *)f);
-		break;
-	case T_PATH:
-		snprintf(buf, len, "%s", (const char *)f);
 		break;
 	case T_DETACH:
 		snprintf(buf, len, "%s", detach_names[*(const int *)f % 3]);

@@ -72,6 +72,8 @@ struct options {
 	int writeback;         /* ZSWAPU_WRITEBACK: 1 = on ($TMPDIR unless a directory is given) */
 	unsigned int scan_ms;  /* /proc/self/maps rescan period; 0 = at start only */
 	char exclude[256];     /* comma-separated program names */
+	char profile[256];     /* file prefix of the profile; "" = no profiling */
+	size_t profile_rate;   /* mean bytes between two sampled allocations */
 	/* Storage for the strings z points to. */
 	char compressor[32];
 	char pool[16];

@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/profile.h"
 #include "core/stats.h"
 #include "pools/pagesrc.h"
 
@@ -492,6 +493,7 @@ static long commit_batch(struct reclaim *r)
 			retry |= return_page(r, i) == -EAGAIN;
 		} else {
 			store_commit(r->store, r->batch.addr[i], &prep);
+			profile_stored(r->batch.addr[i]);
 			r->batch.state[i] = STORED;
 			stored++;
 		}

@@ -35,8 +35,17 @@
  * discovery to keep it out, and then run; mlockall(MCL_FUTURE) stops the
  * fast path.  A scan that one of them raced is aborted (`gen`) and redone:
  * a registration never lands on memory locked after the scan read maps.
- * munmap and mremap need nothing here: the engine sees them as
- * userfaultfd events.
+ * munmap and mremap need nothing here for the engine, which sees them
+ * as userfaultfd events; they are wrapped for the profiler.
+ *
+ * Profiling (ZSWAPU_PROFILE, core/profile.h): malloc, calloc, realloc,
+ * free, posix_memalign, aligned_alloc, memalign and mmap are wrapped so
+ * that sampled allocations are recorded; munmap and mremap keep the
+ * profiler's map of sampled ranges current.  Without ZSWAPU_PROFILE the
+ * wrappers add one load and a branch.  The real allocator is found with
+ * dlsym(RTLD_NEXT) (glibc's, or one preloaded after us); dlsym itself
+ * allocates, so while a thread resolves, its allocations come from a
+ * static buffer that is never freed.
  *
  * fork: a child is served its stored pages by the parent's engine (or got
  * them all before the fork, without fork events); it does not manage its
@@ -75,6 +84,7 @@
 #include "core/log.h"
 #include "core/maps.h"
 #include "core/options.h"
+#include "core/profile.h"
 #include "core/reclaim.h"
 #include "libzswapu/zswapu.h"
 #include "pools/pagesrc.h"
@@ -141,6 +151,7 @@ static void *real(void *_Atomic *slot, const char *name)
 }
 
 static void *_Atomic real_mmap, *_Atomic real_mlockall, *_Atomic real_munlockall;
+static void *_Atomic real_munmap, *_Atomic real_mremap;
 
 static void *call_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
@@ -266,6 +277,8 @@ static void unmanage_range(const void *addr, size_t len)
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	void *p = call_mmap(addr, len, prot, flags, fd, off);
+	if (p != MAP_FAILED && (flags & MAP_ANONYMOUS) && profile_sampling(len))
+		profile_alloc(p, len, false);
 	if (p != MAP_FAILED && len >= MMAP_FAST_MIN && on() && g.armed && (flags & MAP_ANONYMOUS) &&
 	    (flags & MAP_TYPE) == MAP_PRIVATE &&
 	    (prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE) &&
@@ -276,6 +289,166 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 
 EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	__attribute__((alias("mmap")));
+
+EXPORT int munmap(void *addr, size_t len)
+{
+	profile_unmap(addr, len);
+	void *f = real(&real_munmap, "munmap");
+	return f ? ((int (*)(void *, size_t))f)(addr, len) : (int)syscall(SYS_munmap, addr, len);
+}
+
+EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *to = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		to = va_arg(ap, void *);
+		va_end(ap);
+	}
+	void *f = real(&real_mremap, "mremap");
+	void *p = f ? ((void *(*)(void *, size_t, size_t, int, ...))f)(old, old_len, new_len,
+								       flags, to)
+		    : (void *)syscall(SYS_mremap, old, old_len, new_len, flags, to);
+	if (p != MAP_FAILED)
+		profile_remap(old, old_len, p, new_len);
+	return p;
+}
+
+/* ---- the allocator (for the profiler) ------------------------------------------------- */
+
+static void *_Atomic r_malloc, *_Atomic r_calloc, *_Atomic r_realloc, *_Atomic r_free,
+	*_Atomic r_memalign, *_Atomic r_posix_memalign, *_Atomic r_aligned_alloc;
+
+/* Allocations made while dlsym resolves; a 16-byte header holds the size. */
+static _Alignas(64) char boot[65536];
+static _Atomic size_t boot_used;
+
+static void *boot_alloc(size_t n, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	size_t at, next;
+	do {
+		at = atomic_load(&boot_used);
+		size_t start = (at + 16 + align - 1) & ~(align - 1);
+		next = start + n;
+		if (n > sizeof(boot) || next > sizeof(boot))
+			return NULL;
+		if (atomic_compare_exchange_weak(&boot_used, &at, next)) {
+			*(size_t *)(boot + start - 16) = n;
+			return boot + start; /* zeroed: static, never reused */
+		}
+	} while (1);
+}
+
+static bool in_boot(const void *p)
+{
+	return (const char *)p >= boot && (const char *)p < boot + sizeof(boot);
+}
+
+/* The real allocator's entry points; false while this thread resolves them. */
+static bool alloc_resolved(void)
+{
+	if (atomic_load_explicit(&r_free, memory_order_acquire))
+		return true;
+	if (resolving)
+		return false;
+	resolving = 1;
+	atomic_store(&r_malloc, dlsym(RTLD_NEXT, "malloc"));
+	atomic_store(&r_calloc, dlsym(RTLD_NEXT, "calloc"));
+	atomic_store(&r_realloc, dlsym(RTLD_NEXT, "realloc"));
+	atomic_store(&r_memalign, dlsym(RTLD_NEXT, "memalign"));
+	atomic_store(&r_posix_memalign, dlsym(RTLD_NEXT, "posix_memalign"));
+	atomic_store(&r_aligned_alloc, dlsym(RTLD_NEXT, "aligned_alloc"));
+	void *f = dlsym(RTLD_NEXT, "free");
+	resolving = 0;
+	atomic_store_explicit(&r_free, f, memory_order_release);
+	return f != NULL;
+}
+
+EXPORT void *malloc(size_t n)
+{
+	if (!alloc_resolved())
+		return boot_alloc(n, 16);
+	void *p = ((void *(*)(size_t))r_malloc)(n);
+	if (p && profile_sampling(n))
+		profile_alloc(p, n, true);
+	return p;
+}
+
+EXPORT void free(void *p)
+{
+	if (!p || in_boot(p))
+		return;
+	profile_free(p); /* first: once freed, another thread may get p */
+	if (alloc_resolved())
+		((void (*)(void *))r_free)(p);
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (!alloc_resolved())
+		return boot_alloc(bytes, 16);
+	void *p = ((void *(*)(size_t, size_t))r_calloc)(n, size);
+	if (p && profile_sampling(bytes))
+		profile_alloc(p, bytes, true);
+	return p;
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
+	if (in_boot(old) || !alloc_resolved()) {
+		void *p = alloc_resolved() ? malloc(n) : boot_alloc(n, 16);
+		if (p && old) {
+			size_t had = *(size_t *)((char *)old - 16);
+			memcpy(p, old, had < n ? had : n);
+		}
+		return p;
+	}
+	profile_free(old);
+	void *p = ((void *(*)(void *, size_t))r_realloc)(old, n);
+	if (p && profile_sampling(n))
+		profile_alloc(p, n, true);
+	return p;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+	if (!alloc_resolved()) {
+		*out = boot_alloc(n, align);
+		return *out ? 0 : ENOMEM;
+	}
+	int r = ((int (*)(void **, size_t, size_t))r_posix_memalign)(out, align, n);
+	if (r == 0 && profile_sampling(n))
+		profile_alloc(*out, n, true);
+	return r;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+	if (!alloc_resolved())
+		return boot_alloc(n, align);
+	void *p = ((void *(*)(size_t, size_t))r_aligned_alloc)(align, n);
+	if (p && profile_sampling(n))
+		profile_alloc(p, n, true);
+	return p;
+}
+
+EXPORT void *memalign(size_t align, size_t n)
+{
+	if (!alloc_resolved())
+		return boot_alloc(n, align);
+	void *p = ((void *(*)(size_t, size_t))r_memalign)(align, n);
+	if (p && profile_sampling(n))
+		profile_alloc(p, n, true);
+	return p;
+}
 
 /* Run @c over [addr, addr+len) after taking it out of zswapu. */
 static int unmanaged_op(enum range_call c, const void *addr, size_t len, int arg)
@@ -688,6 +861,7 @@ static void after_fork_child(void)
 	atomic_store(&g.state, OFF);
 	pthread_mutex_init(&g.lock, NULL);
 	g.scanner_running = false;
+	profile_forked();
 }
 
 static int start_discovery(void)
@@ -744,6 +918,9 @@ __attribute__((constructor)) static void preload_start(void)
 	real(&real_mmap, "mmap");
 	real(&real_mlockall, "mlockall");
 	real(&real_munlockall, "munlockall");
+	real(&real_munmap, "munmap");
+	real(&real_mremap, "mremap");
+	alloc_resolved();
 	for (int c = 0; c < CALL_NR; c++)
 		real(&real_range[c], range_calls[c].name);
 	r = zswapu_init(&g.o.z);
@@ -761,6 +938,12 @@ __attribute__((constructor)) static void preload_start(void)
 		return;
 	}
 	pthread_atfork(NULL, NULL, after_fork_child);
+	if (g.o.profile[0]) {
+		r = profile_start(g.o.profile, g.o.profile_rate);
+		if (r)
+			log_error("cannot profile: %s", strerrordesc_np(-r) ? strerrordesc_np(-r)
+									 : "unknown error");
+	}
 }
 
 __attribute__((destructor)) static void preload_stop(void)
@@ -774,6 +957,17 @@ __attribute__((destructor)) static void preload_stop(void)
 	pthread_mutex_unlock(&g.lock);
 	pagesrc_thread_join(g.scanner, g.scanner_stack);
 	g.scanner_running = false;
+	if (g.o.profile[0]) {
+		char prefix[600];
+		int err = profile_finish(prefix, sizeof(prefix));
+		/* asked for: said at the error level, which shows by default */
+		if (err)
+			log_error("cannot write the profile %s.*: %s", prefix,
+				  strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+		else
+			log_error("profile written: %s.{alloc-stored,alloc-refaulted,fault-sites,"
+				  "alloc}.{folded,svg}", prefix);
+	}
 	struct zswapu_stats st;
 	if (zswapu_stats(&st))
 		return;

@@ -390,22 +390,10 @@ START_TEST(pool_cap_and_writeback)
 }
 END_TEST
 
-START_TEST(reserved_and_ignored)
+START_TEST(not_honoured_is_warned)
 {
 	struct options o;
 	char buf[2048];
-	/* reserved: parsed as nothing, one line each, not an error */
-	const char *res[] = { "ZSWAPU_PROFILE=prof", "ZSWAPU_PROFILE_RATE=x", NULL };
-	ck_assert_int_eq(options_load(&o, res, buf, sizeof(buf)), 0);
-	for (int i = OPTIONS_PROFILE; i <= OPTIONS_PROFILE_RATE; i++) {
-		ck_assert(o.set[i]);
-		ck_assert_int_eq(options_row(i)->status, OPTIONS_RESERVED);
-		ck_assert_ptr_nonnull(strstr(options_row(i)->desc, "reserved: not yet implemented"));
-	}
-	ck_assert_int_eq(warned(&o, res, buf, sizeof(buf)), 2);
-	ck_assert_ptr_nonnull(strstr(buf, "zswapu: ZSWAPU_PROFILE is reserved"));
-	ck_assert_ptr_nonnull(strstr(buf, "ZSWAPU_PROFILE_RATE is reserved"));
-
 	/* not honoured: warned only when set to other than the default */
 	const char *nh[] = { "ZSWAPU_THREADS=4", "ZSWAPU_MAX_POOL=1G", NULL };
 	ck_assert_int_eq(options_load(&o, nh, NULL, 0), 0);
@@ -434,6 +422,33 @@ START_TEST(reserved_and_ignored)
 }
 END_TEST
 
+/* ZSWAPU_PROFILE (a path prefix) and ZSWAPU_PROFILE_RATE (a size). */
+START_TEST(profile_rows)
+{
+	struct options o;
+	char err[400];
+	ck_assert_int_eq(load1(&o, NULL, NULL, 0), 0);
+	ck_assert_str_eq(o.profile, "");
+	ck_assert_uint_eq(o.profile_rate, 512 * 1024);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE=/tmp/run.%p", err, sizeof(err)), 0);
+	ck_assert_str_eq(o.profile, "/tmp/run.%p");
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE_RATE=64k", err, sizeof(err)), 0);
+	ck_assert_uint_eq(o.profile_rate, 64 * 1024);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE_RATE=0", err, sizeof(err)), 0);
+	ck_assert_uint_eq(o.profile_rate, 0);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE_RATE=fast", err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "ZSWAPU_PROFILE_RATE='fast' is not valid"));
+	ck_assert_int_eq(load1(&o, "ZSWAPU_PROFILE=a\nb", err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "ZSWAPU_PROFILE="));
+	char longp[300];
+	memset(longp, 'x', sizeof(longp));
+	memcpy(longp, "ZSWAPU_PROFILE=", 15);
+	longp[sizeof(longp) - 1] = '\0';
+	ck_assert_int_eq(load1(&o, longp, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(options_row(OPTIONS_PROFILE)->status, OPTIONS_HONOURED);
+}
+END_TEST
+
 /* The printed table has every row, in both formats. */
 START_TEST(printed_table)
 {
@@ -453,7 +468,6 @@ START_TEST(printed_table)
 				 fmt == OPTIONS_MARKDOWN ? "`" : "");
 			ck_assert_msg(strstr(buf, name), "%s missing", name);
 		}
-		ck_assert_ptr_nonnull(strstr(buf, "reserved: not yet implemented"));
 		ck_assert_ptr_nonnull(strstr(buf, "zstd:N"));
 		free(buf);
 	}
@@ -472,8 +486,9 @@ Suite *options_suite(void)
 	tcase_add_test(tc, compressors_pools_reject);
 	tcase_add_test(tc, exclude);
 	tcase_add_test(tc, bad_value_message);
-	tcase_add_test(tc, reserved_and_ignored);
+	tcase_add_test(tc, not_honoured_is_warned);
 	tcase_add_test(tc, pool_cap_and_writeback);
+	tcase_add_test(tc, profile_rows);
 	tcase_add_test(tc, printed_table);
 	suite_add_tcase(s, tc);
 	return s;

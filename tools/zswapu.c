@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/options.h"
@@ -274,6 +275,95 @@ static int cmd_run(int argc, char **argv)
 	return e == ENOENT ? 127 : 126;
 }
 
+/* ---- profile -------------------------------------------------------------------------- */
+
+static void profile_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: zswapu profile [-o PREFIX] [--rate SIZE] [run options] [--] program [args...]\n"
+		"\n"
+		"Runs the program as zswapu run does, profiled (ZSWAPU_PROFILE; docs/profiling.md),\n"
+		"and lists the files it wrote at exit: PREFIX.alloc-stored, .alloc-refaulted,\n"
+		".fault-sites and .alloc, each .folded (folded stacks) and .svg (a flame graph).\n"
+		"\n"
+		"  -o PREFIX      file prefix; %%p is the process id (default zswapu-profile.%%p,\n"
+		"                 so that programs it starts write files of their own)\n"
+		"  --rate SIZE    ZSWAPU_PROFILE_RATE: one allocation sampled per SIZE bytes (512K)\n"
+		"  -h, --help     this text\n"
+		"\n"
+		"The run options (--limit, --compressor, ...) are zswapu run's.\n");
+}
+
+static int cmd_profile(int argc, char **argv)
+{
+	const char *prefix = "zswapu-profile.%p", *rate = NULL;
+	int i = 1;
+	for (; i < argc; i++) {
+		if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			prefix = argv[++i];
+		} else if (!strcmp(argv[i], "--rate") && i + 1 < argc) {
+			rate = argv[++i];
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			profile_usage(stdout);
+			return 0;
+		} else {
+			break;
+		}
+	}
+	if (i >= argc || !*prefix) {
+		profile_usage(stderr);
+		return 2;
+	}
+	if (setenv(OPTIONS_PREFIX "PROFILE", prefix, 1) ||
+	    (rate && setenv(OPTIONS_PREFIX "PROFILE_RATE", rate, 1))) {
+		perror("zswapu profile: setenv");
+		return 2;
+	}
+	fflush(NULL);
+	/* a child runs it (zswapu run execs), so the files can be listed after */
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("zswapu profile: fork");
+		return 126;
+	}
+	if (pid == 0) {
+		argv[i - 1] = "run";
+		_exit(cmd_run(argc - i + 1, argv + i - 1));
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return 126;
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	char exp[PATH_MAX], pidstr[16], file[PATH_MAX + 32];
+	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
+	size_t o = 0;
+	for (const char *p = prefix; *p && o + 16 < sizeof(exp); p++) {
+		if (p[0] == '%' && p[1] == 'p') {
+			o += (size_t)snprintf(exp + o, sizeof(exp) - o, "%s", pidstr);
+			p++;
+		} else {
+			exp[o++] = *p;
+		}
+	}
+	exp[o] = '\0';
+	static const char *const views[] = { "alloc-stored", "alloc-refaulted", "fault-sites",
+					     "alloc" };
+	int found = 0;
+	for (size_t v = 0; v < sizeof(views) / sizeof(views[0]); v++) {
+		snprintf(file, sizeof(file), "%s.%s.svg", exp, views[v]);
+		if (access(file, R_OK))
+			continue;
+		if (!found++)
+			fprintf(stderr, "zswapu profile: flame graphs (and .folded stacks):\n");
+		fprintf(stderr, "  %s\n", file);
+	}
+	if (!found && rc != 126 && rc != 127)
+		fprintf(stderr, "zswapu profile: %s wrote no profile (%s.*): it did not exit "
+				"normally, or zswapu could not start in it\n", argv[i], exp);
+	return rc;
+}
+
 /* ---- help ----------------------------------------------------------------------------- */
 
 static int cmd_help(int argc, char **argv)
@@ -305,6 +395,8 @@ static int cmd_help(int argc, char **argv)
 static const struct command commands[] = {
 	{ "run", cmd_run, "run [options] [--] program [arguments...]",
 	  "run a program with its cold memory compressed" },
+	{ "profile", cmd_profile, "profile [-o PREFIX] [--rate SIZE] [--] program...",
+	  "run a program profiled: allocation and fault sites, flame graphs" },
 	{ "help", cmd_help, "help [command | options [--markdown]]",
 	  "this text, a command's, or the ZSWAPU_* variables" },
 };
