@@ -8,13 +8,16 @@
  * resolvers can never race on one address (a zero page installed over data
  * another thread is still decompressing).
  *
- * Fork: this version does not ask for UFFD_FEATURE_EVENT_FORK.  A
+ * Fork: with UFFD_FEATURE_EVENT_FORK (the default where the kernel has
+ * it) a forked child gets its own userfaultfd and is served from a
+ * store_fork() view of the parent's entries (core/children.h): fork+exec
+ * decompresses nothing.  Without it (old kernels, or no_fork_events), a
  * pthread_atfork() prepare handler pauses reclaim and brings every stored
  * page back before fork(), so the child (whose copies of the registered
- * ranges are unregistered by the kernel) sees all data; the parent resumes
- * after.  A raw clone()/syscall(SYS_fork) bypasses atfork handlers and is
- * not covered: documented in docs/design.md.  vfork/posix_spawn share the
- * address space and need nothing.
+ * ranges are unregistered by the kernel) sees all data; a raw
+ * clone()/syscall(SYS_fork) bypasses atfork handlers and is not covered
+ * then (docs/design.md).  vfork/posix_spawn share the address space and
+ * need nothing.
  *
  * Fail-safe: on an unexpected kernel error the engine logs one line,
  * stops reclaiming, brings every stored page back, unregisters everything
