@@ -71,9 +71,10 @@ $(PRELOAD_LIB): $(B)/preload/preload.o $(LIB_OBJS)
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,-z,now -Wl,-soname,libzswapu-preload.so \
 		-o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-$(TOOL): tools/zswapu.c $(INTERNAL_A) $(HDRS) Makefile
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+$(TOOL): $(TOOL_SRCS) $(wildcard tools/*.h) $(INTERNAL_A) $(HDRS) Makefile
 	$(CC) $(CFLAGS) -DZSWAPU_LIBDIR='"$(LIBDIR)"' -DZSWAPU_VERSION='"$(VERSION)"' \
-		-o $@ $< $(INTERNAL_A) $(LDFLAGS) $(LDLIBS)
+		-o $@ $(TOOL_SRCS) $(INTERNAL_A) $(LDFLAGS) $(LDLIBS)
 
 $(B)/zswapu.pc: libzswapu/zswapu.pc.in Makefile
 	@mkdir -p $(dir $@)

@@ -4,7 +4,7 @@
  * No locks: every field is a relaxed atomic updated independently, so a
  * counter is exact but a snapshot is not one instant (as zswap's debugfs).
  *
- * Load latency bins (STATS_LAT_BINS = 96), log-linear with 4 bins per
+ * Latency bins (load and fault, STATS_LAT_BINS = 96 each), log-linear with 4 bins per
  * power of two, so each bin is at most 25 % wide relative to its start:
  *   bin 0                  [0, 64) ns
  *   ns >= 64:  e = floor(log2(ns)), sub = the two bits below the leading
@@ -43,6 +43,8 @@ void stats_init(struct stats *s)
 		atomic_store_explicit(&s->csize[i], 0, memory_order_relaxed);
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		atomic_store_explicit(&s->load_ns[i], 0, memory_order_relaxed);
+	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
+		atomic_store_explicit(&s->fault_ns[i], 0, memory_order_relaxed);
 }
 
 void stats_count_csize(struct stats *s, size_t len)
@@ -68,6 +70,11 @@ void stats_count_load_ns(struct stats *s, uint64_t ns)
 	atomic_fetch_add_explicit(&s->load_ns[lat_bin(ns)], 1, memory_order_relaxed);
 }
 
+void stats_count_fault_ns(struct stats *s, uint64_t ns)
+{
+	atomic_fetch_add_explicit(&s->fault_ns[lat_bin(ns)], 1, memory_order_relaxed);
+}
+
 uint64_t stats_lat_bin_upper_ns(unsigned bin)
 {
 	if (bin == 0)
@@ -87,6 +94,8 @@ void stats_snapshot(const struct stats *s, struct stats_snapshot *out)
 		out->csize[i] = atomic_load_explicit(&s->csize[i], memory_order_relaxed);
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		out->load_ns[i] = atomic_load_explicit(&s->load_ns[i], memory_order_relaxed);
+	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
+		out->fault_ns[i] = atomic_load_explicit(&s->fault_ns[i], memory_order_relaxed);
 }
 
 const char *stats_counter_name(enum stats_counter id)
@@ -102,9 +111,14 @@ const char *stats_counter_desc(enum stats_counter id)
 /* The smallest bin whose cumulative count reaches ceil(q * total). */
 uint64_t stats_lat_quantile_ns(const struct stats_snapshot *s, double q)
 {
+	return stats_hist_quantile_ns(s->load_ns, q);
+}
+
+uint64_t stats_hist_quantile_ns(const uint64_t bins[STATS_LAT_BINS], double q)
+{
 	uint64_t total = 0;
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
-		total += s->load_ns[i];
+		total += bins[i];
 	if (total == 0)
 		return 0;
 	if (!(q > 0))
@@ -117,7 +131,7 @@ uint64_t stats_lat_quantile_ns(const struct stats_snapshot *s, double q)
 		rank++;
 	uint64_t seen = 0;
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++) {
-		seen += s->load_ns[i];
+		seen += bins[i];
 		if (seen >= rank)
 			return stats_lat_bin_upper_ns(i);
 	}

@@ -1,6 +1,6 @@
 /*
- * stats — the engine's counters, named like zswap's debugfs files, and two
- * histograms (compressed size, load latency).
+ * stats — the engine's counters, named like zswap's debugfs files, and three
+ * histograms (compressed size, load latency, fault service time).
  *
  * A struct stats is plain memory holding only atomics (no pointers), so the
  * engine can place it in a shared-memory segment that `zswapu stat` maps.
@@ -54,12 +54,16 @@ struct stats {
 	_Atomic uint64_t c[STAT_NR];
 	_Atomic uint64_t csize[STATS_CSIZE_BINS];
 	_Atomic uint64_t load_ns[STATS_LAT_BINS];
+	/* the fault handler's time per fault message, from reading it to the
+	 * page being in place (the kernel's round trip is not in it) */
+	_Atomic uint64_t fault_ns[STATS_LAT_BINS];
 };
 
 struct stats_snapshot {
 	uint64_t c[STAT_NR];
 	uint64_t csize[STATS_CSIZE_BINS];
 	uint64_t load_ns[STATS_LAT_BINS];
+	uint64_t fault_ns[STATS_LAT_BINS];
 };
 
 void stats_init(struct stats *s);
@@ -78,6 +82,8 @@ static inline void stats_inc(struct stats *s, enum stats_counter id)
 void stats_count_csize(struct stats *s, size_t len);
 /* stats_count_load_ns() : a load took @ns nanoseconds. */
 void stats_count_load_ns(struct stats *s, uint64_t ns);
+/* stats_count_fault_ns() : the handler spent @ns nanoseconds on a fault. */
+void stats_count_fault_ns(struct stats *s, uint64_t ns);
 
 void stats_snapshot(const struct stats *s, struct stats_snapshot *out);
 
@@ -93,6 +99,8 @@ uint64_t stats_lat_bin_upper_ns(unsigned bin);
  * snapshot's histogram, as its bin's upper bound; 0 when it is empty.
  */
 uint64_t stats_lat_quantile_ns(const struct stats_snapshot *s, double q);
+/* stats_hist_quantile_ns() : the same over any latency histogram (fault_ns). */
+uint64_t stats_hist_quantile_ns(const uint64_t bins[STATS_LAT_BINS], double q);
 
 /* stats_now_ns() : CLOCK_MONOTONIC in ns (vDSO, no syscall). */
 uint64_t stats_now_ns(void);

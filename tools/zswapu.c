@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "core/options.h"
+#include "tools/stat.h"
 
 #ifndef ZSWAPU_LIBDIR
 #define ZSWAPU_LIBDIR "/usr/local/lib"
@@ -305,6 +306,11 @@ static int cmd_help(int argc, char **argv)
 static const struct command commands[] = {
 	{ "run", cmd_run, "run [options] [--] program [arguments...]",
 	  "run a program with its cold memory compressed" },
+	{ "stat", stat_cmd_stat, "stat [--classes | --watch | --raw] [PID]",
+	  "live stats of a managed process (zswap's debugfs and more)" },
+	{ "ps", stat_cmd_ps, "ps", "list the managed processes" },
+	{ "plot", stat_cmd_plot, "plot [-o PREFIX] FILE",
+	  "draw what stat --record wrote (PNG and SVG, gnuplot)" },
 	{ "help", cmd_help, "help [command | options [--markdown]]",
 	  "this text, a command's, or the ZSWAPU_* variables" },
 };
