@@ -24,7 +24,11 @@
 
 #include "core/maps.h"
 
-#define READ_TRIES 2000
+/* a sample is rewritten every 100 ms in a few microseconds: a reader that
+ * keeps colliding backs off, and gives up after ~0.2 s (a writer stopped
+ * or killed in the middle) */
+#define READ_TRIES 4000
+#define READ_SPIN 64
 /* not published for this long: look whether the process still maps it */
 #define QUIET_NS (2000ull * 1000 * 1000)
 
@@ -235,6 +239,10 @@ int shmstat_read(const struct shmstat_reader *r, struct shmstat_sample *out)
 	unsigned char *dst = (unsigned char *)out;
 	for (int tries = 0; tries < READ_TRIES; tries++) {
 		uint64_t s1 = atomic_load_explicit(&seg->seq, memory_order_acquire);
+		if (tries >= READ_SPIN) {
+			struct timespec ts = { 0, 50 * 1000 };
+			nanosleep(&ts, NULL);
+		}
 		if (s1 & 1) {
 			sched_yield();
 			continue;
