@@ -285,11 +285,13 @@ static int cmd_help(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "options")) {
 		bool md = argc > 2 && !strcmp(argv[2], "--markdown");
-		if (argc > 2 && !md) {
-			fprintf(stderr, "usage: zswapu help options [--markdown]\n");
+		bool man = argc > 2 && !strcmp(argv[2], "--man");
+		if (argc > 3 || (argc > 2 && !md && !man)) {
+			fprintf(stderr, "usage: zswapu help options [--markdown | --man]\n");
 			return 2;
 		}
-		return options_print(STDOUT_FILENO, md ? OPTIONS_MARKDOWN : OPTIONS_TEXT) ? 1 : 0;
+		return options_print(STDOUT_FILENO, md ? OPTIONS_MARKDOWN
+						  : man ? OPTIONS_MAN : OPTIONS_TEXT) ? 1 : 0;
 	}
 	const struct command *c = find_command(argv[1]);
 	if (!c) {
