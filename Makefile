@@ -49,7 +49,7 @@ SHARED_LIB := $(B)/libzswapu.so
 PRELOAD_LIB := $(B)/libzswapu-preload.so
 TOOL       := $(B)/zswapu
 
-.PHONY: all deps demo check test bench install uninstall clean torture docs docs-check integration FORCE
+.PHONY: all deps demo check test tools-test bench install uninstall clean torture docs docs-check integration FORCE
 all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc
 
 deps:
@@ -117,7 +117,22 @@ $(B)/bench/%: bench/%.c $(INTERNAL_A) $(HDRS)
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory tools-test
 	@$(MAKE) --no-print-directory docs-check
+
+# The zswapu command against real managed programs, and make install
+# (tests/tools/run.sh says what is checked; ~30 s).  A sanitizer build's
+# preload library cannot be preloaded into uninstrumented programs: skipped.
+$(B)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+tools-test: all $(B)/tests/tools/memhog
+ifeq ($(SANITIZE),)
+	./tests/tools/run.sh $(B)
+else
+	@echo "tools-test: skipped in a SANITIZE build (run it on the release build)"
+endif
 
 # docs/options.md is the options table as `zswapu help options --markdown`
 # prints it: `make docs` rewrites it, `make check` fails when it is stale.
