@@ -313,7 +313,7 @@ static const struct command commands[] = {
 	{ "ps", stat_cmd_ps, "ps", "list the managed processes" },
 	{ "plot", stat_cmd_plot, "plot [-o PREFIX] FILE",
 	  "draw what stat --record wrote (PNG and SVG, gnuplot)" },
-	{ "help", cmd_help, "help [command | options [--markdown]]",
+	{ "help", cmd_help, "help [command | options [--markdown|--man]]",
 	  "this text, a command's, or the ZSWAPU_* variables" },
 };
 
