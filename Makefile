@@ -48,9 +48,11 @@ SHARED_LIB := $(B)/libzswapu.so
 # lazy-binding resolver.
 PRELOAD_LIB := $(B)/libzswapu-preload.so
 TOOL       := $(B)/zswapu
+# Helpers the integration tests and the shell benchmarks run programs with.
+INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow
 
 .PHONY: all deps demo check test tools-test bench install uninstall clean torture docs docs-check integration FORCE
-all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc
+all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc $(INTEGRATION_TOOLS)
 
 deps:
 	@./scripts/deps.sh
@@ -166,7 +168,6 @@ docs-check: $(TOOL) $(B)/zswapu.7
 # CASES="python sort ..." runs some.  Not yet part of `make check`: the
 # engine does not hold such limits yet on programs with a large hot set
 # (see docs/preload.md); outputs already match.
-INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow
 $(B)/tests/%: tests/integration/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lpthread

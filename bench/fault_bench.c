@@ -503,12 +503,16 @@ static int zswapu_pass(const struct setup *s, uint8_t *region, struct lat *out,
 	return err;
 }
 
+/* --detach: how zswapu takes pages out (move, wp; auto by default) */
+static int detach_mode = ZSWAPU_DETACH_AUTO;
+
 static int measure_zswapu(const struct setup *s, const struct placement *p, struct lat *out,
 			  double *reclaim_s)
 {
 	struct zswapu_options o;
 	zswapu_options_init(&o);
 	o.spin_us = p->spin_us;
+	o.detach = detach_mode;
 	place_handler(p);
 	int err = zswapu_init(&o);
 	place_faulter(p);
@@ -1131,6 +1135,7 @@ static void usage(FILE *f)
 		   "  --kernel-p50-ns N   the kernel's zswap fault-in p50, measured elsewhere\n"
 		   "  --kernel-json FILE  take it from FILE (\"kernel_p50_ns\" or kfault.c's output)\n"
 		   "  --no-kernel         do not measure the kernel (no kernel ratio)\n"
+		   "  --detach MODE       auto (default), move or wp: how pages are detached\n"
 		   "As root, without those, it runs ../shared/bench/kfault.c under kzswap.sh.\n",
 		bench_common_usage(), FULL_PAGES, QUICK_PAGES);
 }
@@ -1146,6 +1151,16 @@ static int own_arg(void *ctx, const char *arg, const char *val)
 	}
 	if (!val)
 		return 0;
+	if (!strcmp(arg, "--detach")) {
+		static const char *const names[] = { "auto", "move", "wp" };
+		for (int i = 0; i < 3; i++)
+			if (!strcmp(val, names[i])) {
+				detach_mode = i; /* ZSWAPU_DETACH_* order */
+				return 2;
+			}
+		fprintf(stderr, "fault_bench: --detach takes auto, move or wp, not '%s'\n", val);
+		return -1;
+	}
 	if (!strcmp(arg, "--kernel-json")) {
 		a->kernel_json = val;
 		return 2;

@@ -233,6 +233,17 @@ static void child_msg(struct children *c, struct child *ch, const struct uffd_ms
 {
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
+		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+			/* fork copied the parent's write-protected pages (WP
+			 * detach) with their protection; the child's are its own */
+			uintptr_t a = m->arg.pagefault.address & ~(PAGE - 1);
+			int err = uffd_writeprotect(&ch->u, a, PAGE, false, false);
+			if (err == -EAGAIN)
+				queue_retry(ch, a, true);
+			else if (err)
+				uffd_wake(&ch->u, a, PAGE);
+			break;
+		}
 		child_fault(c, ch, m->arg.pagefault.address,
 			    m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		break;

@@ -64,6 +64,7 @@ struct request {
 struct retry {
 	uintptr_t addr;
 	bool write;
+	bool wp; /* a write to a write-protected page */
 };
 
 struct engine {
@@ -92,6 +93,7 @@ struct engine {
 	_Atomic bool stop, failed, stepped_aside;
 	bool forked_child;
 	bool fork_events;            /* the kernel sends EVENT_FORK: children are served */
+	bool wp;                     /* WP detach: regions registered MISSING|WP */
 	struct children *children;   /* handler only */
 	uint64_t last_reap_ns;
 	struct retry retry[RETRY_MAX];
@@ -137,10 +139,10 @@ static int resolve_from_store(struct engine *e, uintptr_t addr)
 	return resolve_stored(&e->uffd, e->store, e->buf, addr);
 }
 
-static void queue_retry(struct engine *e, uintptr_t addr, bool write)
+static void queue_retry(struct engine *e, uintptr_t addr, bool write, bool wp)
 {
 	if (e->nretry < RETRY_MAX)
-		e->retry[e->nretry++] = (struct retry){ addr, write };
+		e->retry[e->nretry++] = (struct retry){ addr, write, wp };
 	/* full: the fault message is dropped; the thread stays asleep until a
 	 * later resolution wakes it, so wake it now to make it fault again */
 	else
@@ -165,7 +167,7 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		return;
 	}
 	if (r == -EAGAIN) {
-		queue_retry(e, addr, write);
+		queue_retry(e, addr, write, false);
 		return;
 	}
 	/*
@@ -191,14 +193,14 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		return;
 	}
 	if (err == -EAGAIN) {
-		queue_retry(e, addr, write);
+		queue_retry(e, addr, write, false);
 		return;
 	}
 	if (err != -ENOENT) {
 		engine_fail(e, "loading a page", err);
 		/* the data is still in the store; the fault is retried after
 		 * the engine has stepped aside and put everything back */
-		queue_retry(e, addr, write);
+		queue_retry(e, addr, write, false);
 		return;
 	}
 	/*
@@ -232,11 +234,37 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		err = resolve_zero(&e->uffd, e->zero, addr, write);
 	}
 	if (err == -EAGAIN)
-		queue_retry(e, addr, write);
+		queue_retry(e, addr, write, false);
 	else if (err)
 		engine_fail(e, write ? "UFFDIO_COPY of a zero page" : "UFFDIO_ZEROPAGE", err);
 	inc(e, EC_faults);
 	inc(e, EC_faults_zero);
+}
+
+/*
+ * A write to a write-protected page (WP detach mode): the reclaimer's copy
+ * of it is stale; the page goes back to the program writable.  Only under
+ * evlock (see reclaim_wp_fault()).
+ */
+static void handle_wp_fault(struct engine *e, uintptr_t addr)
+{
+	addr &= ~(PAGE - 1);
+	bool locked = !e->in_events;
+	if (locked)
+		reclaim_events_lock(e->reclaim);
+	int err = reclaim_wp_fault(e->reclaim, addr);
+	if (locked)
+		reclaim_events_unlock(e->reclaim);
+	if (err == -EAGAIN) {
+		queue_retry(e, addr, true, true);
+		return;
+	}
+	inc(e, EC_wp_faults);
+	if (err) {
+		engine_fail(e, "UFFDIO_WRITEPROTECT", err);
+		/* stepping aside unregisters the range, which unprotects it */
+		queue_retry(e, addr, true, true);
+	}
 }
 
 static void drop_retries(struct engine *e, uintptr_t start, uintptr_t end)
@@ -258,7 +286,10 @@ static void run_retries(struct engine *e)
 	memcpy(r, e->retry, n * sizeof(r[0]));
 	e->nretry = 0;
 	for (unsigned int i = 0; i < n; i++)
-		handle_fault(e, r[i].addr, r[i].write);
+		if (r[i].wp)
+			handle_wp_fault(e, r[i].addr);
+		else
+			handle_fault(e, r[i].addr, r[i].write);
 }
 
 static void copy_staged(void *arg, struct uffd *child)
@@ -271,8 +302,11 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT: {
 		uint64_t t0 = stats_now_ns(); /* vDSO: no syscall on this path */
-		handle_fault(e, m->arg.pagefault.address,
-			     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+			handle_wp_fault(e, m->arg.pagefault.address);
+		else
+			handle_fault(e, m->arg.pagefault.address,
+				     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		stats_count_fault_ns(e->stats, stats_now_ns() - t0);
 		break;
 	}
@@ -281,8 +315,9 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 		uintptr_t s = m->arg.remove.start, end = m->arg.remove.end;
 		if (reclaim_is_staging(e->reclaim, s, end))
 			break;
-		inc(e, m->event == UFFD_EVENT_REMOVE ? EC_events_remove : EC_events_unmap);
-		reclaim_event_remove(e->reclaim, s, end);
+		/* a zap of the reclaimer's own (WP mode) is not counted */
+		if (!reclaim_event_remove(e->reclaim, s, end, m->event == UFFD_EVENT_UNMAP))
+			inc(e, m->event == UFFD_EVENT_REMOVE ? EC_events_remove : EC_events_unmap);
 		store_invalidate(e->store, s, end - s);
 		drop_retries(e, s, end);
 		if (m->event == UFFD_EVENT_UNMAP)
@@ -586,6 +621,34 @@ static void engine_free(struct engine *e)
 	pagesrc_free(e, (sizeof(*e) + PAGE - 1) / PAGE);
 }
 
+/*
+ * MOVE detaches a batch in one ioctl; write-protect + copy + zap costs a
+ * copy and an event round trip per run (docs/design.md), so AUTO takes
+ * MOVE whenever the kernel has it.
+ */
+static int pick_detach(const struct uffd *u, enum reclaim_detach *d)
+{
+	bool move = uffd_has(u, UFFD_FEATURE_MOVE);
+	bool wp = uffd_has(u, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	if (*d == RECLAIM_DETACH_AUTO)
+		*d = move ? RECLAIM_DETACH_MOVE : RECLAIM_DETACH_WP;
+	if (*d == RECLAIM_DETACH_MOVE && !move) {
+		log_error("ZSWAPU_DETACH=move: this kernel has no UFFDIO_MOVE (Linux 6.8+)");
+		return -EOPNOTSUPP;
+	}
+	if (*d == RECLAIM_DETACH_WP && !wp) {
+		log_error("this kernel can neither move nor write-protect pages with userfaultfd "
+			  "(UFFDIO_MOVE: Linux 6.8+; write-protect: 5.7+)");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+enum reclaim_detach engine_detach_mode(const struct engine *e)
+{
+	return e->wp ? RECLAIM_DETACH_WP : RECLAIM_DETACH_MOVE;
+}
+
 int engine_create(const struct engine_options *o, struct engine **out)
 {
 	struct engine *e;
@@ -606,8 +669,10 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	e->fork_events = !err && uffd_has(&e->uffd, UFFD_FEATURE_EVENT_FORK);
 	if (!err)
 		err = children_create(&e->children);
-	if (!err && !uffd_has(&e->uffd, UFFD_FEATURE_MOVE))
-		err = -EOPNOTSUPP; /* the write-protect detach path is not built yet */
+	struct reclaim_options ro = o->reclaim;
+	if (!err)
+		err = pick_detach(&e->uffd, &ro.detach);
+	e->wp = !err && ro.detach == RECLAIM_DETACH_WP;
 	if (!err)
 		err = pagesrc_alloc((sizeof(struct stats) + PAGE - 1) / PAGE, (void **)&e->stats);
 	if (!err) {
@@ -617,7 +682,7 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	if (!err)
 		err = region_set_create(&e->regions);
 	if (!err)
-		err = reclaim_create(&o->reclaim, &e->uffd, e->store, e->regions, &e->reclaim);
+		err = reclaim_create(&ro, &e->uffd, e->store, e->regions, &e->reclaim);
 	if (!err)
 		err = pagesrc_alloc(2 * (1 + RESOLVE_AHEAD_MAX), (void **)&e->buf);
 	if (!err) {
@@ -691,7 +756,7 @@ int engine_register(struct engine *e, uintptr_t start, size_t len)
 	int err = check_range(e, start, len);
 	if (err)
 		return err;
-	err = uffd_register(&e->uffd, start, len, false);
+	err = uffd_register(&e->uffd, start, len, e->wp);
 	if (err)
 		return err;
 	err = region_add(e->regions, start, start + len);

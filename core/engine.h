@@ -61,7 +61,8 @@ void engine_options_default(struct engine_options *o);
 	X(child_faults, "faults of forked children served")                   \
 	X(child_faults_store, "... from the pages stored at the fork")        \
 	X(children_exited, "forked children that exited or exec'd")           \
-	X(forks_refused, "forked children given every page at once instead")
+	X(forks_refused, "forked children given every page at once instead") \
+	X(wp_faults, "writes to write-protected pages answered (WP detach)")
 
 struct engine_counters {
 #define ENGINE_FIELD(name, desc) uint64_t name;
@@ -83,9 +84,17 @@ struct engine;
 /*
  * engine_create() : open userfaultfd, build the store, start the handler
  * and (if a limit or cold_age is set) the reclaimer.  @return 0; -EINVAL
- * bad options; -ENOSYS/-EPERM/-EOPNOTSUPP userfaultfd unusable; -ENOMEM.
+ * bad options; -ENOSYS/-EPERM/-EOPNOTSUPP userfaultfd unusable (also: no
+ * way to detach pages, or not the one o->reclaim.detach asks for: one
+ * line on stderr says which); -ENOMEM.
  */
 int engine_create(const struct engine_options *o, struct engine **out);
+
+/*
+ * engine_detach_mode() : how this engine detaches pages (MOVE or WP, never
+ * AUTO), resolved at creation from o->reclaim.detach and the kernel.
+ */
+enum reclaim_detach engine_detach_mode(const struct engine *e);
 
 /*
  * engine_destroy() : stop reclaiming, bring every stored page back,

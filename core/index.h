@@ -32,7 +32,10 @@
  * entry owns and then the entry (index_entry_free).  index_get() takes an
  * extra reference for a reader that leaves the entry in the tree.
  * length, flags and handle are written before insertion and not changed
- * while the entry is in a tree or referenced by anyone else; link and
+ * while the entry is in a tree or referenced by anyone else, with one
+ * exception: the store's writeback moves an entry's data from the pool to
+ * the file (handle := file offset, INDEX_WRITTEN_BACK set) under a lock
+ * its readers take too (core/store.c); link and
  * pgoff belong to the index (a move re-keys an entry in place) and are
  * only meaningful under the tree lock.
  */

@@ -40,6 +40,10 @@ enum type {
 	T_LEVEL,      /* int, 0..4 or a name */
 	T_COUNT,      /* unsigned int in [lo, hi] */
 	T_NAMES,      /* char[], comma-separated names */
+	T_POOLCAP,    /* z.max_pool_bytes or z.max_pool_percent */
+	T_PERCENT,    /* unsigned int, 1..100 */
+	T_PATH,       /* char[], a directory */
+	T_DETACH,     /* int, ZSWAPU_DETACH_* by name */
 	T_RESERVED,   /* no field */
 };
 
@@ -90,13 +94,15 @@ static const struct row table[OPTIONS_NR] = {
 	[OPTIONS_POOL] = { { "POOL", "pool", "zsmalloc",
 		"The allocator that holds the compressed pages.", OPTIONS_HONOURED },
 		T_POOL, FIELD(pool), 0, 0 },
-	[OPTIONS_MAX_POOL] = { { "MAX_POOL", "size", "0",
-		"Cap on the compressed pool, beyond which pages would be written "
-		"back to a file.  Not honoured yet: there is no writeback tier; "
-		"a value other than 0 prints a warning and is ignored "
-		"(ZSWAPU_LIMIT still bounds pool and resident memory together).",
-		OPTIONS_NOT_HONOURED },
-		T_SIZE, FIELD(max_pool), 0, 0 },
+	[OPTIONS_MAX_POOL] = { { "MAX_POOL", "size or %", "0",
+		"Cap on the compressed pool (a percentage is of ZSWAPU_LIMIT).  When "
+		"the pool reaches it, its oldest pages are written back to the "
+		"writeback file (ZSWAPU_WRITEBACK_DIR) until it is under "
+		"ZSWAPU_ACCEPT percent of the cap; without a file, pages that would "
+		"need pool memory stay resident until then (reject_pool_limit).  0 = "
+		"no cap, except 20% of the limit when writeback is on.",
+		OPTIONS_HONOURED },
+		T_POOLCAP, FIELD(z.max_pool_bytes), 0, 0 },
 	[OPTIONS_REJECT] = { { "REJECT", "bytes", "3584",
 		"A page stays compressed only if it compresses to at most this "
 		"many bytes (or this fraction of the 4096-byte page); one that "
@@ -128,6 +134,14 @@ static const struct row table[OPTIONS_NR] = {
 		"sleeps: lower latency for bursts of faults, for a busy core.  0 = "
 		"sleep at once.", OPTIONS_HONOURED },
 		T_COUNT, FIELD(z.spin_us), 0, 1000000 },
+	[OPTIONS_DETACH] = { { "DETACH", "mode", "auto",
+		"How the reclaimer takes pages out of the program.  move: "
+		"UFFDIO_MOVE, a batch of up to 512 pages in one call (Linux 6.8+).  "
+		"wp: write-protect the batch, copy it, then zap it (Linux 5.7+): "
+		"the fallback for older kernels, slower per page.  auto: move where "
+		"the kernel has it, else wp.  A mode the kernel lacks leaves the "
+		"program unmanaged, with one line saying so.", OPTIONS_HONOURED },
+		T_DETACH, FIELD(z.detach), 0, 0 },
 	[OPTIONS_SCAN_INTERVAL] = { { "SCAN_INTERVAL", "seconds", "0.1",
 		"How often the shim rereads /proc/self/maps for memory to manage "
 		"(malloc's own mmaps and the brk heap are found only this way; "
@@ -139,9 +153,25 @@ static const struct row table[OPTIONS_NR] = {
 		"the name it was invoked by) that the shim leaves unmanaged, for "
 		"children that inherit the environment.", OPTIONS_HONOURED },
 		T_NAMES, FIELD(exclude), 0, 0 },
-	RESERVED(WRITEBACK_DIR, "the directory for the writeback file"),
-	RESERVED(WRITEBACK, "turn the writeback tier on"),
-	RESERVED(ACCEPT, "pool fill level at which storing resumes after the cap"),
+	[OPTIONS_WRITEBACK_DIR] = { { "WRITEBACK_DIR", "directory", "",
+		"Turns the writeback tier on: pages beyond ZSWAPU_MAX_POOL go, "
+		"compressed, to a file created here with O_TMPFILE (mode 0600, no "
+		"name: gone when the process ends, even by SIGKILL), written and "
+		"read with io_uring.  The file system must support O_TMPFILE (ext4, "
+		"xfs, btrfs, tmpfs).  Empty = no writeback.  An I/O error or a full "
+		"disk stops writeback with one line; nothing is lost.",
+		OPTIONS_HONOURED },
+		T_PATH, FIELD(writeback_dir), 0, 0 },
+	[OPTIONS_WRITEBACK] = { { "WRITEBACK", "bool", "0",
+		"1: writeback on, in ZSWAPU_WRITEBACK_DIR or else $TMPDIR (/tmp); "
+		"0: off even when a directory is given.  Unset: on exactly when "
+		"ZSWAPU_WRITEBACK_DIR is set.", OPTIONS_HONOURED },
+		T_BOOL, FIELD(writeback), 0, 0 },
+	[OPTIONS_ACCEPT] = { { "ACCEPT", "percent", "90",
+		"Once the pool has hit ZSWAPU_MAX_POOL, write back (or, without a "
+		"file, refuse new pages) until it is under this percentage of the "
+		"cap: zswap's accept_threshold_percent.", OPTIONS_HONOURED },
+		T_PERCENT, FIELD(z.accept_percent), 1, 100 },
 	RESERVED(PROFILE, "file prefix for allocation and fault profiles"),
 	RESERVED(PROFILE_RATE, "bytes between two sampled allocations"),
 };
@@ -259,6 +289,16 @@ static int parse_bool(const char *s, int *out)
 }
 
 static const char *const level_names[] = { "silent", "error", "warn", "info", "debug" };
+/* in ZSWAPU_DETACH_* order */
+static const char *const detach_names[] = { "auto", "move", "wp" };
+
+static int parse_detach(const char *s, int *out)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcasecmp(s, detach_names[i]))
+			return *out = i, 0;
+	return -EINVAL;
+}
 
 static int parse_level(const char *s, int *out)
 {
@@ -327,6 +367,37 @@ static int copy_str(const char *s, char *dst, size_t cap)
 	return 0;
 }
 
+/* ZSWAPU_MAX_POOL: bytes, or a percentage of the limit. */
+static int parse_pool_cap(const char *s, struct options *o)
+{
+	size_t len = strlen(s);
+	if (len && s[len - 1] == '%') {
+		const char *p = s;
+		double pct;
+		if (parse_decimal(&p, &pct) || p != s + len - 1 || pct < 1 || pct > 100 ||
+		    pct != (unsigned int)pct)
+			return -EINVAL;
+		o->z.max_pool_percent = (unsigned int)pct;
+		o->z.max_pool_bytes = 0;
+		return 0;
+	}
+	o->z.max_pool_percent = 0;
+	return parse_size(s, &o->z.max_pool_bytes);
+}
+
+/* 1..100, with or without a % sign. */
+static int parse_percent(const char *s, unsigned int *out)
+{
+	char buf[8];
+	size_t len = strlen(s);
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len + 1);
+	if (buf[len - 1] == '%')
+		buf[len - 1] = '\0';
+	return parse_count(buf, 1, 100, out);
+}
+
 /* Parse @value for row @r into @o. */
 static int parse_row(const struct row *r, const char *value, struct options *o)
 {
@@ -355,9 +426,17 @@ static int parse_row(const struct row *r, const char *value, struct options *o)
 		return parse_level(value, f);
 	case T_COUNT:
 		return parse_count(value, r->lo, r->hi, f);
+	case T_DETACH:
+		return parse_detach(value, f);
 	case T_NAMES:
 		if (parse_names(value))
 			return -EINVAL;
+		return copy_str(value, f, r->size);
+	case T_POOLCAP:
+		return parse_pool_cap(value, o);
+	case T_PERCENT:
+		return parse_percent(value, f);
+	case T_PATH:
 		return copy_str(value, f, r->size);
 	case T_RESERVED:
 		return 0;
@@ -399,6 +478,17 @@ const char *options_accepts(enum options_id id, char *buf, size_t len)
 		snprintf(buf, len, "name,name,... (no blanks or slashes, %zu characters at most)",
 			 r->size - 1);
 		return buf;
+	case T_POOLCAP:
+		return "bytes with an optional K, M, G or T suffix (256M), or a whole "
+		       "percentage of ZSWAPU_LIMIT (20%); 0 for no cap";
+	case T_PERCENT:
+		return "1..100, with or without a % sign";
+	case T_PATH:
+		snprintf(buf, len, "a directory (%zu characters at most); empty for none",
+			 r->size - 1);
+		return buf;
+	case T_DETACH:
+		return "auto, move, wp";
 	case T_RESERVED:
 		return "anything (ignored)";
 	}
@@ -425,6 +515,30 @@ static void link_strings(struct options *o)
 {
 	o->z.compressor = o->compressor;
 	o->z.pool = o->pool;
+	o->z.writeback_dir = o->writeback_dir[0] ? o->writeback_dir : NULL;
+}
+
+/* The value of the plain variable @name in @envp (TMPDIR), or NULL. */
+static const char *lookup_plain(const char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+	for (; *envp; envp++)
+		if (!strncmp(*envp, name, n) && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+/* ZSWAPU_WRITEBACK and ZSWAPU_WRITEBACK_DIR together: where, if at all. */
+static void resolve_writeback(struct options *o, const char *const *envp)
+{
+	bool on = o->set[OPTIONS_WRITEBACK] ? o->writeback : o->writeback_dir[0] != '\0';
+	if (on && !o->writeback_dir[0]) {
+		const char *tmp = lookup_plain(envp, "TMPDIR");
+		if (!tmp || !*tmp || copy_str(tmp, o->writeback_dir, sizeof(o->writeback_dir)))
+			copy_str("/tmp", o->writeback_dir, sizeof(o->writeback_dir));
+	}
+	o->writeback = on;
+	o->z.writeback_dir = on ? o->writeback_dir : NULL;
 }
 
 void options_defaults(struct options *o)
@@ -461,6 +575,13 @@ static int check_combination(struct options *o, char *err, size_t errlen)
 				 OPTIONS_PREFIX, value, OPTIONS_PREFIX, o->pool, cap);
 		return -EINVAL;
 	}
+	if (o->z.max_pool_percent && !o->z.limit_bytes) {
+		if (err)
+			snprintf(err, errlen, "%sMAX_POOL='%u%%' is not valid without %sLIMIT: a "
+				 "percentage is of the limit; accepted are bytes (256M)",
+				 OPTIONS_PREFIX, o->z.max_pool_percent, OPTIONS_PREFIX);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -483,6 +604,7 @@ int options_load(struct options *o, const char *const *envp, char *err, size_t e
 		}
 	}
 	link_strings(o);
+	resolve_writeback(o, envp);
 	if (first >= 0) {
 		bad_value(first, first_value, err, errlen);
 		return -EINVAL;
@@ -571,6 +693,21 @@ static const char *value_str(const struct options *o, enum options_id id, char *
 	case T_POOL:
 	case T_NAMES:
 		snprintf(buf, len, "%s", (const char *)f);
+		break;
+	case T_POOLCAP:
+		if (o->z.max_pool_percent)
+			snprintf(buf, len, "%u%%", o->z.max_pool_percent);
+		else
+			snprintf(buf, len, "%zu", o->z.max_pool_bytes);
+		break;
+	case T_PERCENT:
+		snprintf(buf, len, "%u", *(const unsigned int *)f);
+		break;
+	case T_PATH:
+		snprintf(buf, len, "%s", (const char *)f);
+		break;
+	case T_DETACH:
+		snprintf(buf, len, "%s", detach_names[*(const int *)f % 3]);
 		break;
 	case T_RESERVED:
 		snprintf(buf, len, "(reserved)");

@@ -44,6 +44,7 @@ enum options_id {
 	OPTIONS_LOG,
 	OPTIONS_THREADS,
 	OPTIONS_SPIN_US,
+	OPTIONS_DETACH,
 	OPTIONS_SCAN_INTERVAL,
 	OPTIONS_EXCLUDE,
 	OPTIONS_WRITEBACK_DIR,
@@ -68,12 +69,13 @@ struct options {
 	int enabled;           /* 0: the shim does nothing at all */
 	int stats;             /* print the stats table at exit */
 	unsigned int threads;  /* not honoured: one handler, one reclaimer */
-	size_t max_pool;       /* not honoured: no writeback tier yet */
+	int writeback;         /* ZSWAPU_WRITEBACK: 1 = on ($TMPDIR unless a directory is given) */
 	unsigned int scan_ms;  /* /proc/self/maps rescan period; 0 = at start only */
 	char exclude[256];     /* comma-separated program names */
 	/* Storage for the strings z points to. */
 	char compressor[32];
 	char pool[16];
+	char writeback_dir[256];
 	/* Which variables were present in the environment. */
 	bool set[OPTIONS_NR];
 };

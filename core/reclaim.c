@@ -11,6 +11,34 @@
  * known yet: the handler waits for READY if a fault falls in the range),
  * READY while pages are compressed and committed, IDLE otherwise.
  *
+ * WP mode (kernels without UFFDIO_MOVE; regions registered MISSING|WP):
+ * a batch leaves by write-protect + copy + zap, with two more states:
+ *   PROTECTED present and write-protected; its staging copy is being made
+ *   ZAPPING   the reclaimer is zapping it (MADV_DONTNEED); copy complete
+ * 1. Under evlock: UFFDIO_WRITEPROTECT the runs, then /proc/self/pagemap:
+ *    pages present *and* protected are PROTECTED (one present but not
+ *    protected was filled by a fault after the ioctl: not ours).
+ * 2. No lock: copy them to staging with process_vm_readv (an unmapped
+ *    page fails with EFAULT instead of SIGSEGV; a discarded one faults to
+ *    the handler, who can serve it since we hold nothing).  A write to a
+ *    PROTECTED page arrives as a WP fault: the handler makes it RETURNED
+ *    (copy stale) and unprotects it, under batch.lock and evlock.
+ * 3. Under batch.lock, PROTECTED -> ZAPPING (the "window" opens over their
+ *    span); then MADV_DONTNEED per run with no lock held: the madvise
+ *    waits until the handler has read its REMOVE event.  Meanwhile the
+ *    handler defers WP faults on ZAPPING pages and every missing fault in
+ *    the span (a page put there now could be zapped with the batch), and
+ *    counts the REMOVE events naming each ZAPPING page.
+ * 4. Under evlock (so every event the zap sent has been handled) and
+ *    batch.lock: a ZAPPING page still present was not zapped (moved by
+ *    mremap, or its VMA changed): RETURNED; named by two REMOVE events:
+ *    the program discarded it too: DROPPED; else MOVED, and the batch goes
+ *    on as in MOVE mode.  Deferred faults are then answered (a writer
+ *    refaults on the missing page and gets the staging copy).
+ * The whole range is unprotected at the end.  Known hole: a program that
+ * maps *present* pages over a ZAPPING run during the window (mremap onto
+ * it, mmap MAP_POPULATE) has them zapped; see docs/design.md.
+ *
  * Event race (madvise(MADV_DONTNEED) vs. detach): the kernel zaps the
  * pages only after the handler has read the REMOVE event, so a detach
  * between that read and the zap would rescue data the program has just
@@ -27,6 +55,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,7 +75,11 @@
 #define MARGIN_LOW_PCT 4
 #define IDLE_POLL_NS (10ull * 1000 * 1000)
 
-enum { EMPTY, MOVED, STORED, RETURNED, DROPPED };
+enum { EMPTY, MOVED, STORED, RETURNED, DROPPED, PROTECTED, ZAPPING };
+
+/* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
+#define PM_PRESENT (1ULL << 63)
+#define PM_UFFD_WP (1ULL << 57)
 enum { IDLE, MOVING, READY };
 
 struct quarantine {
@@ -74,6 +107,16 @@ struct reclaim {
 	uintptr_t busy[RECLAIM_BATCH]; /* pages MOVE refused (-EBUSY) */
 	unsigned int nbusy;
 
+	/* WP mode (see the top of the file) */
+	bool wp;
+	int pagemap;                      /* /proc/self/pagemap */
+	uint64_t pm[RECLAIM_BATCH];       /* reclaimer only */
+	struct iovec liov[RECLAIM_BATCH], riov[RECLAIM_BATCH];
+	uint16_t slot[RECLAIM_BATCH];     /* batch index of each iovec */
+	uint8_t nremove[RECLAIM_BATCH];   /* REMOVE events per ZAPPING page, under batch.lock */
+	_Atomic bool zapping;             /* the zap window is open */
+	_Atomic uintptr_t zlo, zhi;       /* ... over these addresses */
+
 	_Atomic uint64_t *ref; /* referenced filter */
 	pthread_mutex_t evlock; /* see reclaim_events_lock() */
 	_Atomic bool move_waiting; /* the reclaimer wants evlock */
@@ -93,12 +136,13 @@ struct reclaim {
 	uint64_t last_compact_ns;
 	uint64_t win_moved, backoff_ns; /* thrash_check(), reclaimer only */
 
-	_Atomic uint64_t cnt[12]; /* struct reclaim_counters, in order */
+	_Atomic uint64_t cnt[13]; /* struct reclaim_counters, in order */
 	void *thread_stack;
 };
 
 enum { C_BATCHES, C_MOVED, C_STORED, C_POOR, C_REFAULT_STAGING, C_DROPPED,
-       C_BUSY, C_PASSES, C_SKIPPED_REF, C_COMPACTED, C_REFAULTS, C_BACKOFFS };
+       C_BUSY, C_PASSES, C_SKIPPED_REF, C_COMPACTED, C_REFAULTS, C_BACKOFFS,
+       C_WP_WRITES };
 
 static void count(struct reclaim *r, int c, uint64_t n)
 {
@@ -143,7 +187,7 @@ static bool ref_test_clear(struct reclaim *r, uintptr_t addr)
 
 /* ---- quarantine ---- */
 
-void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end)
+static void quarantine(struct reclaim *r, uintptr_t start, uintptr_t end)
 {
 	/* keeps later batches off the range until the kernel has zapped it */
 	uint64_t until = now_ns() + QUARANTINE_NS, t = now_ns();
@@ -177,6 +221,19 @@ void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end)
 		r->q[slot] = (struct quarantine){ start, end, until };
 	}
 	pthread_mutex_unlock(&r->qlock);
+}
+
+bool reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end, bool unmap)
+{
+	/*
+	 * Inside the span of a zap in flight: most likely the zap's own event
+	 * (the program's are told apart per page, below).  Not quarantined:
+	 * the hand would otherwise soon find its own trail quarantined.
+	 */
+	bool own = !unmap && atomic_load(&r->zapping) && start >= atomic_load(&r->zlo) &&
+		   end <= atomic_load(&r->zhi);
+	if (!own)
+		quarantine(r, start, end);
 
 	/* pages of the batch in the range are gone for the program */
 	int phase;
@@ -185,13 +242,21 @@ void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end)
 		sched_yield();
 	pthread_mutex_lock(&r->batch.lock);
 	if (atomic_load(&r->batch.phase) == READY)
-		for (unsigned int i = 0; i < r->batch.n; i++)
-			if (r->batch.state[i] == MOVED && r->batch.addr[i] >= start &&
-			    r->batch.addr[i] < end) {
+		for (unsigned int i = 0; i < r->batch.n; i++) {
+			uint8_t st = r->batch.state[i];
+			if (r->batch.addr[i] < start || r->batch.addr[i] >= end)
+				continue;
+			if (st == ZAPPING && !unmap) {
+				/* ours or the program's: counted, decided after the zap */
+				if (r->nremove[i] < 255)
+					r->nremove[i]++;
+			} else if (st == MOVED || st == PROTECTED || st == ZAPPING) {
 				r->batch.state[i] = DROPPED;
 				count(r, C_DROPPED, 1);
 			}
+		}
 	pthread_mutex_unlock(&r->batch.lock);
+	return own;
 }
 
 uintptr_t reclaim_batch_clip(struct reclaim *r, uintptr_t start, uintptr_t end)
@@ -222,7 +287,9 @@ void reclaim_copy_staged(struct reclaim *r, struct uffd *to)
 	if (atomic_load(&r->batch.phase) != READY)
 		return;
 	for (unsigned int i = 0; i < r->batch.n; i++) {
-		if (r->batch.state[i] != MOVED)
+		/* a ZAPPING page's staging copy is exact (it was write-protected
+		 * since); the child may or may not still have the page */
+		if (r->batch.state[i] != MOVED && r->batch.state[i] != ZAPPING)
 			continue;
 		int err = uffd_copy(to, r->batch.addr[i], r->staging + i * PAGE, PAGE, false);
 		if (err && err != -EEXIST && err != -ENOENT)
@@ -238,8 +305,14 @@ void reclaim_events_lock(struct reclaim *r)
 void reclaim_events_unlock(struct reclaim *r)
 {
 	pthread_mutex_unlock(&r->evlock);
-	/* the handler would take it straight back under a stream of faults */
-	if (atomic_load_explicit(&r->move_waiting, memory_order_relaxed))
+	/*
+	 * The handler would take it straight back under a stream of faults
+	 * (mutexes are not fair): wait until the reclaimer has it.  It sets
+	 * move_waiting right before it locks, so this is short.  One yield was
+	 * not enough for WP detach, which takes evlock twice per batch: its
+	 * thread torture got 68 batches through in a run.
+	 */
+	while (atomic_load_explicit(&r->move_waiting, memory_order_relaxed))
 		sched_yield();
 }
 
@@ -301,6 +374,14 @@ int reclaim_fault(struct reclaim *r, uintptr_t addr)
 			return 0;
 		sched_yield();
 	}
+	/*
+	 * While a zap runs, nothing missing in its span is filled: a page put
+	 * there now (a new mapping's zero page, written at once) could be
+	 * zapped with the batch.  Answered once the zap is decided.
+	 */
+	if (atomic_load(&r->zapping) && addr >= atomic_load(&r->zlo) &&
+	    addr < atomic_load(&r->zhi))
+		return -EAGAIN;
 	int ret = 0;
 	pthread_mutex_lock(&r->batch.lock);
 	if (atomic_load(&r->batch.phase) == READY) {
@@ -321,6 +402,42 @@ int reclaim_fault(struct reclaim *r, uintptr_t addr)
 			}
 			break;
 		}
+	}
+	pthread_mutex_unlock(&r->batch.lock);
+	return ret;
+}
+
+int reclaim_wp_fault(struct reclaim *r, uintptr_t addr)
+{
+	int ret = 0;
+	/*
+	 * Under batch.lock, and the caller holds evlock: the reclaimer marks
+	 * pages ZAPPING under batch.lock and write-protects and scans under
+	 * evlock, so a page is never unprotected between its scan and its
+	 * zap.
+	 */
+	pthread_mutex_lock(&r->batch.lock);
+	if (atomic_load(&r->batch.phase) == READY)
+		for (unsigned int i = 0; i < r->batch.n; i++) {
+			if (r->batch.addr[i] != addr)
+				continue;
+			if (r->batch.state[i] == ZAPPING) {
+				ret = -EAGAIN;
+			} else if (r->batch.state[i] == PROTECTED) {
+				r->batch.state[i] = RETURNED; /* its copy is stale */
+				count(r, C_WP_WRITES, 1);
+			}
+			break;
+		}
+	if (!ret) {
+		/* a page no longer present (zapped, moved, unmapped) is not
+		 * protected either: this only wakes the writer, who faults again */
+		int err = uffd_writeprotect(r->uffd, addr, PAGE, false, false);
+		if (err == -ENOENT || err == -ESRCH) {
+			uffd_wake(r->uffd, addr, PAGE);
+			err = 0;
+		}
+		ret = err;
 	}
 	pthread_mutex_unlock(&r->batch.lock);
 	return ret;
@@ -413,21 +530,34 @@ static void unshare_busy(struct reclaim *r)
 	}
 }
 
+static bool skipped(const uint64_t *skip, size_t i)
+{
+	return skip && (skip[i / 64] >> (i % 64) & 1);
+}
+
+static void evlock_take(struct reclaim *r)
+{
+	atomic_store(&r->move_waiting, true);
+	pthread_mutex_lock(&r->evlock);
+	atomic_store(&r->move_waiting, false);
+}
+
 /*
- * Detach [start, end) (at most RECLAIM_BATCH pages, one region) and store
- * it.  Returns pages stored, or -errno when nothing could be moved.
+ * MOVE detach of [start, end): moves the pages not skipped into staging
+ * and sets up the batch (MOVED or EMPTY).  *@len gets the bytes the batch
+ * covers (0: nothing), *@nmoved the pages moved.  @return 0 or -errno.
  */
-static long do_batch(struct reclaim *r, uintptr_t start, uintptr_t end, const uint64_t *skip)
+static int detach_move(struct reclaim *r, uintptr_t start, uintptr_t end, const uint64_t *skip,
+		       size_t *len_out, size_t *nmoved)
 {
 	uintptr_t st = (uintptr_t)r->staging;
-
+	*len_out = 0;
+	*nmoved = 0;
 	/* MOVE needs the destination registered with the same uffd. */
 	int err = uffd_register(r->uffd, st, end - start, false);
 	if (err)
 		return err;
-	atomic_store(&r->move_waiting, true);
-	pthread_mutex_lock(&r->evlock);
-	atomic_store(&r->move_waiting, false);
+	evlock_take(r);
 	/*
 	 * Under evlock every event read so far has been handled, so its
 	 * quarantine is visible here; one read later finds the batch's pages
@@ -443,12 +573,12 @@ static long do_batch(struct reclaim *r, uintptr_t start, uintptr_t end, const ui
 	/* one MOVE per run of pages not skipped: a skipped page splits the
 	 * run, not the batch */
 	for (size_t run = 0; !err && run < len;) {
-		if (skip && (skip[run / PAGE / 64] >> (run / PAGE % 64) & 1)) {
+		if (skipped(skip, run / PAGE)) {
 			run += PAGE;
 			continue;
 		}
 		size_t run_end = run + PAGE;
-		while (run_end < len && !(skip && (skip[run_end / PAGE / 64] >> (run_end / PAGE % 64) & 1)))
+		while (run_end < len && !skipped(skip, run_end / PAGE))
 			run_end += PAGE;
 		size_t done = run;
 		while (!err && done < run_end) {
@@ -478,14 +608,230 @@ static long do_batch(struct reclaim *r, uintptr_t start, uintptr_t end, const ui
 	mincore((void *)st, len, r->present);
 	pthread_mutex_lock(&r->batch.lock);
 	r->batch.n = npages;
-	size_t nmoved = 0;
 	for (size_t i = 0; i < npages; i++) {
 		r->batch.addr[i] = start + i * PAGE;
 		r->batch.state[i] = (r->present[i] & 1) ? MOVED : EMPTY;
-		nmoved += r->batch.state[i] == MOVED;
+		*nmoved += r->batch.state[i] == MOVED;
 	}
 	atomic_store(&r->batch.phase, READY);
 	pthread_mutex_unlock(&r->batch.lock);
+	*len_out = len;
+	return err;
+}
+
+/* pagemap entries of the @n pages from @addr into @pm. */
+static int read_pagemap(struct reclaim *r, uintptr_t addr, size_t n, uint64_t *pm)
+{
+	size_t want = n * sizeof(*pm);
+	ssize_t got = pread(r->pagemap, pm, want, (off_t)(addr / PAGE * sizeof(*pm)));
+	return got == (ssize_t)want ? 0 : got < 0 ? -errno : -EIO;
+}
+
+/*
+ * WP detach, step 1 (under evlock): write-protect the runs of pages not
+ * skipped and mark the pages that are present and protected PROTECTED.
+ * A page present but not protected was put in after the ioctl (a missing
+ * fault resolved meanwhile): it is not the batch's.
+ */
+static int wp_protect(struct reclaim *r, uintptr_t start, size_t npages, const uint64_t *skip)
+{
+	int err = 0;
+	for (size_t i = 0; !err && i < npages;) {
+		if (skipped(skip, i)) {
+			i++;
+			continue;
+		}
+		size_t j = i + 1;
+		while (j < npages && !skipped(skip, j))
+			j++;
+		err = uffd_writeprotect(r->uffd, start + i * PAGE, (j - i) * PAGE, true, false);
+		i = j;
+	}
+	if (!err)
+		err = read_pagemap(r, start, npages, r->pm);
+	pthread_mutex_lock(&r->batch.lock);
+	r->batch.n = npages;
+	for (size_t i = 0; i < npages; i++) {
+		r->batch.addr[i] = start + i * PAGE;
+		bool mine = !err && !skipped(skip, i) && (r->pm[i] & PM_PRESENT) &&
+			    (r->pm[i] & PM_UFFD_WP);
+		r->batch.state[i] = mine ? PROTECTED : EMPTY;
+		r->nremove[i] = 0;
+	}
+	atomic_store(&r->batch.phase, READY);
+	pthread_mutex_unlock(&r->batch.lock);
+	return err;
+}
+
+/* Mark page @i of the batch not ours any more (its copy failed). */
+static void wp_forget(struct reclaim *r, unsigned int i)
+{
+	pthread_mutex_lock(&r->batch.lock);
+	if (r->batch.state[i] == PROTECTED)
+		r->batch.state[i] = EMPTY; /* stays protected until the batch ends */
+	pthread_mutex_unlock(&r->batch.lock);
+}
+
+/*
+ * WP detach, step 2 (no lock held): copy the PROTECTED pages to staging.
+ * process_vm_readv, not memcpy: the program may unmap or mprotect a page
+ * meanwhile, which makes this fail with EFAULT instead of killing it with
+ * SIGSEGV, and a page it discarded faults to the handler, who is free to
+ * serve it (this thread holds nothing the handler needs).  Returns the
+ * number of iovecs set up; r->riov keeps where each page was read from.
+ */
+static size_t wp_copy(struct reclaim *r)
+{
+	size_t k = 0;
+	pthread_mutex_lock(&r->batch.lock); /* REMAP events move batch.addr */
+	for (unsigned int i = 0; i < r->batch.n; i++)
+		if (r->batch.state[i] == PROTECTED) {
+			r->riov[k] = (struct iovec){ (void *)r->batch.addr[i], PAGE };
+			r->liov[k] = (struct iovec){ r->staging + i * PAGE, PAGE };
+			r->slot[k++] = (uint16_t)i;
+		}
+	pthread_mutex_unlock(&r->batch.lock);
+	pid_t self = getpid();
+	for (size_t done = 0; done < k;) {
+		ssize_t got = process_vm_readv(self, r->liov + done, k - done, r->riov + done,
+					       k - done, 0);
+		if (got < 0 && errno != EFAULT && errno != ENOMEM) {
+			/* cannot read at all: nothing of this batch is taken */
+			while (done < k)
+				wp_forget(r, r->slot[done++]);
+			break;
+		}
+		done += got > 0 ? (size_t)got / PAGE : 0;
+		if (done < k) /* unmapped or unreadable now */
+			wp_forget(r, r->slot[done++]);
+	}
+	return k;
+}
+
+/*
+ * WP detach, step 3: zap the pages still PROTECTED (and read from where
+ * they are now), then decide what each is.  The REMOVE events of the zap
+ * arrive like the program's: the handler counts, per ZAPPING page, every
+ * REMOVE that names it while the window is open; ours is one, so a page
+ * named twice was discarded by the program as well.  A page still present
+ * afterwards was not zapped (the program moved or split its mapping
+ * meanwhile) and simply stays.
+ */
+static void wp_zap(struct reclaim *r, size_t k)
+{
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	pthread_mutex_lock(&r->batch.lock);
+	for (size_t j = 0; j < k; j++) {
+		unsigned int i = r->slot[j];
+		if (r->batch.state[i] != PROTECTED)
+			continue;
+		if (r->batch.addr[i] != (uintptr_t)r->riov[j].iov_base) { /* moved: copy is not it */
+			r->batch.state[i] = EMPTY;
+			continue;
+		}
+		r->batch.state[i] = ZAPPING;
+		r->nremove[i] = 0;
+		lo = r->batch.addr[i] < lo ? r->batch.addr[i] : lo;
+		hi = r->batch.addr[i] + PAGE > hi ? r->batch.addr[i] + PAGE : hi;
+	}
+	atomic_store(&r->zlo, lo);
+	atomic_store(&r->zhi, hi);
+	atomic_store(&r->zapping, lo < hi);
+	pthread_mutex_unlock(&r->batch.lock);
+	if (lo >= hi)
+		return;
+	/* batch.addr of ZAPPING pages only changes under a REMAP event, after
+	 * which the page is found present at its new place below */
+	for (size_t j = 0; j < k;) {
+		unsigned int i = r->slot[j];
+		if (r->batch.state[i] != ZAPPING) {
+			j++;
+			continue;
+		}
+		uintptr_t a = (uintptr_t)r->riov[j].iov_base;
+		size_t n = 1;
+		while (j + n < k && (uintptr_t)r->riov[j + n].iov_base == a + n * PAGE &&
+		       r->batch.state[r->slot[j + n]] == ZAPPING)
+			n++;
+		/* never under a lock: the madvise waits until the handler has
+		 * read its REMOVE event */
+		madvise((void *)a, n * PAGE, MADV_DONTNEED);
+		j += n;
+	}
+	/* under evlock, every event the zap sent has been handled */
+	evlock_take(r);
+	pthread_mutex_lock(&r->batch.lock);
+	/* the span is at most a batch unless a REMAP moved pages out of it:
+	 * those are read one by one */
+	size_t span = (hi - lo) / PAGE;
+	bool whole = span <= RECLAIM_BATCH && read_pagemap(r, lo, span, r->pm) == 0;
+	for (unsigned int i = 0; i < r->batch.n; i++) {
+		if (r->batch.state[i] != ZAPPING)
+			continue;
+		uintptr_t a = r->batch.addr[i];
+		uint64_t pm = 0;
+		int err = 0;
+		if (whole && a >= lo && a < hi)
+			pm = r->pm[(a - lo) / PAGE];
+		else
+			err = read_pagemap(r, a, 1, &pm);
+		if (err || (pm & PM_PRESENT))
+			r->batch.state[i] = RETURNED;
+		else if (r->nremove[i] >= 2)
+			r->batch.state[i] = DROPPED;
+		else
+			r->batch.state[i] = MOVED;
+		if (r->batch.state[i] == DROPPED)
+			count(r, C_DROPPED, 1);
+	}
+	atomic_store(&r->zapping, false);
+	pthread_mutex_unlock(&r->batch.lock);
+	pthread_mutex_unlock(&r->evlock);
+}
+
+/* WP detach of [start, end): as detach_move(), by write-protect + copy + zap. */
+static int detach_wp(struct reclaim *r, uintptr_t start, uintptr_t end, const uint64_t *skip,
+		     size_t *len_out, size_t *nmoved)
+{
+	*len_out = 0;
+	*nmoved = 0;
+	r->nbusy = 0;
+	evlock_take(r);
+	uintptr_t resume;
+	end = quarantine_clip(r, start, end, &resume);
+	if (end <= start) {
+		pthread_mutex_unlock(&r->evlock);
+		return 0;
+	}
+	atomic_store(&r->batch.lo, start);
+	atomic_store(&r->batch.hi, end);
+	atomic_store(&r->batch.phase, MOVING);
+	size_t len = end - start;
+	int err = wp_protect(r, start, len / PAGE, skip);
+	pthread_mutex_unlock(&r->evlock);
+	*len_out = len;
+	if (!err)
+		wp_zap(r, wp_copy(r));
+	/* what was not taken loses its protection now, not at its next write */
+	uffd_writeprotect(r->uffd, start, len, false, false);
+	for (unsigned int i = 0; i < r->batch.n; i++)
+		*nmoved += r->batch.state[i] == MOVED;
+	return err == -EAGAIN ? 0 : err;
+}
+
+/*
+ * Detach [start, end) (at most RECLAIM_BATCH pages, one region) and store
+ * it.  Returns pages stored, or -errno when nothing could be moved.
+ */
+static long do_batch(struct reclaim *r, uintptr_t start, uintptr_t end, const uint64_t *skip)
+{
+	size_t len, nmoved;
+	int err = r->wp ? detach_wp(r, start, end, skip, &len, &nmoved)
+			: detach_move(r, start, end, skip, &len, &nmoved);
+	if (!len) {
+		atomic_store(&r->batch.phase, IDLE);
+		return err;
+	}
 
 	long stored = commit_batch(r);
 
@@ -525,6 +871,7 @@ long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end)
 				long m = do_batch(r, s, be, NULL);
 				n = m < 0 ? n : n + m;
 			}
+			store_writeback(r->store);
 			if (n < 0) {
 				total = n;
 				break;
@@ -607,6 +954,7 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 		return 0;
 	pthread_mutex_lock(&r->owner);
 	long got = do_batch(r, s, lim, skip);
+	store_writeback(r->store); /* the pool over its cap: oldest pages to the file */
 	pthread_mutex_unlock(&r->owner);
 	return got;
 }
@@ -710,6 +1058,11 @@ static void *reclaim_thread(void *arg)
 			int wraps = 0;
 			while (!should_stop(r) && usage(r) > low && wraps < 2) {
 				bool wrapped;
+				if (store_pool_full(r->store)) {
+					/* pool at its cap, no file: every page would come back */
+					idle_wait(r, IDLE_POLL_NS);
+					break;
+				}
 				long n = hand_step(r, &wrapped);
 				if (n < 0)
 					break;
@@ -767,6 +1120,24 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 	r->uffd = u;
 	r->store = s;
 	r->regions = rs;
+	r->wp = o->detach == RECLAIM_DETACH_WP;
+	r->pagemap = -1;
+	if (r->wp) {
+		/* both are needed: the pagemap to find protected pages, and
+		 * process_vm_readv (a seccomp filter may forbid it) to copy */
+		uint64_t probe = 0;
+		struct iovec l = { &probe, sizeof(probe) }, rv = { &r->o, sizeof(probe) };
+		r->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		err = r->pagemap < 0 ? -errno : 0;
+		if (!err && process_vm_readv(getpid(), &l, 1, &rv, 1, 0) != sizeof(probe))
+			err = -EOPNOTSUPP;
+		if (err) {
+			if (r->pagemap >= 0)
+				close(r->pagemap);
+			pagesrc_free(r, npages);
+			return err;
+		}
+	}
 	pthread_mutex_init(&r->owner, NULL);
 	pthread_mutex_init(&r->batch.lock, NULL);
 	pthread_mutex_init(&r->qlock, NULL);
@@ -803,6 +1174,8 @@ void reclaim_destroy(struct reclaim *r)
 		pagesrc_free(r->staging, RECLAIM_BATCH);
 	if (r->ref)
 		pagesrc_free((void *)r->ref, REF_WORDS * 8 / PAGE);
+	if (r->pagemap >= 0)
+		close(r->pagemap);
 	pagesrc_free(r, (sizeof(struct reclaim) + PAGE - 1) / PAGE);
 }
 
@@ -892,7 +1265,7 @@ const char *reclaim_counter_name(unsigned int i)
 	static const char *const names[] = {
 		"batches", "moved", "stored", "returned_poor", "refaulted_staging",
 		"dropped", "busy", "passes", "skipped_referenced", "compacted_pages",
-		"refaults", "thrash_backoffs",
+		"refaults", "thrash_backoffs", "wp_write_faults",
 	};
 	_Static_assert(sizeof(names) / sizeof(names[0]) * sizeof(uint64_t) ==
 			       sizeof(struct reclaim_counters),

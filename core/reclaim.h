@@ -9,6 +9,9 @@
  * compressed from staging and committed to the store unless, meanwhile, the
  * program touched it (the fault handler copied it back from staging) or an
  * event removed it.  Pages that do not compress well enough go back.
+ * Without UFFDIO_MOVE (Linux < 6.8), or with detach = WP, the batch is
+ * write-protected, copied and zapped instead (reclaim.c explains the
+ * write-fault and REMOVE-event races of that path).
  *
  * Cold detection: a clock hand sweeps the managed regions.  A page that was
  * faulted back in since the hand last passed has its bit set in a hashed
@@ -16,6 +19,14 @@
  * chance).  Pages the program touches without faulting are invisible to
  * user space: they are detached when the hand reaches them and, if hot,
  * fault straight back and are spared on the next pass.
+ *
+ * Writeback: the reclaimer thread also writes the pool's oldest pages to
+ * the file when the pool reaches its cap (store_writeback() after each
+ * batch, under `owner`).  Not a thread of its own: the pool grows only by
+ * the reclaimer's batches, so writing back right after each one keeps it
+ * within a batch of its cap with no signalling; a third busy thread would
+ * only compete for the two cores; and the fault handler, which reads the
+ * file, never waits for it (its own ring).
  *
  * Modes: with a limit, the hand moves while the process's resident
  * anonymous memory (pool included, unless limit_pool is off) is above
@@ -44,17 +55,25 @@
 
 #define RECLAIM_BATCH 512
 
+/* How pages leave the program (ZSWAPU_DETACH); engine_create() resolves AUTO. */
+enum reclaim_detach {
+	RECLAIM_DETACH_AUTO, /* MOVE where the kernel has it, else WP */
+	RECLAIM_DETACH_MOVE, /* UFFDIO_MOVE into staging (6.8+) */
+	RECLAIM_DETACH_WP,   /* write-protect, copy, zap (5.7+); regions registered MISSING|WP */
+};
+
 struct reclaim_options {
 	size_t limit_bytes;     /* 0: no limit */
 	bool limit_pool;        /* the pool counts against the limit */
 	unsigned int cold_age_ms; /* 0: no proactive sweeps */
 	unsigned int batch_pages; /* 1..RECLAIM_BATCH */
+	enum reclaim_detach detach; /* MOVE or WP by the time reclaim_create() sees it */
 };
 
 struct reclaim_counters {
 	uint64_t batches, moved, stored, returned_poor, refaulted_staging,
 		dropped, busy, passes, skipped_referenced, compacted_pages, refaults,
-		thrash_backoffs;
+		thrash_backoffs, wp_write_faults;
 };
 
 struct reclaim;
@@ -94,10 +113,24 @@ long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end);
  * reading pending events (never answer such a fault with zeros).
  */
 int reclaim_fault(struct reclaim *r, uintptr_t addr);
+/*
+ * reclaim_wp_fault() : (handler, under evlock) the program wrote to @addr
+ * while it was write-protected.  A page of the batch in flight goes back
+ * to the program (its staging copy is stale) and loses its protection,
+ * which wakes the writer.  @return 0; -EAGAIN the page is being zapped
+ * right now: answer again later (the writer then refaults on a missing
+ * page, served from staging); other -errno: the ioctl failed.
+ */
+int reclaim_wp_fault(struct reclaim *r, uintptr_t addr);
 /* reclaim_note_refault() : @addr was faulted back in: spare it next pass. */
 void reclaim_note_refault(struct reclaim *r, uintptr_t addr);
-/* A range was removed (munmap/madvise) or moved (mremap) by the program. */
-void reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end);
+/*
+ * A range was removed (madvise; @unmap: munmap) or moved (mremap) by the
+ * program.  REMOVE events also come from the reclaimer's own zaps in WP
+ * mode: see the top of reclaim.c for how they are told apart.  @return
+ * true when the event lies inside a zap in flight (most likely its own).
+ */
+bool reclaim_event_remove(struct reclaim *r, uintptr_t start, uintptr_t end, bool unmap);
 /*
  * reclaim_events_lock() / reclaim_events_unlock() : the handler holds this
  * across each read of the uffd and the handling of the events it read.

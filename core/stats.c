@@ -45,6 +45,8 @@ void stats_init(struct stats *s)
 		atomic_store_explicit(&s->load_ns[i], 0, memory_order_relaxed);
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		atomic_store_explicit(&s->fault_ns[i], 0, memory_order_relaxed);
+	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
+		atomic_store_explicit(&s->wb_read_ns[i], 0, memory_order_relaxed);
 }
 
 void stats_count_csize(struct stats *s, size_t len)
@@ -75,6 +77,11 @@ void stats_count_fault_ns(struct stats *s, uint64_t ns)
 	atomic_fetch_add_explicit(&s->fault_ns[lat_bin(ns)], 1, memory_order_relaxed);
 }
 
+void stats_count_wb_read_ns(struct stats *s, uint64_t ns)
+{
+	atomic_fetch_add_explicit(&s->wb_read_ns[lat_bin(ns)], 1, memory_order_relaxed);
+}
+
 uint64_t stats_lat_bin_upper_ns(unsigned bin)
 {
 	if (bin == 0)
@@ -96,6 +103,8 @@ void stats_snapshot(const struct stats *s, struct stats_snapshot *out)
 		out->load_ns[i] = atomic_load_explicit(&s->load_ns[i], memory_order_relaxed);
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		out->fault_ns[i] = atomic_load_explicit(&s->fault_ns[i], memory_order_relaxed);
+	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
+		out->wb_read_ns[i] = atomic_load_explicit(&s->wb_read_ns[i], memory_order_relaxed);
 }
 
 const char *stats_counter_name(enum stats_counter id)

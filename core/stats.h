@@ -1,6 +1,6 @@
 /*
- * stats — the engine's counters, named like zswap's debugfs files, and three
- * histograms (compressed size, load latency, fault service time).
+ * stats — the engine's counters, named like zswap's debugfs files, and four
+ * histograms (compressed size, load latency, fault service time, writeback reads).
  *
  * A struct stats is plain memory holding only atomics (no pointers), so the
  * engine can place it in a shared-memory segment that `zswapu stat` maps.
@@ -33,7 +33,17 @@
 	X(INVALIDATES, invalidates, "entries dropped by invalidate")             \
 	X(DUPLICATE_ENTRY, duplicate_entry, "stores that replaced an existing entry") \
 	X(COMPRESSED_BYTES, compressed_bytes, "sum of compressed sizes of stored pages") \
-	X(ENTRY_BYTES, entry_bytes, "bytes of entry metadata")
+	X(ENTRY_BYTES, entry_bytes, "bytes of entry metadata")                  \
+	X(REJECT_POOL_LIMIT, reject_pool_limit,                                  \
+	  "pages left resident: the pool was at its cap and could not write back") \
+	X(POOL_LIMIT_HIT, pool_limit_hit, "times the pool reached its cap")     \
+	X(WRITTEN_BACK_PAGES, written_back_pages, "pages written back to the file") \
+	X(WRITEBACK_BYTES, writeback_bytes, "bytes written to the writeback file") \
+	X(WB_STORED_PAGES, wb_stored_pages, "stored pages whose data is in the file") \
+	X(WB_READS, wb_reads, "objects read back from the file")                \
+	X(WB_ERRORS, wb_errors, "writeback I/O errors (the first stops writeback)") \
+	X(WB_FILE_BYTES, wb_file_bytes, "bytes of the file in use (64 KiB blocks)") \
+	X(WB_LIVE_BYTES, wb_live_bytes, "bytes of live objects in the file")
 
 enum stats_counter {
 #define STATS_ENUM(id, name, desc) STAT_##id,
@@ -57,6 +67,7 @@ struct stats {
 	/* the fault handler's time per fault message, from reading it to the
 	 * page being in place (the kernel's round trip is not in it) */
 	_Atomic uint64_t fault_ns[STATS_LAT_BINS];
+	_Atomic uint64_t wb_read_ns[STATS_LAT_BINS]; /* reads from the writeback file */
 };
 
 struct stats_snapshot {
@@ -64,6 +75,7 @@ struct stats_snapshot {
 	uint64_t csize[STATS_CSIZE_BINS];
 	uint64_t load_ns[STATS_LAT_BINS];
 	uint64_t fault_ns[STATS_LAT_BINS];
+	uint64_t wb_read_ns[STATS_LAT_BINS];
 };
 
 void stats_init(struct stats *s);
@@ -84,6 +96,8 @@ void stats_count_csize(struct stats *s, size_t len);
 void stats_count_load_ns(struct stats *s, uint64_t ns);
 /* stats_count_fault_ns() : the handler spent @ns nanoseconds on a fault. */
 void stats_count_fault_ns(struct stats *s, uint64_t ns);
+/* stats_count_wb_read_ns() : a read from the writeback file took @ns. */
+void stats_count_wb_read_ns(struct stats *s, uint64_t ns);
 
 void stats_snapshot(const struct stats *s, struct stats_snapshot *out);
 
@@ -99,7 +113,7 @@ uint64_t stats_lat_bin_upper_ns(unsigned bin);
  * snapshot's histogram, as its bin's upper bound; 0 when it is empty.
  */
 uint64_t stats_lat_quantile_ns(const struct stats_snapshot *s, double q);
-/* stats_hist_quantile_ns() : the same over any latency histogram (fault_ns). */
+/* stats_hist_quantile_ns() : the same for any latency histogram @bins. */
 uint64_t stats_hist_quantile_ns(const uint64_t bins[STATS_LAT_BINS], double q);
 
 /* stats_now_ns() : CLOCK_MONOTONIC in ns (vDSO, no syscall). */

@@ -28,6 +28,19 @@
  * invalidate or a store returns the data it held a reference to, which is
  * the "load first" order.
  *
+ * Writeback (the section at the end): an entry's data moves from the pool
+ * to the file while the entry stays in the index and may be read.  The one
+ * exception to "handle and flags do not change while the entry is
+ * referenced": the writeback thread switches them (handle := file offset,
+ * INDEX_WRITTEN_BACK set) under wb_lock[stripe of the entry], and frees
+ * the pool object after dropping it.  Whoever reads a pool object that may
+ * be switched (a load, a fork's copy) holds the same stripe lock, so the
+ * object is never freed under it; the file offset then stays valid for as
+ * long as the reader's reference (the file slot is freed with the entry).
+ * Lock order: index tree lock -> wb_lock -> pool locks and writeback's
+ * reader lock.  Only a root store's entries move (a fork view shares them
+ * by pointer, and reads them under the root's stripe).
+ *
  * Gauges (pool_total_size, entry_bytes) are published by delta: each store
  * exchanges the value it last published for the current one and adds the
  * difference, then reads again and repeats if the value moved meanwhile,
@@ -43,12 +56,14 @@
 
 #include "core/index.h"
 #include "core/log.h"
+#include "core/writeback.h"
 #include "pools/pagesrc.h"
 #include "pools/zpool.h"
 
 #define PAGE COMPRESS_PAGE_SIZE
 #define DEFAULT_POOL "zsmalloc"
 #define DEFAULT_SHARDS 16
+#define STORE_WB_STRIPES 64
 
 struct store {
 	struct compress_cfg cfg;
@@ -62,6 +77,11 @@ struct store {
 	struct stats *st;
 	_Atomic size_t pool_published;  /* pool bytes this store added to st */
 	_Atomic size_t entry_published; /* entry bytes this store added to st */
+	/* the cap and the writeback tier: a root store's only */
+	size_t max_pool, accept_pool;   /* 0: no cap */
+	_Atomic bool full;              /* cap hit, no writeback: refusing stores */
+	struct writeback *wb;
+	pthread_mutex_t wb_lock[STORE_WB_STRIPES]; /* see the top comment */
 };
 
 _Static_assert(sizeof(struct store) <= PAGESRC_PAGE_SIZE, "store overflows its page");
@@ -105,6 +125,17 @@ static void *thread_buf(void)
 	return p;
 }
 
+/*
+ * An entry's flags.  Only INDEX_WRITTEN_BACK ever changes once an entry is
+ * shared, under the entry's stripe lock; the other bits are read without
+ * it, so the byte is read and written atomically (relaxed: the lock or a
+ * reference orders what matters).
+ */
+static uint8_t flags_of(const struct index_entry *e)
+{
+	return __atomic_load_n(&e->flags, __ATOMIC_RELAXED);
+}
+
 /* ---- stats -------------------------------------------------------------------- */
 
 static size_t pool_bytes(struct store *s)
@@ -144,11 +175,14 @@ static void publish_memory(struct store *s)
 static void count_stored(struct store *s, const struct index_entry *e, int dir)
 {
 	stats_add(s->st, STAT_STORED_PAGES, dir);
-	if (e->flags & INDEX_SAME_FILLED) {
+	if (flags_of(e) & INDEX_SAME_FILLED) {
 		stats_add(s->st, e->handle ? STAT_SAME_FILLED_PAGES : STAT_ZERO_FILLED_PAGES, dir);
 		return;
 	}
-	stats_add(s->st, STAT_COMPRESSED_BYTES, dir * (int64_t)e->length);
+	if (flags_of(e) & INDEX_WRITTEN_BACK) /* its bytes left the pool's count then */
+		stats_add(s->st, STAT_WB_STORED_PAGES, dir);
+	else
+		stats_add(s->st, STAT_COMPRESSED_BYTES, dir * (int64_t)e->length);
 	if (e->length == PAGE)
 		stats_add(s->st, STAT_STORED_INCOMPRESSIBLE_PAGES, dir);
 }
@@ -157,13 +191,25 @@ static void count_stored(struct store *s, const struct index_entry *e, int dir)
 
 static bool has_pool_object(const struct index_entry *e)
 {
-	return !(e->flags & (INDEX_SAME_FILLED | INDEX_SHARED));
+	return !(flags_of(e) & (INDEX_SAME_FILLED | INDEX_SHARED | INDEX_WRITTEN_BACK));
+}
+
+/* The store that owns the pool, the file and the stripe locks. */
+static struct store *root_of(struct store *s)
+{
+	return s->root ? s->root : s;
+}
+
+static pthread_mutex_t *wb_lock_of(struct store *s, const struct index_entry *e)
+{
+	uint64_t h = ((uintptr_t)e >> 4) * 0x9E3779B97F4A7C15ULL;
+	return &root_of(s)->wb_lock[h >> 58]; /* 64 stripes */
 }
 
 /* The entry whose handle names the data: itself, or the shared one. */
 static const struct index_entry *data_of(const struct index_entry *e)
 {
-	return e->flags & INDEX_SHARED ? (const struct index_entry *)e->handle : e;
+	return flags_of(e) & INDEX_SHARED ? (const struct index_entry *)e->handle : e;
 }
 
 static void entry_put(struct store *s, struct index_entry *e);
@@ -171,9 +217,11 @@ static void entry_put(struct store *s, struct index_entry *e);
 /* Free what the entry owns and the entry itself. */
 static void free_entry(struct store *s, struct index_entry *e)
 {
-	struct index_entry *shared = e->flags & INDEX_SHARED ? (void *)e->handle : NULL;
+	struct index_entry *shared = flags_of(e) & INDEX_SHARED ? (void *)e->handle : NULL;
 	if (has_pool_object(e))
 		zpool_free(s->pool, e->handle);
+	else if (flags_of(e) & INDEX_WRITTEN_BACK)
+		writeback_free(root_of(s)->wb, e->handle, e->length);
 	index_entry_free(s->index, e);
 	publish_memory(s);
 	if (shared) /* our reference to the owner's entry */
@@ -215,6 +263,7 @@ void store_options_default(struct store_options *o)
 	o->max_compressed = STORE_MAX_COMPRESSED_DEFAULT;
 	o->store_incompressible = false;
 	o->shards = DEFAULT_SHARDS;
+	o->accept_pct = STORE_ACCEPT_DEFAULT;
 }
 
 /* The compressor, checked by naming it and parsing the name back. */
@@ -279,6 +328,23 @@ static int store_init(const struct store_options *o, struct store *s)
 	return 0;
 }
 
+/* The cap and the file.  A file that cannot be made is one line and no
+ * writeback: the store works on, refusing pages at the cap. */
+static int store_init_writeback(const struct store_options *o, struct store *s)
+{
+	for (int i = 0; i < STORE_WB_STRIPES; i++)
+		pthread_mutex_init(&s->wb_lock[i], NULL);
+	if (o->accept_pct < 1 || o->accept_pct > 100) {
+		log_error("accept threshold %u%% out of range: accepted is 1..100", o->accept_pct);
+		return -EINVAL;
+	}
+	s->max_pool = o->max_pool;
+	s->accept_pool = o->max_pool / 100 * o->accept_pct;
+	if (o->writeback_dir && writeback_create(o->writeback_dir, s->st, &s->wb))
+		s->wb = NULL;
+	return 0;
+}
+
 int store_create(const struct store_options *o, struct stats *st, struct store **out)
 {
 	struct store *s;
@@ -290,6 +356,11 @@ int store_create(const struct store_options *o, struct stats *st, struct store *
 	err = store_init(o, s);
 	if (err) {
 		pagesrc_free(s, 1);
+		return err;
+	}
+	err = store_init_writeback(o, s);
+	if (err) {
+		store_destroy(s);
 		return err;
 	}
 	publish_memory(s);
@@ -305,6 +376,7 @@ void store_destroy(struct store *s)
 	if (!s->root)
 		zpool_destroy_pool(s->pool);
 	index_destroy(s->index);
+	writeback_destroy(s->wb); /* after the entries: they free file slots */
 	/* the memory is gone: take back what this store published */
 	stats_add(s->st, STAT_POOL_TOTAL_SIZE, -(int64_t)atomic_exchange(&s->pool_published, 0));
 	stats_add(s->st, STAT_ENTRY_BYTES, -(int64_t)atomic_exchange(&s->entry_published, 0));
@@ -315,6 +387,35 @@ struct fork_arg {
 	struct store *dst;
 	int err;
 };
+
+/*
+ * A pool object of its own for @d holding @owner's data, from the pool or
+ * from the file (under the stripe lock: writeback may be switching it).
+ */
+static int copy_object(struct store *d, const struct index_entry *owner, unsigned long *out)
+{
+	unsigned long h;
+	if (zpool_malloc(d->pool, owner->length, &h))
+		return -ENOMEM;
+	void *dst = zpool_map_handle(d->pool, h, ZPOOL_MM_WO);
+	pthread_mutex_t *l = wb_lock_of(d, owner);
+	pthread_mutex_lock(l);
+	int err = 0;
+	if (flags_of(owner) & INDEX_WRITTEN_BACK) {
+		err = writeback_read(d->root->wb, owner->handle, owner->length, dst);
+	} else {
+		memcpy(dst, zpool_map_handle(d->pool, owner->handle, ZPOOL_MM_RO), owner->length);
+		zpool_unmap_handle(d->pool, owner->handle);
+	}
+	pthread_mutex_unlock(l);
+	zpool_unmap_handle(d->pool, h);
+	if (err) {
+		zpool_free(d->pool, h);
+		return err;
+	}
+	*out = h;
+	return 0;
+}
 
 /* index_walk callback over the source: add a sharing entry to the fork. */
 static int fork_fn(struct index_entry *e, uintptr_t addr, void *arg)
@@ -327,24 +428,17 @@ static int fork_fn(struct index_entry *e, uintptr_t addr, void *arg)
 		return 1;
 	}
 	ne->length = owner->length;
-	if (owner->flags & INDEX_SAME_FILLED) { /* no pool data: a plain copy */
+	if (flags_of(owner) & INDEX_SAME_FILLED) { /* no pool data: a plain copy */
 		ne->flags = INDEX_SAME_FILLED;
 		ne->handle = owner->handle;
 	} else if (index_entry_share(owner)) {
 		ne->flags = INDEX_SHARED;
 		ne->handle = (unsigned long)owner;
-	} else { /* shared by too many already: a copy of the data of its own */
-		unsigned long h;
-		if (zpool_malloc(d->pool, owner->length, &h)) {
-			index_entry_free(d->index, ne);
-			a->err = -ENOMEM;
-			return 1;
-		}
-		memcpy(zpool_map_handle(d->pool, h, ZPOOL_MM_WO),
-		       zpool_map_handle(d->pool, owner->handle, ZPOOL_MM_RO), owner->length);
-		zpool_unmap_handle(d->pool, owner->handle);
-		zpool_unmap_handle(d->pool, h);
-		ne->handle = h;
+	} else if (copy_object(d, owner, &ne->handle)) {
+		/* shared by too many already, and no copy of its own either */
+		index_entry_free(d->index, ne);
+		a->err = -ENOMEM;
+		return 1;
 	}
 	count_stored(d, ne, +1);
 	index_insert(d->index, addr, ne, &old); /* a fresh index: no old entry */
@@ -430,7 +524,9 @@ static int fill_pool_object(struct store *s, struct index_entry *e, const void *
 	return 0;
 }
 
-static int prepare(struct store *s, const void *page, size_t cap, bool as_is,
+static bool pool_capped(struct store *s);
+
+static int prepare(struct store *s, const void *page, size_t cap, bool as_is, bool capped,
 		   struct store_prep *prep)
 {
 	struct index_entry *e;
@@ -443,7 +539,13 @@ static int prepare(struct store *s, const void *page, size_t cap, bool as_is,
 		e->flags = INDEX_SAME_FILLED;
 		e->handle = word;
 	} else {
-		int err = fill_pool_object(s, e, page, cap, as_is);
+		int err = 0;
+		if (capped && pool_capped(s)) {
+			stats_inc(s->st, STAT_REJECT_POOL_LIMIT);
+			err = -ENOSPC;
+		}
+		if (!err)
+			err = fill_pool_object(s, e, page, cap, as_is);
 		if (err) {
 			index_entry_free(s->index, e);
 			publish_memory(s);
@@ -457,7 +559,7 @@ static int prepare(struct store *s, const void *page, size_t cap, bool as_is,
 
 int store_prepare(struct store *s, const void *page, struct store_prep *prep)
 {
-	return prepare(s, page, s->max_compressed, s->store_incompressible, prep);
+	return prepare(s, page, s->max_compressed, s->store_incompressible, true, prep);
 }
 
 void store_abort(struct store *s, struct store_prep *prep)
@@ -480,9 +582,12 @@ int store_commit(struct store *s, uintptr_t addr, struct store_prep *prep)
 	 * nothing of it is read after index_insert() (which cannot fail now).
 	 */
 	count_stored(s, e, +1);
+	bool lru = has_pool_object(e) && s->wb;
 	if (has_pool_object(e))
 		stats_count_csize(s->st, e->length);
 	index_insert(s->index, addr, e, &old);
+	if (lru) /* the age writeback goes by */
+		writeback_lru_push(s->wb, addr);
 	stats_inc(s->st, STAT_STORES);
 	if (old) {
 		stats_inc(s->st, STAT_DUPLICATE_ENTRY);
@@ -492,42 +597,73 @@ int store_commit(struct store *s, uintptr_t addr, struct store_prep *prep)
 }
 
 static int store_with(struct store *s, uintptr_t addr, const void *page, size_t cap,
-		      bool as_is)
+		      bool as_is, bool capped)
 {
 	if (!addr_ok(addr))
 		return -EINVAL;
 	struct store_prep prep;
-	int err = prepare(s, page, cap, as_is, &prep);
+	int err = prepare(s, page, cap, as_is, capped, &prep);
 	return err ? err : store_commit(s, addr, &prep);
 }
 
 int store_page(struct store *s, uintptr_t addr, const void *page)
 {
-	return store_with(s, addr, page, s->max_compressed, s->store_incompressible);
+	return store_with(s, addr, page, s->max_compressed, s->store_incompressible, true);
 }
 
 int store_page_raw(struct store *s, uintptr_t addr, const void *page)
 {
-	return store_with(s, addr, page, s->raw_cap, true);
+	return store_with(s, addr, page, s->raw_cap, true, false);
 }
 
 /* ---- load ------------------------------------------------------------------------- */
 
+/* Decompress (or copy, for an as-is page) @len bytes at @src into @dst. */
+static int unpack(struct store *s, const void *src, size_t len, void *dst)
+{
+	if (len == PAGE) {
+		memcpy(dst, src, PAGE);
+		return 0;
+	}
+	int err = compress_decompress(&s->cfg, src, len, dst);
+	if (err == -EIO)
+		stats_inc(s->st, STAT_DECOMPRESS_FAIL);
+	return err;
+}
+
+static int read_pool(struct store *s, const struct index_entry *e, void *dst)
+{
+	const void *src = zpool_map_handle(s->pool, e->handle, ZPOOL_MM_RO);
+	int err = unpack(s, src, e->length, dst);
+	zpool_unmap_handle(s->pool, e->handle);
+	return err;
+}
+
 static int read_entry(struct store *s, const struct index_entry *e, void *dst)
 {
 	e = data_of(e);
-	if (e->flags & INDEX_SAME_FILLED) {
+	if (flags_of(e) & INDEX_SAME_FILLED) {
 		compress_fill_page(dst, e->handle);
 		return 0;
 	}
-	const void *src = zpool_map_handle(s->pool, e->handle, ZPOOL_MM_RO);
-	int err = 0;
-	if (e->length == PAGE)
-		memcpy(dst, src, PAGE);
-	else
-		err = compress_decompress(&s->cfg, src, e->length, dst);
-	zpool_unmap_handle(s->pool, e->handle);
-	return err;
+	struct store *root = root_of(s);
+	if (!root->wb) /* nothing ever moves */
+		return read_pool(s, e, dst);
+	pthread_mutex_t *l = wb_lock_of(s, e);
+	pthread_mutex_lock(l);
+	if (!(flags_of(e) & INDEX_WRITTEN_BACK)) {
+		int err = read_pool(s, e, dst);
+		pthread_mutex_unlock(l);
+		return err;
+	}
+	uint64_t off = e->handle;
+	pthread_mutex_unlock(l);
+	/* the slot lives as long as our reference to the entry */
+	void *buf = thread_buf();
+	if (!buf)
+		return -ENOMEM;
+	int err = writeback_read(root->wb, off, e->length, buf);
+	return err ? err : unpack(s, buf, e->length, dst);
 }
 
 int store_load_begin(struct store *s, uintptr_t addr, void *dst, struct store_load *ld)
@@ -538,8 +674,6 @@ int store_load_begin(struct store *s, uintptr_t addr, void *dst, struct store_lo
 		return err == -EOVERFLOW ? -EBUSY : err;
 	err = read_entry(s, ld->entry, dst);
 	if (err) {
-		if (err == -EIO)
-			stats_inc(s->st, STAT_DECOMPRESS_FAIL);
 		entry_put(s, ld->entry); /* ours; the entry stays stored */
 		ld->entry = NULL;
 	}
@@ -651,4 +785,157 @@ size_t store_pool_bytes(struct store *s)
 size_t store_entry_count(struct store *s)
 {
 	return index_count(s->index);
+}
+
+/* ---- the pool cap and writeback ------------------------------------------------------ */
+
+/*
+ * Is the pool at its cap with nothing to relieve it?  Hysteresis as
+ * zswap's: once refused, stores stay refused until the pool is under
+ * accept_pool.  With a working file the cap refuses nothing: the caller
+ * writes back after its batch (store_writeback()).
+ */
+static bool pool_capped(struct store *s)
+{
+	if (!s->max_pool || s->root)
+		return false;
+	size_t pool = pool_bytes(s);
+	if (atomic_load_explicit(&s->full, memory_order_relaxed)) {
+		if (pool >= s->accept_pool)
+			return true;
+		atomic_store(&s->full, false);
+		return false;
+	}
+	if (pool < s->max_pool || (s->wb && writeback_usable(s->wb)))
+		return false;
+	if (!atomic_exchange(&s->full, true))
+		stats_inc(s->st, STAT_POOL_LIMIT_HIT);
+	return true;
+}
+
+bool store_pool_full(struct store *s)
+{
+	return pool_capped(s);
+}
+
+struct writeback *store_writeback_file(struct store *s)
+{
+	return s->root ? NULL : s->wb;
+}
+
+/* index_walk callback: every page with data in the pool goes on the LRU. */
+static int lru_refill_fn(struct index_entry *e, uintptr_t addr, void *arg)
+{
+	if (has_pool_object(e))
+		writeback_lru_push(arg, addr);
+	return 0;
+}
+
+/*
+ * One batch: pop pages off the LRU, copy their pool objects into the
+ * writer's buffer, write them with one submit, then switch each written
+ * entry to its file offset and free its pool object.  A page whose write
+ * failed keeps its pool object: nothing is lost.  Stops at @goal bytes.
+ * @return pages written back; *@bytes their compressed bytes.
+ */
+static unsigned int writeback_batch(struct store *s, size_t goal, bool *refilled, size_t *bytes)
+{
+	struct writeback_io io[WRITEBACK_BATCH];
+	struct index_entry *ent[WRITEBACK_BATCH];
+	uint8_t *buf = writeback_wbuf(s->wb);
+	size_t pos = 0, got = 0;
+	unsigned int n = 0;
+	while (n < WRITEBACK_BATCH && got < goal && pos + PAGE <= WRITEBACK_WBUF) {
+		uintptr_t addr;
+		struct index_entry *e;
+		if (!writeback_lru_pop(s->wb, &addr)) {
+			/* dry: the records of moved pages were lost; once per call */
+			if (*refilled || n)
+				break;
+			*refilled = true;
+			index_walk(s->index, 0, INDEX_ADDR_LIMIT, lru_refill_fn, s->wb);
+			continue;
+		}
+		if (index_get(s->index, addr, &e))
+			continue; /* a stale record: loaded or invalidated since */
+		/*
+		 * Only this thread sets INDEX_WRITTEN_BACK: no lock to test it.
+		 * A page stored, loaded and stored again has two records; both
+		 * can pop in one batch, and the entry must be taken once (its
+		 * pool handle is freed when the batch ends).
+		 */
+		bool taken = false;
+		for (unsigned int i = 0; i < n && !taken; i++)
+			taken = ent[i] == e;
+		uint64_t off;
+		if (taken || !has_pool_object(e) || writeback_alloc(s->wb, e->length, &off)) {
+			entry_put(s, e);
+			continue;
+		}
+		memcpy(buf + pos, zpool_map_handle(s->pool, e->handle, ZPOOL_MM_RO), e->length);
+		zpool_unmap_handle(s->pool, e->handle);
+		io[n] = (struct writeback_io){ .off = off, .buf = buf + pos, .len = e->length };
+		ent[n++] = e;
+		pos += e->length;
+		got += e->length;
+	}
+	if (n)
+		writeback_write(s->wb, io, n);
+	unsigned int done = 0;
+	*bytes = 0;
+	for (unsigned int i = 0; i < n; i++) {
+		struct index_entry *e = ent[i];
+		if (io[i].res) {
+			writeback_free(s->wb, io[i].off, io[i].len);
+		} else {
+			unsigned long h = e->handle;
+			pthread_mutex_t *l = wb_lock_of(s, e);
+			pthread_mutex_lock(l);
+			e->handle = io[i].off;
+			__atomic_store_n(&e->flags, flags_of(e) | INDEX_WRITTEN_BACK, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(l);
+			zpool_free(s->pool, h);
+			stats_add(s->st, STAT_COMPRESSED_BYTES, -(int64_t)io[i].len);
+			stats_inc(s->st, STAT_WB_STORED_PAGES);
+			stats_inc(s->st, STAT_WRITTEN_BACK_PAGES);
+			*bytes += io[i].len;
+			done++;
+		}
+		entry_put(s, e); /* may be the last: a page loaded meanwhile */
+	}
+	return done;
+}
+
+size_t store_writeback(struct store *s)
+{
+	if (!s->wb || s->root || !s->max_pool || !writeback_usable(s->wb) ||
+	    pool_bytes(s) < s->max_pool)
+		return 0;
+	stats_inc(s->st, STAT_POOL_LIMIT_HIT);
+	size_t total = 0;
+	bool refilled = false;
+	/*
+	 * Objects leave the pool one by one but its pages only when empty
+	 * (zbud, z3fold) or compacted (zsmalloc): aim at the data bytes that
+	 * would bring the pool, at its present density, under accept_pool,
+	 * compact, and look again; a few rounds at most.
+	 */
+	for (int round = 0; round < 4 && writeback_usable(s->wb); round++) {
+		size_t pool = pool_bytes(s), data = store_compressed_bytes(s);
+		if (pool <= s->accept_pool || !data)
+			break;
+		size_t goal = (size_t)((double)(pool - s->accept_pool) * data / pool) + 1, got = 0;
+		unsigned int n = 0;
+		do {
+			size_t b;
+			n = writeback_batch(s, goal - got, &refilled, &b);
+			got += b;
+			total += n;
+		} while (n && got < goal && writeback_usable(s->wb));
+		publish_memory(s);
+		if (!got)
+			break;
+		store_compact(s);
+	}
+	return total;
 }

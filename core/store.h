@@ -47,8 +47,16 @@ struct store_options {
 					   zbud still rejects them) */
 	unsigned int shards;            /* index trees per zone, power of two 1..256;
 					   default 16 */
+	/* The pool cap and the writeback tier (core/writeback.h). */
+	size_t max_pool;                /* pool bytes at which the cap is hit; 0 none */
+	unsigned int accept_pct;        /* after the cap: write back (or refuse
+					   stores) until the pool is under this
+					   percentage of it, 1..100; default 90 */
+	const char *writeback_dir;      /* NULL: no file; hitting the cap then
+					   rejects stores (reject_pool_limit) */
 };
 
+#define STORE_ACCEPT_DEFAULT 90
 #define STORE_MAX_COMPRESSED_DEFAULT (COMPRESS_PAGE_SIZE - COMPRESS_PAGE_SIZE / 8)
 
 void store_options_default(struct store_options *o);
@@ -158,6 +166,28 @@ size_t store_invalidate(struct store *s, uintptr_t addr, size_t len);
  * arguments or ranges reaching past 2^47.
  */
 int store_move(struct store *s, uintptr_t old_addr, uintptr_t new_addr, size_t len);
+
+/*
+ * The pool cap and writeback.  A store created with max_pool has a cap:
+ * once the pool reaches it, either store_writeback() moves the oldest
+ * pages' compressed data to the file (writeback_dir given and no I/O
+ * error so far), or store_prepare()/store_page() refuse pages that need
+ * pool memory with -ENOSPC (reject_pool_limit) until the pool is back
+ * under accept_pct percent of the cap (zswap's accept_threshold).
+ * store_page_raw() is never refused: its page exists nowhere else.
+ *
+ * store_writeback() : if the pool is at its cap, write back pages, oldest
+ * stored first, in batches of WRITEBACK_BATCH (one io_uring_submit each),
+ * until it is under accept_pct of the cap.  One thread at a time (the
+ * reclaimer).  @return pages written back.
+ * store_pool_full() : the cap is hit and nothing can be written back:
+ * storing is refused now.
+ * store_writeback_file() : the writeback tier, or NULL (none, or a fork
+ * view).
+ */
+size_t store_writeback(struct store *s);
+bool store_pool_full(struct store *s);
+struct writeback *store_writeback_file(struct store *s);
 
 /* Accessors for the engine's limits, tests and benchmarks. */
 struct zpool *store_zpool(struct store *s);

@@ -29,6 +29,26 @@ ZSWAPU_API void zswapu_options_init(struct zswapu_options *o)
 	o->log_level = LOG_ERROR;
 }
 
+/* The cap in bytes (zswap's max_pool_percent when only a file is given). */
+static int pool_cap_options(const struct zswapu_options *in, struct engine_options *o)
+{
+	unsigned int pct = in->max_pool_percent;
+	if (pct > 100 || in->accept_percent > 100) {
+		log_error("max_pool_percent %u / accept_percent %u: accepted are 0..100",
+			  in->max_pool_percent, in->accept_percent);
+		return -EINVAL;
+	}
+	if (!in->max_pool_bytes && !pct && in->writeback_dir)
+		pct = 20;
+	o->store.max_pool = in->max_pool_bytes ? in->max_pool_bytes
+					       : in->limit_bytes / 100 * pct;
+	if (in->accept_percent)
+		o->store.accept_pct = in->accept_percent;
+	o->store.writeback_dir = in->writeback_dir && *in->writeback_dir ? in->writeback_dir
+									 : NULL;
+	return 0;
+}
+
 /* Translate the public options; -EINVAL with a message for bad ones. */
 static int to_engine_options(const struct zswapu_options *in, struct engine_options *o)
 {
@@ -54,7 +74,14 @@ static int to_engine_options(const struct zswapu_options *in, struct engine_opti
 	o->reclaim.limit_pool = in->limit_includes_pool != 0;
 	o->reclaim.cold_age_ms = in->cold_age_ms;
 	o->spin_us = in->spin_us;
-	return 0;
+	if (in->detach < ZSWAPU_DETACH_AUTO || in->detach > ZSWAPU_DETACH_WP) {
+		log_error("unknown detach mode %d: accepted are auto, move, wp", in->detach);
+		return -EINVAL;
+	}
+	/* the public values are reclaim_detach's */
+	_Static_assert(ZSWAPU_DETACH_WP == RECLAIM_DETACH_WP, "detach values out of step");
+	o->reclaim.detach = (enum reclaim_detach)in->detach;
+	return pool_cap_options(in, o);
 }
 
 ZSWAPU_API int zswapu_init(const struct zswapu_options *in)
@@ -190,5 +217,16 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	st->forks = s.handler.forks;
 	st->child_faults = s.handler.child_faults;
 	st->children_exited = s.handler.children_exited;
+	st->reject_pool_limit = c[STAT_REJECT_POOL_LIMIT];
+	st->pool_limit_hit = c[STAT_POOL_LIMIT_HIT];
+	st->written_back_pages = c[STAT_WRITTEN_BACK_PAGES];
+	st->writeback_bytes = c[STAT_WRITEBACK_BYTES];
+	st->wb_stored_pages = c[STAT_WB_STORED_PAGES];
+	st->wb_reads = c[STAT_WB_READS];
+	st->wb_read_p50_ns = stats_hist_quantile_ns(s.store.wb_read_ns, 0.50);
+	st->wb_read_p99_ns = stats_hist_quantile_ns(s.store.wb_read_ns, 0.99);
+	st->wb_errors = c[STAT_WB_ERRORS];
+	st->wb_file_bytes = c[STAT_WB_FILE_BYTES];
+	st->wb_live_bytes = c[STAT_WB_LIVE_BYTES];
 	return 0;
 }

@@ -50,7 +50,29 @@ struct zswapu_options {
 	int store_incompressible;     /* 1: store poorly compressing pages as-is (zsmalloc) */
 	unsigned int spin_us;         /* fault handler polls this long before sleeping; 0 */
 	int log_level;                /* 0 silent, 1 errors (default), 2 warn, 3 info, 4 debug */
+	/* The pool cap and the writeback tier. */
+	size_t max_pool_bytes;        /* cap on the compressed pool; 0 = see max_pool_percent */
+	unsigned int max_pool_percent;/* cap as a percentage of limit_bytes (when
+					 max_pool_bytes is 0); 0 = no cap, or 20 when
+					 a writeback_dir is given */
+	unsigned int accept_percent;  /* after the cap, write back (or refuse) until the
+					 pool is under this % of it; 0 = 90 */
+	const char *writeback_dir;    /* directory for the writeback file (O_TMPFILE,
+					 never left behind); NULL = no writeback: at
+					 the cap, pages stay resident */
+	int detach;                   /* ZSWAPU_DETACH_AUTO (default), _MOVE or _WP, below */
 };
+
+/*
+ * How pages leave the program.  MOVE (UFFDIO_MOVE, Linux 6.8+) takes a
+ * batch out in one ioctl.  WP (write-protect, copy, zap; Linux 5.7+) is
+ * the fallback for older kernels and costs more per page.  AUTO: MOVE
+ * where the kernel has it, else WP.  zswapu_init() fails with -EOPNOTSUPP
+ * when the mode asked for is not available.
+ */
+#define ZSWAPU_DETACH_AUTO 0
+#define ZSWAPU_DETACH_MOVE 1
+#define ZSWAPU_DETACH_WP 2
 
 /*
  * zswapu_options_init() : fill @o with the defaults listed above.
@@ -149,6 +171,17 @@ struct zswapu_stats {
 	uint64_t forks;                       /* forked children served their pages */
 	uint64_t child_faults;                /* faults of those children served */
 	uint64_t children_exited;             /* of them, gone (exit or exec) */
+	/* the pool cap and the writeback tier */
+	uint64_t reject_pool_limit;           /* pages left resident: pool at its cap */
+	uint64_t pool_limit_hit;              /* times the pool reached its cap */
+	uint64_t written_back_pages;          /* pages written to the file */
+	uint64_t writeback_bytes;             /* bytes written to the file */
+	uint64_t wb_stored_pages;             /* gauge: stored pages held in the file */
+	uint64_t wb_reads;                    /* pages read back from the file */
+	uint64_t wb_read_p50_ns, wb_read_p99_ns; /* latency of those reads */
+	uint64_t wb_errors;                   /* I/O errors (the first stops writeback) */
+	uint64_t wb_file_bytes;               /* gauge: file space in use */
+	uint64_t wb_live_bytes;               /* gauge: bytes of live objects in it */
 };
 
 /*

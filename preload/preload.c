@@ -592,6 +592,17 @@ static void print_stats(const struct zswapu_stats *st)
 		{ "managed_bytes", st->managed_bytes },
 		{ "forks", st->forks },
 		{ "child_faults", st->child_faults },
+		{ "reject_pool_limit", st->reject_pool_limit },
+		{ "pool_limit_hit", st->pool_limit_hit },
+		{ "written_back_pages", st->written_back_pages },
+		{ "writeback_bytes", st->writeback_bytes },
+		{ "wb_stored_pages", st->wb_stored_pages },
+		{ "wb_reads", st->wb_reads },
+		{ "wb_read_p50_ns", st->wb_read_p50_ns },
+		{ "wb_read_p99_ns", st->wb_read_p99_ns },
+		{ "wb_errors", st->wb_errors },
+		{ "wb_file_bytes", st->wb_file_bytes },
+		{ "wb_live_bytes", st->wb_live_bytes },
 		{ "failed", st->failed },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
@@ -658,7 +669,8 @@ static const char *why(int err)
 	case -ENOSYS:
 		return "this kernel has no userfaultfd";
 	case -EOPNOTSUPP:
-		return "this kernel lacks UFFDIO_MOVE (Linux 6.8 or later)";
+		return "this kernel lacks a userfaultfd feature zswapu needs (see the line above, "
+		       "or ZSWAPU_DETACH)";
 	case -EINVAL:
 		return "the options were refused (see above)";
 	default:

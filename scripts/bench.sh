@@ -14,7 +14,10 @@
 # the benchmarks print misses themselves), 1 when one failed, 2 on bad use.
 set -u
 
-ORDER="pool_bench store_bench fault_bench hotcold"
+ORDER="pool_bench store_bench fault_bench hotcold writeback"
+# Shell benchmarks in bench/ (real programs, see each file's head), run
+# after the programs, with BUILD_DIR first.
+SCRIPTS="overhead vs-kernel"
 
 usage() {
     echo "usage: $0 BUILD_DIR [--json] [--quick] [--runs N] [--data DIR]" >&2
@@ -57,6 +60,9 @@ for f in "$B"/bench/*; do
     case " $ORDER " in *" $n "*) continue ;; esac
     is_bench "$n" && list="$list $n"
 done
+for n in $SCRIPTS; do
+    [ -x "bench/$n.sh" ] && list="$list $n.sh"
+done
 if [ -z "$list" ]; then
     echo "bench.sh: no benchmark programs in $B/bench" >&2
     exit 1
@@ -66,13 +72,18 @@ failed=""
 for n in $list; do
     say "== $n =="
     start=$(date +%s)
-    if "$B/bench/$n" "$@"; then
+    case $n in
+    *.sh) set -- "$B" "$@"; cmd=bench/$n ;;
+    *) cmd=$B/bench/$n ;;
+    esac
+    if "$cmd" "$@"; then
         say "-- $n: $(($(date +%s) - start)) s"
     else
         rc=$?
         say "-- $n: FAILED (exit $rc)"
         failed="$failed $n"
     fi
+    case $n in *.sh) shift ;; esac
     say ""
 done
 

@@ -65,14 +65,23 @@ static bool page_ok(const uint8_t *p, uint64_t page, uint64_t seq)
 	return memcmp(p, ref, PAGE) == 0;
 }
 
+/*
+ * The detach mode the test runs in.  Tests added with
+ * tcase_add_loop_test(.., 0, 2) run twice: _i 0 the default (MOVE here),
+ * _i 1 write-protect + copy + zap (WP), the path of kernels without MOVE.
+ */
+static int detach_mode = ZSWAPU_DETACH_AUTO;
+#define MODE(i) (detach_mode = (i) ? ZSWAPU_DETACH_WP : ZSWAPU_DETACH_AUTO)
+
 static bool uffd_usable(void)
 {
 	struct uffd u;
 	if (uffd_open(UFFD_WANT_FEATURES, &u))
 		return false;
-	bool move = uffd_has(&u, UFFD_FEATURE_MOVE);
+	bool ok = detach_mode == ZSWAPU_DETACH_WP ? uffd_has(&u, UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+						   : uffd_has(&u, UFFD_FEATURE_MOVE);
 	uffd_close(&u);
-	return move;
+	return ok;
 }
 
 /* Check has no "skipped": say so and pass, as on a machine without it. */
@@ -92,11 +101,18 @@ static void *map(size_t len)
 	return p;
 }
 
+/* The pool cap and writeback directory start() adds (torture_writeback). */
+static size_t start_max_pool;
+static const char *start_wb_dir;
+
 static void start(size_t limit)
 {
 	struct zswapu_options o;
 	zswapu_options_init(&o);
 	o.limit_bytes = limit;
+	o.max_pool_bytes = start_max_pool;
+	o.writeback_dir = start_wb_dir;
+	o.detach = detach_mode;
 	ck_assert_int_eq(zswapu_init(&o), 0);
 }
 
@@ -104,6 +120,7 @@ static void start(size_t limit)
 
 START_TEST(round_trip)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 2048 };
@@ -191,6 +208,7 @@ END_TEST
 
 START_TEST(shutdown_puts_everything_back)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 4096 };
@@ -270,6 +288,7 @@ END_TEST
 
 START_TEST(kernel_mode_access)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 16 };
@@ -585,6 +604,7 @@ static void *torture_forker(void *arg)
 static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 {
 	SKIP_WITHOUT_UFFD();
+	bool wp = detach_mode == ZSWAPU_DETACH_WP;
 	struct torture t = { .npages = region_mib * 256, .target_ops = ops, .mode = mode };
 	t.m = map(t.npages * PAGE);
 	t.seq = calloc(t.npages, sizeof(*t.seq));
@@ -628,9 +648,9 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		}
 	}
 	fprintf(stderr,
-		"torture(mode %d): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
+		"torture(mode %d%s): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
 		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu, chunks remapped %lu\n",
-		mode, (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
+		mode, wp ? ", wp" : "", (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
 		(unsigned long)st.faults_from_store, (unsigned long)st.reclaimed_pages,
 		(unsigned long)st.reclaim_batches, (unsigned long)st.stores,
 		(unsigned long)st.loads, (unsigned long)t.remaps);
@@ -645,6 +665,23 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		ck_assert_uint_ge(t.forks, MIN_FORKS);
 	}
 	ck_assert_uint_ge(t.ops, ops);
+	if (start_wb_dir) {
+		fprintf(stderr, "torture(writeback): %lu pages written back (%lu bytes), %lu "
+			"still in the file of %lu stored at the end, %lu read back, p50 %lu ns, "
+			"p99 %lu ns, %lu errors\n",
+			(unsigned long)st.written_back_pages, (unsigned long)st.writeback_bytes,
+			(unsigned long)st.wb_stored_pages, (unsigned long)st.stored_pages,
+			(unsigned long)st.wb_reads, (unsigned long)st.wb_read_p50_ns,
+			(unsigned long)st.wb_read_p99_ns, (unsigned long)st.wb_errors);
+		/* the pool stayed within a batch of its cap, the rest went on
+		 * to the file (the cap's worth of the stores never leaves the
+		 * pool: a short, slow sanitizer run has few to spare), and
+		 * faults read them back */
+		ck_assert_uint_le(st.pool_total_size, start_max_pool + RECLAIM_BATCH * PAGE);
+		ck_assert_uint_gt(st.written_back_pages, st.stores / 4);
+		ck_assert_uint_gt(st.wb_reads, st.faults_from_store / 4);
+		ck_assert_uint_eq(st.wb_errors, 0);
+	}
 	/* a run that never reclaimed proves nothing */
 	ck_assert_uint_gt(st.reclaimed_pages, ops / 20);
 	ck_assert_uint_gt(st.faults_from_store, ops / 20);
@@ -686,10 +723,56 @@ START_TEST(torture_fork)
 }
 END_TEST
 
+START_TEST(torture_writeback)
+{
+	/* a 256 KiB pool under a 6.4 MiB limit: most stored pages in the file */
+	char dir[] = "/tmp/zswapu-torture-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	start_max_pool = 256 << 10;
+	start_wb_dir = dir;
+	run_torture(64, torture_ops() / 4, 0, 4);
+	start_max_pool = 0;
+	start_wb_dir = NULL;
+	ck_assert_int_eq(rmdir(dir), 0); /* empty: the file had no name */
+}
+END_TEST
+
+/* The same in WP mode, with fewer operations: `make check` stays short. */
+START_TEST(torture_threads_wp)
+{
+	MODE(1);
+	/* small, and long enough for the slower WP reclaimer to catch up with
+	 * writers that never fault until it does */
+	run_torture(32, torture_ops() / 2, 0, 4);
+}
+END_TEST
+
+START_TEST(torture_madvise_wp)
+{
+	MODE(1);
+	run_torture(64, torture_ops() / 8, 1, 4);
+}
+END_TEST
+
+START_TEST(torture_remap_wp)
+{
+	MODE(1);
+	run_torture(64, torture_ops() / 8, 2, 4);
+}
+END_TEST
+
+START_TEST(torture_fork_wp)
+{
+	MODE(1);
+	run_torture(32, torture_ops() / 8, 3, 4);
+}
+END_TEST
+
 /* ---- munmap and mremap while reclaimed ---- */
 
 START_TEST(unmap_and_remap)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 1024 };
@@ -735,6 +818,7 @@ static uint64_t checksum(const uint8_t *m, size_t len)
 
 START_TEST(fork_child_sees_everything)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	enum { N = 2048 };
 	uint8_t *m = map(N * PAGE);
@@ -777,6 +861,7 @@ END_TEST
 
 START_TEST(fork_exec_and_spawn)
 {
+	MODE(_i);
 	SKIP_WITHOUT_UFFD();
 	enum { N = 1024 };
 	uint8_t *m = map(N * PAGE);
@@ -954,26 +1039,213 @@ START_TEST(failsafe_ioctl_error)
 }
 END_TEST
 
+/* ---- WP detach: writes racing the detach, and its fail-safe ---- */
+
+struct wp_race {
+	uint8_t *m;
+	size_t npages;
+	_Atomic uint64_t *seq;
+	_Atomic int stop;
+	_Atomic uint64_t writes;
+	int id, nthreads;
+};
+
+/* Writes a new sequence number to its own pages (page % nthreads == id), on and on. */
+static void *wp_writer(void *arg)
+{
+	struct wp_race *w = arg;
+	uint64_t s = mix((uint64_t)w->id + 1);
+	while (!atomic_load(&w->stop)) {
+		s = mix(s + 1);
+		size_t i = (s % (w->npages / w->nthreads)) * w->nthreads + w->id;
+		uint64_t q = atomic_load(&w->seq[i]) + 1;
+		fill_page(w->m + i * PAGE, i, q);
+		atomic_store(&w->seq[i], q);
+		atomic_fetch_add(&w->writes, 1);
+	}
+	return NULL;
+}
+
+/*
+ * Threads write all the time while batches are detached by write-protect
+ * + copy + zap, explicitly and back to back: writes land on protected
+ * pages (before the zap) and on zapped ones (served from staging), and
+ * every one of them must be in the page afterwards.
+ */
+START_TEST(wp_writes_race_detach)
+{
+	MODE(1);
+	SKIP_WITHOUT_UFFD();
+	enum { N = 2048, T = 3, ROUNDS = 200 };
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.detach = RECLAIM_DETACH_WP;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_detach_mode(e), RECLAIM_DETACH_WP);
+	uint8_t *m = map(N * PAGE);
+	_Atomic uint64_t *seq = calloc(N, sizeof(*seq));
+	for (size_t i = 0; i < N; i++) {
+		fill_page(m + i * PAGE, i, 1);
+		seq[i] = 1;
+	}
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	struct wp_race w[T];
+	pthread_t th[T];
+	for (int k = 0; k < T; k++) {
+		w[k] = (struct wp_race){ .m = m, .npages = N, .seq = seq, .id = k, .nthreads = T };
+		pthread_create(&th[k], NULL, wp_writer, &w[k]);
+	}
+	long stored = 0;
+	for (int r = 0; r < ROUNDS; r++) {
+		long n = engine_reclaim(e, (uintptr_t)m, N * PAGE);
+		ck_assert_int_ge(n, 0);
+		stored += n;
+	}
+	for (int k = 0; k < T; k++)
+		atomic_store(&w[k].stop, 1);
+	uint64_t writes = 0;
+	for (int k = 0; k < T; k++) {
+		pthread_join(th[k], NULL);
+		writes += w[k].writes;
+	}
+	int bad = 0;
+	for (size_t i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	struct engine_snapshot snap;
+	engine_sync(e);
+	engine_snapshot(e, &snap);
+	engine_destroy(e);
+	for (size_t i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	fprintf(stderr, "wp race: %lu writes, %ld pages stored in %d rounds, %lu writes to "
+		"protected pages (%lu in a batch), %lu staging refaults, %d mismatches\n",
+		(unsigned long)writes, stored, ROUNDS, (unsigned long)snap.handler.wp_faults,
+		(unsigned long)snap.reclaim.wp_write_faults,
+		(unsigned long)snap.reclaim.refaulted_staging, bad);
+	ck_assert_int_eq(bad, 0);
+	/* the race was run: writes hit pages while protected, and stores happened */
+	ck_assert_uint_gt(snap.reclaim.wp_write_faults, 0);
+	ck_assert_int_gt(stored, N);
+	free((void *)seq);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/*
+ * UFFDIO_WRITEPROTECT failing: at the first protect, the batch takes
+ * nothing; at a later call (the handler unprotecting a written page) the
+ * engine steps aside.  Either way every byte stays as written.
+ */
+START_TEST(wp_failsafe_writeprotect_error)
+{
+	MODE(1);
+	SKIP_WITHOUT_UFFD();
+	enum { N = 1024, T = 2 };
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.detach = RECLAIM_DETACH_WP;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	uint8_t *m = map(N * PAGE);
+	_Atomic uint64_t *seq = calloc(N, sizeof(*seq));
+	for (size_t i = 0; i < N; i++) {
+		fill_page(m + i * PAGE, i, 1);
+		seq[i] = 1;
+	}
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	uffd_inject_fail(UFFD_OP_WRITEPROTECT, EPROTO, 1);
+	ck_assert_int_lt(engine_reclaim(e, (uintptr_t)m, N * PAGE), 0);
+	unsigned char vec[N];
+	mincore(m, N * PAGE, vec);
+	for (size_t i = 0; i < N; i++)
+		ck_assert_msg((vec[i] & 1) && page_ok(m + i * PAGE, i, 1), "page %zu", i);
+	/* now with writers: some later call fails (a protect, or an unprotect
+	 * in the handler); nothing written may be lost */
+	struct wp_race w[T];
+	pthread_t th[T];
+	for (int k = 0; k < T; k++) {
+		w[k] = (struct wp_race){ .m = m, .npages = N, .seq = seq, .id = k, .nthreads = T };
+		pthread_create(&th[k], NULL, wp_writer, &w[k]);
+	}
+	uffd_inject_fail(UFFD_OP_WRITEPROTECT, EPROTO, 5);
+	for (int r = 0; r < 20 && !engine_failed(e); r++)
+		engine_reclaim(e, (uintptr_t)m, N * PAGE);
+	for (int k = 0; k < T; k++)
+		atomic_store(&w[k].stop, 1);
+	for (int k = 0; k < T; k++)
+		pthread_join(th[k], NULL);
+	uffd_inject_fail(UFFD_OP_WRITEPROTECT, 0, 0);
+	int bad = 0;
+	for (size_t i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	engine_destroy(e);
+	for (size_t i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	ck_assert_int_eq(bad, 0);
+	free((void *)seq);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/* ZSWAPU_DETACH=move on a kernel without MOVE, or wp without WP: unmanaged. */
+START_TEST(detach_mode_missing)
+{
+	struct uffd u;
+	if (uffd_open(UFFD_WANT_FEATURES, &u)) {
+		fprintf(stderr, "SKIP %s: userfaultfd unusable here\n", __func__);
+		return;
+	}
+	bool move = uffd_has(&u, UFFD_FEATURE_MOVE), wp = uffd_has(&u, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	uffd_close(&u);
+	struct engine_options o;
+	engine_options_default(&o);
+	struct engine *e;
+	o.reclaim.detach = RECLAIM_DETACH_MOVE;
+	int err = engine_create(&o, &e);
+	ck_assert_int_eq(err, move ? 0 : -EOPNOTSUPP);
+	if (!err) {
+		ck_assert_int_eq(engine_detach_mode(e), RECLAIM_DETACH_MOVE);
+		engine_destroy(e);
+	}
+	o.reclaim.detach = RECLAIM_DETACH_AUTO;
+	err = engine_create(&o, &e);
+	ck_assert_int_eq(err, move || wp ? 0 : -EOPNOTSUPP);
+	if (!err) {
+		ck_assert_int_eq(engine_detach_mode(e), move ? RECLAIM_DETACH_MOVE : RECLAIM_DETACH_WP);
+		engine_destroy(e);
+	}
+	struct zswapu_options zo;
+	zswapu_options_init(&zo);
+	zo.detach = 7;
+	zo.log_level = 0;
+	ck_assert_int_eq(zswapu_init(&zo), -EINVAL);
+}
+END_TEST
+
 Suite *engine_suite(void)
 {
 	Suite *s = suite_create("engine");
 	TCase *tc = tcase_create("basic");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, round_trip);
+	tcase_add_loop_test(tc, round_trip, 0, 2);
 	tcase_add_test(tc, zero_same_and_poor_pages);
 	tcase_add_test(tc, untouched_pages_read_zero);
-	tcase_add_test(tc, shutdown_puts_everything_back);
+	tcase_add_loop_test(tc, shutdown_puts_everything_back, 0, 2);
 	tcase_add_test(tc, hot_brings_back);
 	tcase_add_test(tc, bad_arguments);
-	tcase_add_test(tc, kernel_mode_access);
-	tcase_add_test(tc, unmap_and_remap);
-	tcase_add_test(tc, fork_child_sees_everything);
-	tcase_add_test(tc, fork_exec_and_spawn);
+	tcase_add_loop_test(tc, kernel_mode_access, 0, 2);
+	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
+	tcase_add_loop_test(tc, fork_child_sees_everything, 0, 2);
+	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_test(tc, fork_without_fork_events);
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
+	tcase_add_test(tc, wp_writes_race_detach);
+	tcase_add_test(tc, wp_failsafe_writeprotect_error);
+	tcase_add_test(tc, detach_mode_missing);
 	suite_add_tcase(s, tc);
 	TCase *tt = tcase_create("torture");
 	tcase_set_timeout(tt, 600); /* sanitizer builds on a busy machine */
@@ -982,5 +1254,17 @@ Suite *engine_suite(void)
 	tcase_add_test(tt, torture_remap);
 	tcase_add_test(tt, torture_fork);
 	suite_add_tcase(s, tt);
+	/* a case of its own, so it runs alone: CK_RUN_CASE=torture_writeback */
+	TCase *tw = tcase_create("torture_writeback");
+	tcase_set_timeout(tw, 600);
+	tcase_add_test(tw, torture_writeback);
+	suite_add_tcase(s, tw);
+	TCase *tp = tcase_create("torture_wp");
+	tcase_set_timeout(tp, 600);
+	tcase_add_test(tp, torture_threads_wp);
+	tcase_add_test(tp, torture_madvise_wp);
+	tcase_add_test(tp, torture_remap_wp);
+	tcase_add_test(tp, torture_fork_wp);
+	suite_add_tcase(s, tp);
 	return s;
 }

@@ -60,13 +60,18 @@ START_TEST(defaults_match_the_api)
 	ck_assert_int_eq(o.z.store_incompressible, api.store_incompressible);
 	ck_assert_uint_eq(o.z.spin_us, api.spin_us);
 	ck_assert_int_eq(o.z.log_level, api.log_level);
+	ck_assert_int_eq(o.z.detach, api.detach);
 	ck_assert_uint_eq(o.z.max_compressed, 3584); /* what api's 0 stands for */
 	ck_assert_str_eq(o.z.compressor, "lz4");
 	ck_assert_str_eq(o.z.pool, "zsmalloc");
 	ck_assert_int_eq(o.enabled, 1);
 	ck_assert_int_eq(o.stats, 0);
 	ck_assert_uint_eq(o.threads, 1);
-	ck_assert_uint_eq(o.max_pool, 0);
+	ck_assert_uint_eq(o.z.max_pool_bytes, 0);
+	ck_assert_uint_eq(o.z.max_pool_percent, 0);
+	ck_assert_uint_eq(o.z.accept_percent, 90);
+	ck_assert_ptr_null(o.z.writeback_dir);
+	ck_assert_int_eq(o.writeback, 0);
 	ck_assert_uint_eq(o.scan_ms, 100);
 	ck_assert_str_eq(o.exclude, "");
 	for (int i = 0; i < OPTIONS_NR; i++)
@@ -103,7 +108,7 @@ START_TEST(sizes)
 		ck_assert(o.set[OPTIONS_LIMIT]);
 		snprintf(var, sizeof(var), "ZSWAPU_MAX_POOL=%s", good[i].s);
 		ck_assert_int_eq(load1(&o, var, NULL, 0), 0);
-		ck_assert_uint_eq(o.max_pool, good[i].v);
+		ck_assert_uint_eq(o.z.max_pool_bytes, good[i].v);
 	}
 	/* percentages are of RAM, for the limit only */
 	ck_assert_int_eq(load1(&o, "ZSWAPU_LIMIT=25%", NULL, 0), 0);
@@ -112,7 +117,7 @@ START_TEST(sizes)
 	ck_assert_uint_eq(o.z.limit_bytes, ram());
 	ck_assert_int_eq(load1(&o, "ZSWAPU_LIMIT=0.5%", NULL, 0), 0);
 	ck_assert_uint_eq(o.z.limit_bytes, (size_t)(ram() * 0.005));
-	ck_assert_int_eq(load1(&o, "ZSWAPU_MAX_POOL=25%", NULL, 0), -EINVAL);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_MAX_POOL=25%", NULL, 0), -EINVAL); /* no limit */
 
 	static const char *const bad[] = {
 		"", "M", "-1", "12X", "1..5G", "5 G", " 5G", "5G ", "5GG", "5iG", "5GiBB",
@@ -198,6 +203,12 @@ START_TEST(bools_levels_counts)
 	ck_assert_int_eq(load1(&o, "ZSWAPU_SPIN_US=99999999999999999999", NULL, 0), -EINVAL);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_SPIN_US=-1", NULL, 0), -EINVAL);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_SPIN_US=1.5", NULL, 0), -EINVAL);
+	ck_assert_int_eq(o.z.detach, ZSWAPU_DETACH_AUTO);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_DETACH=wp", NULL, 0), 0);
+	ck_assert_int_eq(o.z.detach, ZSWAPU_DETACH_WP);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_DETACH=MOVE", NULL, 0), 0);
+	ck_assert_int_eq(o.z.detach, ZSWAPU_DETACH_MOVE);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_DETACH=", NULL, 0), -EINVAL);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_THREADS=4", NULL, 0), 0);
 	ck_assert_uint_eq(o.threads, 4);
 	ck_assert_int_eq(load1(&o, "ZSWAPU_THREADS=0", NULL, 0), -EINVAL);
@@ -304,6 +315,7 @@ START_TEST(bad_value_message)
 		{ "ZSWAPU_LOG=loud", "silent, error" },
 		{ "ZSWAPU_THREADS=0", "1..64" },
 		{ "ZSWAPU_SPIN_US=x", "0..1000000" },
+		{ "ZSWAPU_DETACH=remap", "auto, move, wp" },
 		{ "ZSWAPU_SCAN_INTERVAL=-1", "seconds" },
 		{ "ZSWAPU_EXCLUDE=a,,b", "name,name" },
 	};
@@ -338,32 +350,68 @@ START_TEST(bad_value_message)
 }
 END_TEST
 
+START_TEST(pool_cap_and_writeback)
+{
+	struct options o;
+	char err[256];
+	/* a percentage of the limit, or bytes */
+	const char *pct[] = { "ZSWAPU_LIMIT=1G", "ZSWAPU_MAX_POOL=25%", NULL };
+	ck_assert_int_eq(options_load(&o, pct, err, sizeof(err)), 0);
+	ck_assert_uint_eq(o.z.max_pool_percent, 25);
+	ck_assert_uint_eq(o.z.max_pool_bytes, 0);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_MAX_POOL=64M", NULL, 0), 0);
+	ck_assert_uint_eq(o.z.max_pool_bytes, 64 * MiB);
+	ck_assert_uint_eq(o.z.max_pool_percent, 0);
+	const char *badpct[] = { "ZSWAPU_LIMIT=1G", "ZSWAPU_MAX_POOL=0.5%", NULL };
+	ck_assert_int_eq(options_load(&o, badpct, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "ZSWAPU_MAX_POOL='0.5%'"));
+	ck_assert_int_eq(load1(&o, "ZSWAPU_MAX_POOL=25%", err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "without ZSWAPU_LIMIT"));
+	/* accept: 1..100, % optional */
+	ck_assert_int_eq(load1(&o, "ZSWAPU_ACCEPT=75%", NULL, 0), 0);
+	ck_assert_uint_eq(o.z.accept_percent, 75);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_ACCEPT=100", NULL, 0), 0);
+	ck_assert_uint_eq(o.z.accept_percent, 100);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_ACCEPT=0", NULL, 0), -EINVAL);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_ACCEPT=101%", NULL, 0), -EINVAL);
+	/* the directory turns it on; WRITEBACK=0 turns it off; =1 alone: $TMPDIR */
+	ck_assert_int_eq(load1(&o, "ZSWAPU_WRITEBACK_DIR=/var/tmp", NULL, 0), 0);
+	ck_assert_str_eq(o.z.writeback_dir, "/var/tmp");
+	const char *off[] = { "ZSWAPU_WRITEBACK_DIR=/var/tmp", "ZSWAPU_WRITEBACK=0", NULL };
+	ck_assert_int_eq(options_load(&o, off, NULL, 0), 0);
+	ck_assert_ptr_null(o.z.writeback_dir);
+	const char *tmp[] = { "TMPDIR=/scratch", "ZSWAPU_WRITEBACK=1", NULL };
+	ck_assert_int_eq(options_load(&o, tmp, NULL, 0), 0);
+	ck_assert_str_eq(o.z.writeback_dir, "/scratch");
+	const char *notmp[] = { "ZSWAPU_WRITEBACK=yes", NULL };
+	ck_assert_int_eq(options_load(&o, notmp, NULL, 0), 0);
+	ck_assert_str_eq(o.z.writeback_dir, "/tmp");
+	ck_assert_int_eq(warned(&o, notmp, err, sizeof(err)), 0);
+}
+END_TEST
+
 START_TEST(reserved_and_ignored)
 {
 	struct options o;
 	char buf[2048];
 	/* reserved: parsed as nothing, one line each, not an error */
-	const char *res[] = { "ZSWAPU_WRITEBACK_DIR=/tmp", "ZSWAPU_WRITEBACK=1",
-			      "ZSWAPU_ACCEPT=90%", "ZSWAPU_PROFILE=prof", "ZSWAPU_PROFILE_RATE=x",
-			      NULL };
+	const char *res[] = { "ZSWAPU_PROFILE=prof", "ZSWAPU_PROFILE_RATE=x", NULL };
 	ck_assert_int_eq(options_load(&o, res, buf, sizeof(buf)), 0);
-	for (int i = OPTIONS_WRITEBACK_DIR; i <= OPTIONS_PROFILE_RATE; i++) {
+	for (int i = OPTIONS_PROFILE; i <= OPTIONS_PROFILE_RATE; i++) {
 		ck_assert(o.set[i]);
 		ck_assert_int_eq(options_row(i)->status, OPTIONS_RESERVED);
 		ck_assert_ptr_nonnull(strstr(options_row(i)->desc, "reserved: not yet implemented"));
 	}
-	ck_assert_int_eq(warned(&o, res, buf, sizeof(buf)), 5);
-	ck_assert_ptr_nonnull(strstr(buf, "zswapu: ZSWAPU_WRITEBACK_DIR is reserved"));
+	ck_assert_int_eq(warned(&o, res, buf, sizeof(buf)), 2);
+	ck_assert_ptr_nonnull(strstr(buf, "zswapu: ZSWAPU_PROFILE is reserved"));
 	ck_assert_ptr_nonnull(strstr(buf, "ZSWAPU_PROFILE_RATE is reserved"));
 
 	/* not honoured: warned only when set to other than the default */
 	const char *nh[] = { "ZSWAPU_THREADS=4", "ZSWAPU_MAX_POOL=1G", NULL };
 	ck_assert_int_eq(options_load(&o, nh, NULL, 0), 0);
-	ck_assert_int_eq(warned(&o, nh, buf, sizeof(buf)), 2);
+	ck_assert_int_eq(warned(&o, nh, buf, sizeof(buf)), 1);
 	ck_assert_ptr_nonnull(strstr(buf, "ZSWAPU_THREADS=4: not honoured yet"));
-	ck_assert_ptr_nonnull(strstr(buf, "ZSWAPU_MAX_POOL=1G: not honoured yet"));
 	ck_assert_ptr_nonnull(strstr(options_row(OPTIONS_THREADS)->desc, "Not honoured yet"));
-	ck_assert_ptr_nonnull(strstr(options_row(OPTIONS_MAX_POOL)->desc, "Not honoured yet"));
 	const char *nh_def[] = { "ZSWAPU_THREADS=1", "ZSWAPU_MAX_POOL=0", NULL };
 	ck_assert_int_eq(options_load(&o, nh_def, NULL, 0), 0);
 	ck_assert_int_eq(warned(&o, nh_def, buf, sizeof(buf)), 0);
@@ -425,6 +473,7 @@ Suite *options_suite(void)
 	tcase_add_test(tc, exclude);
 	tcase_add_test(tc, bad_value_message);
 	tcase_add_test(tc, reserved_and_ignored);
+	tcase_add_test(tc, pool_cap_and_writeback);
 	tcase_add_test(tc, printed_table);
 	suite_add_tcase(s, tc);
 	return s;

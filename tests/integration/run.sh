@@ -21,6 +21,7 @@ B=$(cd "$B" && pwd) || exit 1
 Z=$B/zswapu
 W=$B/tests/rsswatch
 PRELOAD=$B/libzswapu-preload.so
+WL=$(cd "$(dirname "$0")/../../bench/workloads" && pwd)
 FRACTION=30
 SLACK_PCT=10
 SLACK_MIB=24
@@ -115,20 +116,12 @@ run_case() {
 
 # ---- the workloads -------------------------------------------------------
 
-cat > "$T/dicts.py" <<'EOF'
-# dicts, lists and strings, then a few of the standard library's own tests
-import hashlib, random, sys, unittest
-random.seed(7)
-d = {}
-for i in range(1_200_000):
-    d["key-%d-%d" % (i, random.randrange(1 << 30))] = ["v%d" % i, i * 3, str(i) * 4]
-h = hashlib.sha256()
-for k in sorted(d):
-    h.update(k.encode()); h.update(d[k][0].encode())
-print(len(d), h.hexdigest())
-lst = [x for v in d.values() for x in v if isinstance(x, int)]
-print(sum(lst), max(lst))
-del d, lst
+cat > "$T/dicts.py" <<EOF
+# bench/workloads/pydict.py (dicts, lists and strings), then a few of the
+# standard library's own tests
+import runpy, sys, unittest
+sys.argv = ["pydict.py", "1200000"]
+runpy.run_path("$WL/pydict.py")
 names = ["test.test_list", "test.test_dict", "test.test_string"]
 try:
     suite = unittest.defaultTestLoader.loadTestsFromNames(names)
@@ -140,46 +133,15 @@ print("tests run", r.testsRun, "failures", len(r.failures), "errors", len(r.erro
 EOF
 run_case python 1 "$PY" "$T/dicts.py"
 
-cat > "$T/db.sql" <<'EOF'
-PRAGMA cache_size = -400000;
-CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b INTEGER, c TEXT);
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
-INSERT INTO t SELECT i, printf('name-%08d', (i * 7919) % 1000003), i % 1000,
-                    printf('%s-%s', hex(i * 2654435761 % 4294967296), i) FROM n;
-CREATE INDEX ta ON t(a);
-CREATE INDEX tb ON t(b, c);
-SELECT count(*), sum(b), min(a), max(c) FROM t;
-SELECT b, count(*), min(a) FROM t GROUP BY b ORDER BY b LIMIT 5;
-SELECT a FROM t WHERE a LIKE 'name-0001%' ORDER BY a LIMIT 5;
-SELECT t1.id, t2.id FROM t t1 JOIN t t2 ON t1.a = t2.a AND t1.id < t2.id LIMIT 5;
-EOF
-run_case sqlite3 1 sh -c "exec sqlite3 :memory: < '$T/db.sql'"
+run_case sqlite3 1 sh -c "exec sqlite3 :memory: < '$WL/db.sql'"
 
-"$PY" - "$T/lines.txt" <<'EOF'
-import random, sys
-random.seed(11)
-words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
-with open(sys.argv[1], "w") as f:
-    for i in range(2_500_000):
-        f.write("%s %08d %s\n" % (random.choice(words), random.randrange(10**8),
-                                  random.choice(words) * random.randrange(1, 4)))
-EOF
+"$PY" "$WL/lines.py" "$T/lines.txt" 2500000
 run_case sort 1 sort -S 600M --parallel=1 -o sorted.txt "$T/lines.txt"
 
 head -c 120000000 "$T/lines.txt" > "$T/xzin.txt"
 run_case xz 1 sh -c "xz -6 -T1 -c '$T/xzin.txt' > out.xz && xz -d -T1 -c out.xz | cmp - '$T/xzin.txt' && echo round-trip-ok"
 
-"$PY" - "$T/big.c" <<'EOF'
-import sys
-with open(sys.argv[1], "w") as f:
-    f.write("#include <string.h>\n")
-    for i in range(2500):
-        f.write("int f%d(int x) { int a[%d]; memset(a, 0, sizeof a); "
-                "for (int i = 0; i < %d; i++) a[i] = x * i + %d; "
-                "return a[x %% %d] + (x > 3 ? f%d(x - 1) : 0); }\n"
-                % (i, 8 + i % 32, 8 + i % 32, i, 8 + i % 32, max(i - 1, 0)))
-    f.write("int main(void) { return f2499(7) & 1; }\n")
-EOF
+"$PY" "$WL/bigc.py" "$T/big.c" 2500
 run_case gcc 1 gcc -O2 -c "$T/big.c" -o big.o
 
 run_case mtshadow 1 "$B/tests/mtshadow" 256 60000
