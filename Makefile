@@ -51,7 +51,7 @@ TOOL       := $(B)/zswapu
 # Helpers the integration tests and the shell benchmarks run programs with.
 INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow
 
-.PHONY: all deps demo check test bench install uninstall clean torture docs docs-check integration profile-check FORCE
+.PHONY: all deps demo check test tools-test bench install uninstall clean torture docs docs-check integration profile-check FORCE
 all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc $(INTEGRATION_TOOLS)
 
 deps:
@@ -73,11 +73,19 @@ $(PRELOAD_LIB): $(B)/preload/preload.o $(LIB_OBJS)
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,-z,now -Wl,-soname,libzswapu-preload.so \
 		-o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-$(TOOL): tools/zswapu.c $(INTERNAL_A) $(HDRS) Makefile
-	$(CC) $(CFLAGS) -DZSWAPU_LIBDIR='"$(LIBDIR)"' -DZSWAPU_VERSION='"$(VERSION)"' \
-		-o $@ $< $(INTERNAL_A) $(LDFLAGS) $(LDLIBS)
+# The paths compiled into the tool and written into zswapu.pc: rewritten
+# (and so rebuilding both) only when PREFIX/LIBDIR/INCLUDEDIR change.
+$(B)/paths.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
 
-$(B)/zswapu.pc: libzswapu/zswapu.pc.in Makefile
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+$(TOOL): $(TOOL_SRCS) $(wildcard tools/*.h) $(INTERNAL_A) $(HDRS) Makefile $(B)/paths.stamp
+	$(CC) $(CFLAGS) -DZSWAPU_LIBDIR='"$(LIBDIR)"' -DZSWAPU_VERSION='"$(VERSION)"' \
+		-o $@ $(TOOL_SRCS) $(INTERNAL_A) $(LDFLAGS) $(LDLIBS)
+
+$(B)/zswapu.pc: libzswapu/zswapu.pc.in Makefile $(B)/paths.stamp
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
@@ -111,6 +119,7 @@ $(B)/bench/%: bench/%.c $(INTERNAL_A) $(HDRS)
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory tools-test
 	@$(MAKE) --no-print-directory docs-check
 	@$(MAKE) --no-print-directory profile-check
 
@@ -123,14 +132,46 @@ $(B)/tests/hotcold: tests/profile/hotcold.c
 profile-check: $(PRELOAD_LIB) $(B)/tests/hotcold
 	./tests/profile/run.sh $(B)
 
+# The zswapu command against real managed programs, and make install
+# (tests/tools/run.sh says what is checked; ~30 s).  A sanitizer build's
+# preload library cannot be preloaded into uninstrumented programs: skipped.
+$(B)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+tools-test: all $(B)/tests/tools/memhog
+ifeq ($(SANITIZE),)
+	./tests/tools/run.sh $(B)
+else
+	@echo "tools-test: skipped in a SANITIZE build (run it on the release build)"
+endif
+
 # docs/options.md is the options table as `zswapu help options --markdown`
 # prints it: `make docs` rewrites it, `make check` fails when it is stale.
-docs: $(TOOL)
-	./$(TOOL) help options --markdown > docs/options.md
+# docs/zswapu.7 is docs/zswapu.7.in with the same table, in roff, in place
+# of its `.\" @OPTIONS@` line.  docs-check also has groff check the man
+# pages (-ww: every warning) and zswapu(3) name every function of zswapu.h.
+$(B)/zswapu.7: docs/zswapu.7.in $(TOOL)
+	./$(TOOL) help options --man > $@.options
+	sed -e '/^\.\\" @OPTIONS@$$/{' -e 'r $@.options' -e 'd' -e '}' docs/zswapu.7.in > $@
 
-docs-check: $(TOOL)
+docs: $(TOOL) $(B)/zswapu.7
+	./$(TOOL) help options --markdown > docs/options.md
+	cp $(B)/zswapu.7 docs/zswapu.7
+
+docs-check: $(TOOL) $(B)/zswapu.7
 	@./$(TOOL) help options --markdown | diff -u docs/options.md - \
 		|| { echo "docs/options.md is stale: run make docs" >&2; exit 1; }
+	@diff -u docs/zswapu.7 $(B)/zswapu.7 \
+		|| { echo "docs/zswapu.7 is stale: run make docs" >&2; exit 1; }
+	@for m in $(MAN_PAGES); do \
+		w=$$(LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z $$m 2>&1); \
+		[ -z "$$w" ] || { echo "$$m: groff warns:" >&2; echo "$$w" >&2; exit 1; }; \
+	done
+	@for f in $(API_FUNCS); do \
+		grep -q "^\.BI* .*$$f\b" docs/zswapu.3 \
+			|| { echo "docs/zswapu.3 does not document $$f" >&2; exit 1; }; \
+	done
 
 # Integration: real programs natively and under `zswapu run` at 30 % of
 # their native peak (tests/integration/run.sh says what is checked).
@@ -163,19 +204,37 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	./scripts/demo.sh $(B)
 
-install: all
+# Man pages: zswapu(1) the command, zswapu(3) the library (and one
+# `.so` alias page per function of zswapu.h), zswapu(7) how it works.
+LPAREN := (
+API_FUNCS := $(shell sed -n 's/^ZSWAPU_API .*[ *]\(zswapu_[a-z_]*\)$(LPAREN).*/\1/p' libzswapu/zswapu.h)
+MAN_PAGES := docs/zswapu.1 docs/zswapu.3 docs/zswapu.7
+
+# Only what `all` builds is needed: the tests and benchmarks need not be built.
+install: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/zswapu.pc
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+		$(DESTDIR)$(MANDIR)/man7
 	install -m 0755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/libzswapu.so
 	install -m 0755 $(PRELOAD_LIB) $(DESTDIR)$(LIBDIR)/libzswapu-preload.so
 	install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/zswapu
 	install -m 0644 libzswapu/zswapu.h $(DESTDIR)$(INCLUDEDIR)/zswapu.h
 	install -m 0644 $(B)/zswapu.pc $(DESTDIR)$(LIBDIR)/pkgconfig/zswapu.pc
+	install -m 0644 docs/zswapu.1 $(DESTDIR)$(MANDIR)/man1/zswapu.1
+	install -m 0644 docs/zswapu.3 $(DESTDIR)$(MANDIR)/man3/zswapu.3
+	install -m 0644 docs/zswapu.7 $(DESTDIR)$(MANDIR)/man7/zswapu.7
+	for f in $(API_FUNCS); do \
+		echo '.so man3/zswapu.3' > $(DESTDIR)$(MANDIR)/man3/$$f.3 || exit 1; \
+		chmod 0644 $(DESTDIR)$(MANDIR)/man3/$$f.3; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libzswapu.so $(DESTDIR)$(INCLUDEDIR)/zswapu.h \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/zswapu.pc \
-	      $(DESTDIR)$(LIBDIR)/libzswapu-preload.so $(DESTDIR)$(BINDIR)/zswapu
+	      $(DESTDIR)$(LIBDIR)/libzswapu-preload.so $(DESTDIR)$(BINDIR)/zswapu \
+	      $(DESTDIR)$(MANDIR)/man1/zswapu.1 $(DESTDIR)$(MANDIR)/man3/zswapu.3 \
+	      $(DESTDIR)$(MANDIR)/man7/zswapu.7 \
+	      $(foreach f,$(API_FUNCS),$(DESTDIR)$(MANDIR)/man3/$(f).3)
 
 clean:
 	rm -rf build

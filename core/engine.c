@@ -304,14 +304,17 @@ static void copy_staged(void *arg, struct uffd *child)
 static void handle_msg(struct engine *e, const struct uffd_msg *m)
 {
 	switch (m->event) {
-	case UFFD_EVENT_PAGEFAULT:
+	case UFFD_EVENT_PAGEFAULT: {
+		uint64_t t0 = stats_now_ns(); /* vDSO: no syscall on this path */
 		profile_fault(m->arg.pagefault.address, m->arg.pagefault.feat.ptid);
 		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
 			handle_wp_fault(e, m->arg.pagefault.address);
 		else
 			handle_fault(e, m->arg.pagefault.address,
 				     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+		stats_count_fault_ns(e->stats, stats_now_ns() - t0);
 		break;
+	}
 	case UFFD_EVENT_REMOVE:
 	case UFFD_EVENT_UNMAP: {
 		uintptr_t s = m->arg.remove.start, end = m->arg.remove.end;
@@ -809,6 +812,11 @@ void engine_sync(struct engine *e)
 	pthread_mutex_lock(&e->req_lock);
 	bring_back(e, 0, 0); /* an empty request: served once all read faults are */
 	pthread_mutex_unlock(&e->req_lock);
+}
+
+struct zpool *engine_zpool(struct engine *e)
+{
+	return store_zpool(e->store);
 }
 
 bool engine_failed(struct engine *e)

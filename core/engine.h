@@ -123,6 +123,8 @@ int engine_hot(struct engine *e, uintptr_t start, size_t len);
 void engine_sync(struct engine *e);
 void engine_snapshot(struct engine *e, struct engine_snapshot *out);
 bool engine_failed(struct engine *e);
+/* engine_zpool() : the store's pool, for its class and driver tables. */
+struct zpool *engine_zpool(struct engine *e);
 const char *engine_counter_name(unsigned int i);
 
 #endif

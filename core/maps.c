@@ -257,3 +257,16 @@ bool maps_candidate(const struct maps_vma *v)
 	return (v->kind == MAPS_ANON || v->kind == MAPS_HEAP) && v->read && v->write &&
 	       !v->shared && v->end > v->start;
 }
+
+size_t maps_read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return (size_t)n;
+}

@@ -89,4 +89,12 @@ void maps_close(struct maps_reader *r);
  */
 bool maps_candidate(const struct maps_vma *v);
 
+/*
+ * maps_read_small() : the start of a small /proc file (stat, statm,
+ * status) in one read(2) into @buf, NUL-terminated.  No stdio, no malloc:
+ * engine threads call it.  @return the bytes read, or 0 (absent, empty, or
+ * a read error).
+ */
+size_t maps_read_small(const char *path, char *buf, size_t len);
+
 #endif

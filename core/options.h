@@ -130,6 +130,7 @@ void options_log_values(const struct options *o);
 enum options_format {
 	OPTIONS_TEXT,     /* for a terminal: `zswapu help options` */
 	OPTIONS_MARKDOWN, /* docs/options.md */
+	OPTIONS_MAN,      /* the ENVIRONMENT section of docs/zswapu.7 (roff) */
 };
 
 /* options_print() : the whole table to @fd. @return 0 or -errno. */

@@ -59,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/maps.h"
 #include "core/log.h"
 #include "core/profile.h"
 #include "core/stats.h"
@@ -889,15 +890,9 @@ long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end)
 
 size_t reclaim_anon_rss(void)
 {
-	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
 	char buf[128];
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
+	if (!maps_read_small("/proc/self/statm", buf, sizeof(buf)))
 		return 0;
-	buf[n] = 0;
 	unsigned long size, resident, shared;
 	char *p = buf;
 	size = strtoul(p, &p, 10);
@@ -1265,4 +1260,17 @@ void reclaim_get_counters(struct reclaim *r, struct reclaim_counters *c)
 	uint64_t *o = (uint64_t *)c;
 	for (size_t i = 0; i < sizeof(r->cnt) / sizeof(r->cnt[0]); i++)
 		o[i] = atomic_load(&r->cnt[i]);
+}
+
+const char *reclaim_counter_name(unsigned int i)
+{
+	static const char *const names[] = {
+		"batches", "moved", "stored", "returned_poor", "refaulted_staging",
+		"dropped", "busy", "passes", "skipped_referenced", "compacted_pages",
+		"refaults", "thrash_backoffs", "wp_write_faults",
+	};
+	_Static_assert(sizeof(names) / sizeof(names[0]) * sizeof(uint64_t) ==
+			       sizeof(struct reclaim_counters),
+		       "a reclaim counter without a name");
+	return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }

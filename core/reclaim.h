@@ -164,6 +164,8 @@ void reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t
 bool reclaim_is_staging(struct reclaim *r, uintptr_t start, uintptr_t end);
 
 void reclaim_get_counters(struct reclaim *r, struct reclaim_counters *c);
+/* reclaim_counter_name() : field @i of struct reclaim_counters; NULL past the last. */
+const char *reclaim_counter_name(unsigned int i);
 
 /* reclaim_anon_rss() : resident anonymous bytes of this process (statm). */
 size_t reclaim_anon_rss(void);

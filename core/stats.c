@@ -4,7 +4,7 @@
  * No locks: every field is a relaxed atomic updated independently, so a
  * counter is exact but a snapshot is not one instant (as zswap's debugfs).
  *
- * Load latency bins (STATS_LAT_BINS = 96), log-linear with 4 bins per
+ * Latency bins (load and fault, STATS_LAT_BINS = 96 each), log-linear with 4 bins per
  * power of two, so each bin is at most 25 % wide relative to its start:
  *   bin 0                  [0, 64) ns
  *   ns >= 64:  e = floor(log2(ns)), sub = the two bits below the leading
@@ -44,6 +44,8 @@ void stats_init(struct stats *s)
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		atomic_store_explicit(&s->load_ns[i], 0, memory_order_relaxed);
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
+		atomic_store_explicit(&s->fault_ns[i], 0, memory_order_relaxed);
+	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		atomic_store_explicit(&s->wb_read_ns[i], 0, memory_order_relaxed);
 }
 
@@ -70,6 +72,11 @@ void stats_count_load_ns(struct stats *s, uint64_t ns)
 	atomic_fetch_add_explicit(&s->load_ns[lat_bin(ns)], 1, memory_order_relaxed);
 }
 
+void stats_count_fault_ns(struct stats *s, uint64_t ns)
+{
+	atomic_fetch_add_explicit(&s->fault_ns[lat_bin(ns)], 1, memory_order_relaxed);
+}
+
 void stats_count_wb_read_ns(struct stats *s, uint64_t ns)
 {
 	atomic_fetch_add_explicit(&s->wb_read_ns[lat_bin(ns)], 1, memory_order_relaxed);
@@ -94,6 +101,8 @@ void stats_snapshot(const struct stats *s, struct stats_snapshot *out)
 		out->csize[i] = atomic_load_explicit(&s->csize[i], memory_order_relaxed);
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		out->load_ns[i] = atomic_load_explicit(&s->load_ns[i], memory_order_relaxed);
+	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
+		out->fault_ns[i] = atomic_load_explicit(&s->fault_ns[i], memory_order_relaxed);
 	for (unsigned i = 0; i < STATS_LAT_BINS; i++)
 		out->wb_read_ns[i] = atomic_load_explicit(&s->wb_read_ns[i], memory_order_relaxed);
 }

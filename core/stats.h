@@ -1,6 +1,6 @@
 /*
- * stats — the engine's counters, named like zswap's debugfs files, and two
- * histograms (compressed size, load latency).
+ * stats — the engine's counters, named like zswap's debugfs files, and four
+ * histograms (compressed size, load latency, fault service time, writeback reads).
  *
  * A struct stats is plain memory holding only atomics (no pointers), so the
  * engine can place it in a shared-memory segment that `zswapu stat` maps.
@@ -64,6 +64,9 @@ struct stats {
 	_Atomic uint64_t c[STAT_NR];
 	_Atomic uint64_t csize[STATS_CSIZE_BINS];
 	_Atomic uint64_t load_ns[STATS_LAT_BINS];
+	/* the fault handler's time per fault message, from reading it to the
+	 * page being in place (the kernel's round trip is not in it) */
+	_Atomic uint64_t fault_ns[STATS_LAT_BINS];
 	_Atomic uint64_t wb_read_ns[STATS_LAT_BINS]; /* reads from the writeback file */
 };
 
@@ -71,6 +74,7 @@ struct stats_snapshot {
 	uint64_t c[STAT_NR];
 	uint64_t csize[STATS_CSIZE_BINS];
 	uint64_t load_ns[STATS_LAT_BINS];
+	uint64_t fault_ns[STATS_LAT_BINS];
 	uint64_t wb_read_ns[STATS_LAT_BINS];
 };
 
@@ -90,6 +94,8 @@ static inline void stats_inc(struct stats *s, enum stats_counter id)
 void stats_count_csize(struct stats *s, size_t len);
 /* stats_count_load_ns() : a load took @ns nanoseconds. */
 void stats_count_load_ns(struct stats *s, uint64_t ns);
+/* stats_count_fault_ns() : the handler spent @ns nanoseconds on a fault. */
+void stats_count_fault_ns(struct stats *s, uint64_t ns);
 /* stats_count_wb_read_ns() : a read from the writeback file took @ns. */
 void stats_count_wb_read_ns(struct stats *s, uint64_t ns);
 

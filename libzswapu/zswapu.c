@@ -12,6 +12,7 @@
 
 #include "core/engine.h"
 #include "core/log.h"
+#include "libzswapu/publish.h"
 #include "pools/zpool.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -102,6 +103,8 @@ ZSWAPU_API int zswapu_init(const struct zswapu_options *in)
 		return -EALREADY;
 	}
 	err = engine_create(&o, &engine);
+	if (!err)
+		publish_start(engine, in);
 	pthread_mutex_unlock(&lock);
 	return err;
 }
@@ -132,6 +135,7 @@ ZSWAPU_API void zswapu_shutdown(void)
 	while (users)
 		pthread_cond_wait(&drained, &lock);
 	pthread_mutex_unlock(&lock);
+	publish_stop();
 	engine_destroy(e);
 }
 

@@ -82,7 +82,10 @@ ZSWAPU_API void zswapu_options_init(struct zswapu_options *o);
 /*
  * zswapu_init() : start the engine (one per process) with @o, or the
  * defaults when @o is NULL.  Starts a fault handler thread and, when a
- * limit or a cold age is set, a reclaimer thread.
+ * limit or a cold age is set, a reclaimer thread.  It also publishes the
+ * engine's counters in /dev/shm/zswapu.<pid> (mode 0600, rewritten about
+ * every 100 ms by a thread of its own) for `zswapu stat`; failing to create
+ * that file is not an error.
  * @return 0; -EALREADY if it runs already; -EINVAL for a bad option (one
  * line on stderr names it); -EPERM/-EACCES/-ENOSYS when userfaultfd cannot
  * be used here; -EOPNOTSUPP when the kernel lacks a needed feature;
@@ -112,7 +115,8 @@ ZSWAPU_API int zswapu_unregister(void *addr, size_t len);
 
 /*
  * zswapu_shutdown() : stop reclaiming, put every stored page back,
- * unregister everything and stop the engine's threads.  Afterwards the
+ * unregister everything, stop the engine's threads and remove the stats
+ * file (also removed at exit without this call).  Afterwards the
  * memory is ordinary memory again and zswapu_init() may be called anew.
  */
 ZSWAPU_API void zswapu_shutdown(void);

@@ -52,7 +52,8 @@
  * own memory, since its ranges belong to the parent's userfaultfd.  After
  * exec the shim starts afresh in the new program.
  *
- * Exit (destructor): stop the scanner, print the stats if ZSWAPU_STATS=1,
+ * Exit (destructor): stop the scanner and the live stats (the file
+ * /dev/shm/zswapu.PID goes), print the stats if ZSWAPU_STATS=1,
  * then stop the engine only if a forked child still depends on it (it
  * gets its pages first).  Otherwise the engine keeps serving faults until
  * the process is gone: bringing every stored page back at exit would
@@ -86,6 +87,7 @@
 #include "core/options.h"
 #include "core/profile.h"
 #include "core/reclaim.h"
+#include "libzswapu/publish.h"
 #include "libzswapu/zswapu.h"
 #include "pools/pagesrc.h"
 
@@ -706,14 +708,8 @@ static const char *mib(uint64_t bytes, char *buf, size_t len)
 static uint64_t status_kb(const char *key)
 {
 	char buf[4096];
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (!maps_read_small("/proc/self/status", buf, sizeof(buf)))
 		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	const char *p = strstr(buf, key);
 	return p ? strtoull(p + strlen(key), NULL, 10) * 1024 : 0;
 }
@@ -957,6 +953,9 @@ __attribute__((destructor)) static void preload_stop(void)
 	pthread_mutex_unlock(&g.lock);
 	pagesrc_thread_join(g.scanner, g.scanner_stack);
 	g.scanner_running = false;
+	/* the engine may serve faults till the end, but the process is no
+	 * longer one to watch: /dev/shm/zswapu.PID goes now */
+	publish_stop();
 	if (g.o.profile[0]) {
 		char prefix[600];
 		int err = profile_finish(prefix, sizeof(prefix));

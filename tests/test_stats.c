@@ -281,6 +281,38 @@ START_TEST(test_now_ns)
 }
 END_TEST
 
+/* The fault histogram: its own bins, the same binning and quantiles as loads. */
+START_TEST(test_fault_hist)
+{
+	struct stats *s = fresh();
+	for (int i = 0; i < 90; i++)
+		stats_count_fault_ns(s, 5000);
+	for (int i = 0; i < 10; i++)
+		stats_count_fault_ns(s, 2000000);
+	stats_count_load_ns(s, 100);
+	struct stats_snapshot sn;
+	stats_snapshot(s, &sn);
+	uint64_t faults = 0, loads = 0;
+	for (unsigned i = 0; i < STATS_LAT_BINS; i++) {
+		faults += sn.fault_ns[i];
+		loads += sn.load_ns[i];
+	}
+	ck_assert_uint_eq(faults, 100);
+	ck_assert_uint_eq(loads, 1); /* the two never mix */
+	ck_assert_uint_eq(sn.fault_ns[lat_bin_of(5000)], 90);
+	ck_assert_uint_eq(stats_hist_quantile_ns(sn.fault_ns, 0.5),
+			  stats_lat_bin_upper_ns(lat_bin_of(5000)));
+	ck_assert_uint_eq(stats_hist_quantile_ns(sn.fault_ns, 0.99),
+			  stats_lat_bin_upper_ns(lat_bin_of(2000000)));
+	/* the load quantile is the generic one over load_ns */
+	ck_assert_uint_eq(stats_lat_quantile_ns(&sn, 0.5), stats_hist_quantile_ns(sn.load_ns, 0.5));
+	stats_init(s);
+	stats_snapshot(s, &sn);
+	ck_assert_uint_eq(stats_hist_quantile_ns(sn.fault_ns, 0.5), 0);
+	free(s);
+}
+END_TEST
+
 Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -289,6 +321,7 @@ Suite *stats_suite(void)
 	tcase_add_test(tc, test_csize_bins);
 	tcase_add_test(tc, test_lat_bins);
 	tcase_add_test(tc, test_quantile);
+	tcase_add_test(tc, test_fault_hist);
 	tcase_add_test(tc, test_snapshot_copies_all);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_concurrent_exact);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "core/options.h"
+#include "tools/stat.h"
 
 #ifndef ZSWAPU_LIBDIR
 #define ZSWAPU_LIBDIR "/usr/local/lib"
@@ -374,11 +375,13 @@ static int cmd_help(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "options")) {
 		bool md = argc > 2 && !strcmp(argv[2], "--markdown");
-		if (argc > 2 && !md) {
-			fprintf(stderr, "usage: zswapu help options [--markdown]\n");
+		bool man = argc > 2 && !strcmp(argv[2], "--man");
+		if (argc > 3 || (argc > 2 && !md && !man)) {
+			fprintf(stderr, "usage: zswapu help options [--markdown | --man]\n");
 			return 2;
 		}
-		return options_print(STDOUT_FILENO, md ? OPTIONS_MARKDOWN : OPTIONS_TEXT) ? 1 : 0;
+		return options_print(STDOUT_FILENO, md ? OPTIONS_MARKDOWN
+						  : man ? OPTIONS_MAN : OPTIONS_TEXT) ? 1 : 0;
 	}
 	const struct command *c = find_command(argv[1]);
 	if (!c) {
@@ -395,9 +398,14 @@ static int cmd_help(int argc, char **argv)
 static const struct command commands[] = {
 	{ "run", cmd_run, "run [options] [--] program [arguments...]",
 	  "run a program with its cold memory compressed" },
+	{ "stat", stat_cmd_stat, "stat [--classes | --watch | --raw] [PID]",
+	  "live stats of a managed process (zswap's debugfs and more)" },
+	{ "ps", stat_cmd_ps, "ps", "list the managed processes" },
+	{ "plot", stat_cmd_plot, "plot [-o PREFIX] FILE",
+	  "draw what stat --record wrote (PNG and SVG, gnuplot)" },
 	{ "profile", cmd_profile, "profile [-o PREFIX] [--rate SIZE] [--] program...",
 	  "run a program profiled: allocation and fault sites, flame graphs" },
-	{ "help", cmd_help, "help [command | options [--markdown]]",
+	{ "help", cmd_help, "help [command | options [--markdown|--man]]",
 	  "this text, a command's, or the ZSWAPU_* variables" },
 };
 

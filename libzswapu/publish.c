@@ -1,0 +1,261 @@
+/*
+ * publish — see publish.h.
+ */
+#include "libzswapu/publish.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/engine.h"
+#include "core/log.h"
+#include "core/shmstat.h"
+#include "libzswapu/zswapu.h"
+#include "pools/pagesrc.h"
+#include "pools/zpool.h"
+
+#define PAGE 4096UL
+#define RATE_SLOTS 11 /* rates over the last ~1 s of samples */
+
+/* Where a published counter's value comes from. */
+enum source { SRC_STATS, SRC_ENGINE, SRC_RECLAIM, SRC_GAUGE, SRC_ZERO };
+
+enum gauge {
+	G_ANON_RSS, G_MANAGED, G_REGIONS, G_POOL_BYTES, G_FAILED, G_FAULTS_PER_SEC,
+	G_RECLAIMED_PER_SEC, G_NR
+};
+
+static const char *const gauge_names[G_NR] = {
+	[G_ANON_RSS] = "anon_rss_bytes",
+	[G_MANAGED] = "managed_bytes",
+	[G_REGIONS] = "regions",
+	[G_POOL_BYTES] = "pool_pages_bytes",
+	[G_FAILED] = "failed",
+	[G_FAULTS_PER_SEC] = "faults_per_sec",
+	[G_RECLAIMED_PER_SEC] = "reclaimed_per_sec",
+};
+
+/* Published even before anything counts them, so readers can rely on them. */
+static const char *const writeback_names[] = { "written_back_pages", "writeback_bytes",
+					       "wb_reads" };
+
+struct publisher {
+	struct engine *e;
+	struct shmstat_writer w;
+	struct shmstat_info info;
+	struct { uint8_t src; uint8_t idx; } from[SHMSTAT_MAX_COUNTERS];
+	struct shmstat_sample sample;
+	struct zpool_class_stat rows[SHMSTAT_MAX_CLASSES];
+	struct zpool_stat prow[SHMSTAT_MAX_POOL_ROWS];
+	struct { uint64_t t, faults, moved; } ring[RATE_SLOTS];
+	unsigned int nring;
+	pthread_t thread;
+	void *stack;
+	bool stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct publisher *pub;
+
+#define PUB_PAGES ((sizeof(struct publisher) + PAGE - 1) / PAGE)
+
+static void add_name(struct publisher *p, const char *name, enum source src, unsigned idx)
+{
+	struct shmstat_info *in = &p->info;
+	if (in->ncounters >= SHMSTAT_MAX_COUNTERS || shmstat_find(in, name) >= 0)
+		return;
+	snprintf(in->names[in->ncounters], SHMSTAT_NAME_LEN, "%s", name);
+	p->from[in->ncounters].src = (uint8_t)src;
+	p->from[in->ncounters].idx = (uint8_t)idx;
+	in->ncounters++;
+}
+
+static void build_names(struct publisher *p)
+{
+	const char *n;
+	for (unsigned i = 0; (n = stats_counter_name(i)); i++)
+		add_name(p, n, SRC_STATS, i);
+	for (unsigned i = 0; (n = engine_counter_name(i)); i++)
+		add_name(p, n, SRC_ENGINE, i);
+	for (unsigned i = 0; (n = reclaim_counter_name(i)); i++) {
+		char full[SHMSTAT_NAME_LEN];
+		snprintf(full, sizeof(full), "reclaim_%s", n);
+		add_name(p, full, SRC_RECLAIM, i);
+	}
+	for (unsigned i = 0; i < G_NR; i++)
+		add_name(p, gauge_names[i], SRC_GAUGE, i);
+	for (unsigned i = 0; i < sizeof(writeback_names) / sizeof(writeback_names[0]); i++)
+		add_name(p, writeback_names[i], SRC_ZERO, 0);
+}
+
+/* Events per second over the samples in the ring (the last second). */
+static uint64_t rate(uint64_t now_v, uint64_t then_v, uint64_t dt_ns)
+{
+	return dt_ns ? (uint64_t)((now_v - then_v) * 1e9 / (double)dt_ns) : 0;
+}
+
+static void fill(struct publisher *p)
+{
+	struct engine_snapshot s;
+	struct shmstat_sample *out = &p->sample;
+	engine_snapshot(p->e, &s);
+	uint64_t now = stats_now_ns();
+	unsigned slot = p->nring % RATE_SLOTS;
+	p->ring[slot].t = now;
+	p->ring[slot].faults = s.handler.faults;
+	p->ring[slot].moved = s.reclaim.moved;
+	unsigned oldest = p->nring >= RATE_SLOTS - 1 ? (p->nring + 1) % RATE_SLOTS : 0;
+	p->nring++;
+	uint64_t gauge[G_NR] = {
+		[G_ANON_RSS] = s.anon_rss,
+		[G_MANAGED] = s.region_bytes,
+		[G_REGIONS] = s.regions,
+		[G_POOL_BYTES] = s.pool_bytes,
+		[G_FAILED] = s.failed,
+		[G_FAULTS_PER_SEC] = rate(s.handler.faults, p->ring[oldest].faults,
+					  now - p->ring[oldest].t),
+		[G_RECLAIMED_PER_SEC] = rate(s.reclaim.moved, p->ring[oldest].moved,
+					     now - p->ring[oldest].t),
+	};
+	const uint64_t *handler = (const uint64_t *)&s.handler;
+	const uint64_t *reclaim = (const uint64_t *)&s.reclaim;
+	for (uint64_t i = 0; i < p->info.ncounters; i++) {
+		unsigned k = p->from[i].idx;
+		switch (p->from[i].src) {
+		case SRC_STATS: out->values[i] = s.store.c[k]; break;
+		case SRC_ENGINE: out->values[i] = handler[k]; break;
+		case SRC_RECLAIM: out->values[i] = reclaim[k]; break;
+		case SRC_GAUGE: out->values[i] = gauge[k]; break;
+		default: out->values[i] = 0; break;
+		}
+	}
+	memcpy(out->load_ns, s.store.load_ns, sizeof(out->load_ns));
+	memcpy(out->fault_ns, s.store.fault_ns, sizeof(out->fault_ns));
+	struct zpool *pool = engine_zpool(p->e);
+	size_t nc = zpool_class_stats(pool, p->rows, SHMSTAT_MAX_CLASSES);
+	out->nclasses = nc < SHMSTAT_MAX_CLASSES ? nc : SHMSTAT_MAX_CLASSES;
+	for (size_t i = 0; i < out->nclasses; i++) {
+		const struct zpool_class_stat *r = &p->rows[i];
+		out->classes[i] = (struct shmstat_class){
+			r->class_idx, r->size, r->almost_full, r->almost_empty,
+			r->obj_allocated, r->obj_used, r->pages_used, r->pages_per_zspage,
+		};
+	}
+	size_t np = zpool_driver_stats(pool, p->prow, SHMSTAT_MAX_POOL_ROWS);
+	out->npool = np < SHMSTAT_MAX_POOL_ROWS ? np : SHMSTAT_MAX_POOL_ROWS;
+	for (size_t i = 0; i < out->npool; i++) {
+		snprintf(out->pool_names[i], SHMSTAT_NAME_LEN, "%s", p->prow[i].name);
+		out->pool_values[i] = p->prow[i].value;
+	}
+}
+
+static void *publisher_main(void *arg)
+{
+	struct publisher *p = arg;
+	pthread_mutex_lock(&p->mu);
+	while (!p->stop) {
+		pthread_mutex_unlock(&p->mu);
+		fill(p);
+		shmstat_publish(&p->w, &p->sample);
+		pthread_mutex_lock(&p->mu);
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += PUBLISH_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!p->stop)
+			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* A forked child has the parent's pointer but no thread: the file is the parent's. */
+static void forked_child(void)
+{
+	pthread_mutex_init(&lock, NULL);
+	pub = NULL;
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(NULL, NULL, forked_child);
+}
+
+void publish_start(struct engine *e, const struct zswapu_options *o)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, install_atfork);
+	pthread_mutex_lock(&lock);
+	struct publisher *p = NULL;
+	int err = pub ? -EALREADY : pagesrc_alloc(PUB_PAGES, (void **)&p);
+	if (err) {
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+	memset(p, 0, sizeof(*p));
+	p->e = e;
+	snprintf(p->info.comm, sizeof(p->info.comm), "%s", program_invocation_short_name);
+	snprintf(p->info.compressor, sizeof(p->info.compressor), "%s",
+		 o->compressor ? o->compressor : "lz4");
+	snprintf(p->info.pool, sizeof(p->info.pool), "%s", zpool_driver_name(engine_zpool(e)));
+	p->info.limit_bytes = o->limit_bytes;
+	p->info.limit_pool = o->limit_includes_pool != 0;
+	p->info.cold_age_ms = o->cold_age_ms;
+	build_names(p);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	err = shmstat_create(NULL, &p->info, &p->w);
+	if (!err) {
+		/* readers find a first sample as soon as the file exists */
+		fill(p);
+		shmstat_publish(&p->w, &p->sample);
+		err = pagesrc_thread_create(&p->thread, publisher_main, p, &p->stack);
+		if (err)
+			shmstat_destroy(&p->w);
+	}
+	if (err) {
+		log_debug("no live stats in %s: %s", SHMSTAT_DIR,
+			  strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+		pagesrc_free(p, PUB_PAGES);
+	} else {
+		pub = p;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+void publish_stop(void)
+{
+	pthread_mutex_lock(&lock);
+	struct publisher *p = pub;
+	pub = NULL;
+	pthread_mutex_unlock(&lock);
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	pagesrc_thread_join(p->thread, p->stack);
+	shmstat_destroy(&p->w);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	pagesrc_free(p, PUB_PAGES);
+}
+
+/* A program that exits without zswapu_shutdown() leaves no file behind. */
+__attribute__((destructor)) static void publish_at_exit(void)
+{
+	publish_stop();
+}

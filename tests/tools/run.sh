@@ -1,0 +1,253 @@
+#!/bin/sh
+# tests/tools/run.sh BUILD_DIR — the zswapu command as a user runs it:
+#   - zswapu stat / ps / stat --classes / --watch / --raw / --record against a
+#     program running under `zswapu run --limit` (tests/tools/memhog), whose
+#     counters must move (stores and stored pages rise under pressure);
+#   - a reader of a program that exits mid-read ends cleanly; the program's
+#     data were intact (memhog checks every page) and its file is gone;
+#   - a SIGKILLed program's stale file is removed by the next reader; with
+#     two managed programs, `zswapu stat` asks which;
+#   - zswapu plot writes a PNG and a well-formed SVG;
+#   - make install DESTDIR=... then a program built with
+#     `pkg-config --cflags --libs zswapu` against the installed copy runs,
+#     the installed zswapu finds the installed preload library, the man
+#     pages render, and make uninstall removes every file.
+# As root it runs in a mount namespace of its own with a private /dev/shm,
+# so other managed processes on the machine do not disturb the checks
+# that count them; otherwise those checks are skipped.
+# Prints "N passed, N failed"; exit status 1 when a check failed.
+set -u
+
+B=${1:?usage: run.sh BUILD_DIR}
+B=$(cd "$B" && pwd) || exit 1
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+Z=$B/zswapu
+HOG=$B/tests/tools/memhog
+
+if [ -z "${ZSWAPU_TOOLS_NS:-}" ] && [ "$(id -u)" = 0 ] &&
+    unshare --mount --propagation private true 2>/dev/null; then
+    export ZSWAPU_TOOLS_NS=1
+    exec unshare --mount --propagation private sh -c \
+        'mount -t tmpfs -o mode=1777 zswapu-tools /dev/shm && exec "$0" "$@"' "$0" "$@"
+fi
+ALONE=${ZSWAPU_TOOLS_NS:-}
+
+for f in "$Z" "$HOG" "$B/libzswapu-preload.so"; do
+    [ -e "$f" ] || { echo "run.sh: $f missing: build first (make all)" >&2; exit 1; }
+done
+
+T=$(mktemp -d /tmp/zswapu-tools.XXXXXX)
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; [ $# -gt 1 ] && sed 's/^/     /' "$2"; }
+check() { # check NAME COMMAND...: passes when the command succeeds
+    name=$1; shift
+    if "$@" >"$T/out" 2>&1; then ok "$name"; else bad "$name" "$T/out"; fi
+}
+
+# A raw counter of PID's stats, or "" when it cannot be read.
+raw() { "$Z" stat --raw "$2" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
+
+# Wait (at most ~10 s) until PID has published its stats file.
+wait_seg() {
+    i=0
+    while [ ! -e "/dev/shm/zswapu.$1" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    [ -e "/dev/shm/zswapu.$1" ]
+}
+
+# Start memhog MIB SECONDS under a limit; its PID in $HOGPID (zswapu run execs).
+start_hog() {
+    "$Z" run --limit "$1" -- "$HOG" "$2" "$3" >"$T/hog.$2.out" 2>&1 &
+    HOGPID=$!
+    PIDS="$PIDS $HOGPID"
+}
+
+# ---- help ----
+check "help lists stat, ps and plot" sh -c "'$Z' help | grep -q 'zswapu stat' &&
+    '$Z' help | grep -q 'zswapu ps' && '$Z' help | grep -q 'zswapu plot'"
+check "stat rejects a bad PID" sh -c "! '$Z' stat nonsense 2>$T/e && grep -q 'not a process ID' $T/e"
+check "stat of a process that is not managed fails with a message" \
+    sh -c "! '$Z' stat 1 >/dev/null 2>$T/e; grep -q 'not a managed process' $T/e"
+if [ -n "$ALONE" ]; then
+    check "stat without any managed process says so" \
+        sh -c "! '$Z' stat 2>$T/e; grep -q 'no managed process' $T/e"
+fi
+
+# ---- a managed program under pressure ----
+start_hog 24M 48 6
+P=$HOGPID
+if wait_seg "$P"; then ok "the managed program publishes /dev/shm/zswapu.$P"; else
+    bad "the managed program publishes /dev/shm/zswapu.$P" "$T/hog.48.out"; fi
+check "its file has mode 0600" sh -c "[ \"\$(stat -c %a /dev/shm/zswapu.$P)\" = 600 ]"
+check "zswapu ps lists it" sh -c "'$Z' ps | awk '\$1 == $P && \$2 == \"memhog\"' | grep -q ."
+if [ -n "$ALONE" ]; then
+    check "zswapu stat without a PID picks the one managed process" \
+        sh -c "'$Z' stat | head -1 | grep -q 'pid $P (memhog)'"
+fi
+
+# stores rise and pages get stored while it runs (waits, never times)
+s1=$(raw stores "$P"); i=0; s2=$s1; st=0
+while [ $i -lt 100 ]; do
+    sleep 0.1
+    s2=$(raw stores "$P"); st=$(raw stored_pages "$P")
+    [ -n "$s2" ] && [ -n "$s1" ] && [ "$s2" -gt "$s1" ] && [ "${st:-0}" -gt 0 ] && break
+    i=$((i + 1))
+done
+if [ -n "$s2" ] && [ -n "$s1" ] && [ "$s2" -gt "$s1" ] && [ "${st:-0}" -gt 0 ]; then
+    ok "counters move under pressure (stores $s1 -> $s2, stored_pages $st)"
+else
+    bad "counters move under pressure (stores '$s1' -> '$s2', stored_pages '$st')"
+fi
+check "stat shows the screen" sh -c "'$Z' stat $P > $T/screen &&
+    grep -q '^  resident .* of 24.0 MiB limit' $T/screen && grep -q '^  pool ' $T/screen &&
+    grep -q 'effective ratio' $T/screen && grep -q 'refaults per reclaimed page' $T/screen &&
+    grep -q '^  writeback ' $T/screen && grep -q 'stored_pages' $T/screen"
+check "stat --raw has the writeback fields" sh -c "'$Z' stat --raw $P > $T/raw &&
+    grep -q '^written_back_pages 0' $T/raw && grep -q '^writeback_bytes 0' $T/raw &&
+    grep -q '^wb_reads 0' $T/raw && grep -q '^fault_p99_ns ' $T/raw"
+check "stat --classes shows zsmalloc's classes" sh -c "'$Z' stat --classes $P > $T/cls &&
+    grep -q 'class  size almost_full' $T/cls && grep -q '^Total' $T/cls"
+check "stat --watch -n 3 refreshes three times" sh -c "'$Z' stat --watch -n 3 -i 0.1 $P > $T/w &&
+    [ \$(grep -c '^zswapu stat: pid $P' $T/w) -eq 3 ]"
+check "stat --record writes a header and samples" sh -c "cd $T && '$Z' stat --record rec.tsv \
+    -n 8 -i 0.1 $P && [ \$(grep -c '^[0-9]' rec.tsv) -eq 8 ] && grep -q '^time_s	' rec.tsv"
+
+# a reader that keeps reading while the program exits
+"$Z" stat --watch -i 0.02 "$P" >"$T/watch" 2>"$T/watch.err" &
+W=$!
+PIDS="$PIDS $W"
+wait "$P"
+hog=$?
+wait "$W"
+w=$?
+if [ $hog -eq 0 ]; then ok "memhog read every page back intact"; else
+    bad "memhog read every page back intact (exit $hog)" "$T/hog.48.out"; fi
+if [ $w -eq 0 ] && grep -q "has exited" "$T/watch.err"; then
+    ok "a reader of a program that exits mid-read ends cleanly"
+else
+    bad "a reader of a program that exits mid-read ends cleanly (exit $w)" "$T/watch.err"
+fi
+check "the file is removed at exit" test ! -e "/dev/shm/zswapu.$P"
+
+# ---- plot ----
+if command -v gnuplot >/dev/null 2>&1; then
+    check "zswapu plot writes PNG and SVG" sh -c "cd $T && '$Z' plot rec.tsv >/dev/null &&
+        [ \"\$(head -c 8 rec.png | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
+        python3 -c 'import sys, xml.dom.minidom as m; d = m.parse(\"rec.svg\");
+sys.exit(d.documentElement.tagName != \"svg\")' && grep -q 'resident vs limit' rec.svg"
+    check "zswapu plot -o names the files" sh -c "cd $T && '$Z' plot -o other rec.tsv >/dev/null &&
+        [ -s other.png ] && [ -s other.svg ]"
+else
+    echo "skip zswapu plot: gnuplot is not installed (scripts/deps.sh installs gnuplot-nox)"
+fi
+check "zswapu plot refuses a file it did not write" sh -c "echo hello > $T/x.tsv;
+    ! '$Z' plot $T/x.tsv 2>$T/e && grep -q 'not written by' $T/e"
+
+# ---- stale files and several processes ----
+start_hog 16M 24 30
+A=$HOGPID
+start_hog 16M 24 30
+C=$HOGPID
+wait_seg "$A" && wait_seg "$C"
+if [ -n "$ALONE" ]; then
+    check "with two managed programs, stat asks which" \
+        sh -c "! '$Z' stat >/dev/null 2>$T/e; grep -q '2 managed processes' $T/e"
+fi
+kill -9 "$A"
+wait "$A" 2>/dev/null
+check "a killed program leaves its file behind" test -e "/dev/shm/zswapu.$A"
+check "zswapu ps does not list it and removes the file" sh -c "! '$Z' ps | awk '\$1 == $A' |
+    grep -q . && [ ! -e /dev/shm/zswapu.$A ] && '$Z' ps | awk '\$1 == $C' | grep -q ."
+if [ -n "$ALONE" ]; then
+    check "stat without a PID then picks the survivor" \
+        sh -c "'$Z' stat | head -1 | grep -q 'pid $C '"
+fi
+kill -9 "$C"
+wait "$C" 2>/dev/null
+check "stat of a killed program removes its file" sh -c "! '$Z' stat $C 2>$T/e &&
+    grep -q 'not a managed process' $T/e && [ ! -e /dev/shm/zswapu.$C ]"
+
+# ---- install ----
+D=$T/root
+PREFIX=/usr/local
+SAN=$(basename "$B")
+[ "$SAN" = release ] && SAN=
+if make -s -C "$ROOT" install DESTDIR="$D" SANITIZE="$SAN" >"$T/inst" 2>&1; then
+    ok "make install DESTDIR=..."
+else
+    bad "make install DESTDIR=..." "$T/inst"
+fi
+for f in bin/zswapu lib/libzswapu.so lib/libzswapu-preload.so include/zswapu.h \
+    lib/pkgconfig/zswapu.pc share/man/man1/zswapu.1 share/man/man3/zswapu.3 \
+    share/man/man3/zswapu_init.3 share/man/man3/zswapu_stats.3 share/man/man7/zswapu.7; do
+    [ -e "$D$PREFIX/$f" ] || echo "missing $D$PREFIX/$f"
+done >"$T/missing"
+if [ -s "$T/missing" ]; then bad "every file is installed" "$T/missing"; else
+    ok "every file is installed"; fi
+cat >"$T/prog.c" <<'EOF'
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <zswapu.h>
+
+int main(void)
+{
+    struct zswapu_options o;
+    zswapu_options_init(&o);
+    int err = zswapu_init(&o);
+    if (err) {
+        printf("unmanaged: %s\n", strerror(-err));
+        return 0; /* no userfaultfd here: the library still loaded and ran */
+    }
+    size_t len = 8 << 20;
+    unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    for (size_t i = 0; i < len; i++)
+        p[i] = (unsigned char)(i / 4096 % 7);
+    if (zswapu_register(p, len) || zswapu_reclaim(p, len) <= 0)
+        return 1;
+    struct zswapu_stats st;
+    zswapu_stats(&st);
+    printf("stored %llu\n", (unsigned long long)st.stored_pages);
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (unsigned char)(i / 4096 % 7))
+            return 1;
+    zswapu_shutdown();
+    return st.stored_pages ? 0 : 1;
+}
+EOF
+export PKG_CONFIG_PATH="$D$PREFIX/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D"
+FLAGS=$(pkg-config --cflags --libs zswapu 2>"$T/pc")
+unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+case "$FLAGS" in
+*"-I$D$PREFIX/include"*"-L$D$PREFIX/lib"*"-lzswapu"*) ok "pkg-config zswapu points into DESTDIR ($FLAGS)" ;;
+*) bad "pkg-config zswapu points into DESTDIR ('$FLAGS')" "$T/pc" ;;
+esac
+# shellcheck disable=SC2086
+if cc -o "$T/prog" "$T/prog.c" $FLAGS >"$T/cc" 2>&1; then ok "a program builds against it"; else
+    bad "a program builds against it" "$T/cc"; fi
+check "it runs against the installed library" sh -c "LD_LIBRARY_PATH='$D$PREFIX/lib' '$T/prog' &&
+    LD_LIBRARY_PATH='$D$PREFIX/lib' ldd '$T/prog' | grep -q '$D$PREFIX/lib/libzswapu.so'"
+check "the installed zswapu preloads the installed library" sh -c "'$D$PREFIX/bin/zswapu' run -- \
+    sh -c 'echo \$LD_PRELOAD' | grep -qx '$D$PREFIX/lib/libzswapu-preload.so'"
+check "the installed man pages render" sh -c "for p in man1/zswapu.1 man3/zswapu.3 man7/zswapu.7; do
+    MANWIDTH=80 man -l '$D$PREFIX/share/man/'\$p 2>&1 >/dev/null | grep . && exit 1; done;
+    MANWIDTH=80 man -M '$D$PREFIX/share/man' 3 zswapu_init 2>/dev/null | grep -q zswapu_register"
+if make -s -C "$ROOT" uninstall DESTDIR="$D" SANITIZE="$SAN" >"$T/uninst" 2>&1 &&
+    [ -z "$(find "$D" -type f)" ]; then
+    ok "make uninstall removes every file"
+else
+    find "$D" -type f >>"$T/uninst"
+    bad "make uninstall removes every file" "$T/uninst"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
