@@ -794,6 +794,16 @@ long engine_reclaim(struct engine *e, uintptr_t start, size_t len)
 	return reclaim_range(e->reclaim, start, start + len);
 }
 
+void engine_map_change_begin(struct engine *e)
+{
+	reclaim_map_change_begin(e->reclaim);
+}
+
+void engine_map_change_end(struct engine *e)
+{
+	reclaim_map_change_end(e->reclaim);
+}
+
 int engine_hot(struct engine *e, uintptr_t start, size_t len)
 {
 	int err = check_range(e, start, len);

@@ -111,6 +111,10 @@ int engine_register(struct engine *e, uintptr_t start, size_t len);
 int engine_unregister(struct engine *e, uintptr_t start, size_t len);
 /* engine_reclaim() : compress the range's present pages now; pages stored. */
 long engine_reclaim(struct engine *e, uintptr_t start, size_t len);
+/* engine_map_change_begin/end() : see reclaim_map_change_begin(). */
+void engine_map_change_begin(struct engine *e);
+void engine_map_change_end(struct engine *e);
+
 /* engine_hot() : bring the range's stored pages back now. */
 int engine_hot(struct engine *e, uintptr_t start, size_t len);
 

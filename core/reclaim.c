@@ -110,6 +110,7 @@ struct reclaim {
 
 	/* WP mode (see the top of the file) */
 	bool wp;
+	pthread_rwlock_t maplock; /* WP mode: see reclaim_map_change_begin() */
 	int pagemap;                      /* /proc/self/pagemap */
 	uint64_t pm[RECLAIM_BATCH];       /* reclaimer only */
 	struct iovec liov[RECLAIM_BATCH], riov[RECLAIM_BATCH];
@@ -798,11 +799,14 @@ static int detach_wp(struct reclaim *r, uintptr_t start, uintptr_t end, const ui
 	*len_out = 0;
 	*nmoved = 0;
 	r->nbusy = 0;
+	/* taken before evlock: a change holding it waits on the handler */
+	pthread_rwlock_wrlock(&r->maplock);
 	evlock_take(r);
 	uintptr_t resume;
 	end = quarantine_clip(r, start, end, &resume);
 	if (end <= start) {
 		pthread_mutex_unlock(&r->evlock);
+		pthread_rwlock_unlock(&r->maplock);
 		return 0;
 	}
 	atomic_store(&r->batch.lo, start);
@@ -816,6 +820,7 @@ static int detach_wp(struct reclaim *r, uintptr_t start, uintptr_t end, const ui
 		wp_zap(r, wp_copy(r));
 	/* what was not taken loses its protection now, not at its next write */
 	uffd_writeprotect(r->uffd, start, len, false, false);
+	pthread_rwlock_unlock(&r->maplock);
 	for (unsigned int i = 0; i < r->batch.n; i++)
 		*nmoved += r->batch.state[i] == MOVED;
 	return err == -EAGAIN ? 0 : err;
@@ -1103,6 +1108,18 @@ static void *reclaim_thread(void *arg)
 	return NULL;
 }
 
+void reclaim_map_change_begin(struct reclaim *r)
+{
+	if (r->wp)
+		pthread_rwlock_rdlock(&r->maplock);
+}
+
+void reclaim_map_change_end(struct reclaim *r)
+{
+	if (r->wp)
+		pthread_rwlock_unlock(&r->maplock);
+}
+
 /* ---- life cycle ---- */
 
 int reclaim_create(const struct reclaim_options *o, struct uffd *u,
@@ -1123,6 +1140,7 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 	r->store = s;
 	r->regions = rs;
 	r->wp = o->detach == RECLAIM_DETACH_WP;
+	pthread_rwlock_init(&r->maplock, NULL);
 	r->pagemap = -1;
 	if (r->wp) {
 		/* both are needed: the pagemap to find protected pages, and

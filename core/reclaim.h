@@ -170,4 +170,15 @@ const char *reclaim_counter_name(unsigned int i);
 /* reclaim_anon_rss() : resident anonymous bytes of this process (statm). */
 size_t reclaim_anon_rss(void);
 
+/*
+ * reclaim_map_change_begin/end() : bracket an mremap(), or an mmap(MAP_FIXED)
+ * and its registration, that may put present pages into a registered range.
+ * In WP detach mode the zap (MADV_DONTNEED) of a batch cannot tell such
+ * pages from the ones it copied and would discard them, so a detach and a
+ * bracketed change exclude each other (a read-write lock: many changes, or
+ * one detach).  In MOVE mode (atomic per page) both are no-ops.
+ */
+void reclaim_map_change_begin(struct reclaim *r);
+void reclaim_map_change_end(struct reclaim *r);
+
 #endif

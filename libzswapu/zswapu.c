@@ -169,6 +169,28 @@ ZSWAPU_API long zswapu_reclaim(void *addr, size_t len)
 	return n;
 }
 
+/* the engine a thread's open bracket holds (and its reference) */
+static __thread struct engine *map_change_engine;
+
+ZSWAPU_API void zswapu_map_change_begin(void)
+{
+	struct engine *e = get();
+	if (!e)
+		return;
+	engine_map_change_begin(e);
+	map_change_engine = e;
+}
+
+ZSWAPU_API void zswapu_map_change_end(void)
+{
+	struct engine *e = map_change_engine;
+	if (!e)
+		return;
+	map_change_engine = NULL;
+	engine_map_change_end(e);
+	put();
+}
+
 ZSWAPU_API int zswapu_hot(void *addr, size_t len)
 {
 	struct engine *e = get();

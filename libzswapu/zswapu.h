@@ -133,6 +133,21 @@ ZSWAPU_API void zswapu_shutdown(void);
 ZSWAPU_API long zswapu_reclaim(void *addr, size_t len);
 
 /*
+ * zswapu_map_change_begin() / zswapu_map_change_end() : bracket an
+ * mremap() that may move pages into (or out of) registered memory, and an
+ * mmap(MAP_FIXED) over registered memory together with its
+ * zswapu_register().  Needed only in the write-protect detach mode
+ * (ZSWAPU_DETACH_WP, kernels without UFFDIO_MOVE), whose detach cannot tell
+ * pages moved in meanwhile from the ones it took and would discard them;
+ * the bracket waits for a detach in flight (a batch: milliseconds) and
+ * holds the next one off.  In MOVE mode, or without an engine, they do
+ * nothing.  Pairs may nest across threads, not within one.  The LD_PRELOAD
+ * shim brackets its interposed mremap() and mmap() itself.
+ */
+ZSWAPU_API void zswapu_map_change_begin(void);
+ZSWAPU_API void zswapu_map_change_end(void);
+
+/*
  * zswapu_hot() : bring the range's compressed pages back now, before the
  * program touches them (a hint that it is about to be used).
  * @return 0 or -errno.

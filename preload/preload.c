@@ -278,6 +278,10 @@ static void unmanage_range(const void *addr, size_t len)
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
+	/* over registered memory, mapping and registering exclude a WP detach */
+	bool fixed = (flags & MAP_FIXED) && on();
+	if (fixed)
+		zswapu_map_change_begin();
 	void *p = call_mmap(addr, len, prot, flags, fd, off);
 	if (p != MAP_FAILED && (flags & MAP_ANONYMOUS) && profile_sampling(len))
 		profile_alloc(p, len, false);
@@ -286,6 +290,8 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	    (prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE) &&
 	    !(flags & (MAP_LOCKED | MAP_HUGETLB | MAP_GROWSDOWN)))
 		register_mapped(p, len);
+	if (fixed)
+		zswapu_map_change_end();
 	return p;
 }
 
@@ -309,9 +315,14 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 		va_end(ap);
 	}
 	void *f = real(&real_mremap, "mremap");
+	bool bracket = on();
+	if (bracket) /* see zswapu_map_change_begin() */
+		zswapu_map_change_begin();
 	void *p = f ? ((void *(*)(void *, size_t, size_t, int, ...))f)(old, old_len, new_len,
 								       flags, to)
 		    : (void *)syscall(SYS_mremap, old, old_len, new_len, flags, to);
+	if (bracket)
+		zswapu_map_change_end();
 	if (p != MAP_FAILED)
 		profile_remap(old, old_len, p, new_len);
 	return p;

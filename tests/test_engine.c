@@ -353,9 +353,10 @@ struct torture {
 };
 
 /*
- * The asserts want the reclaimer to have done real work: on a loaded
- * machine it may get little CPU in target_ops operations, so the workers
- * go on (a minute at most) until it has, checked every 50 ms.
+ * The asserts want the reclaimer to have done real work (and mode 2 its
+ * remaps): on a loaded machine it may get little CPU in target_ops
+ * operations, so the workers go on (a minute at most) until it has,
+ * checked every 50 ms.
  */
 #define TORTURE_EXTRA_NS (60ull * 1000 * 1000 * 1000)
 static bool torture_reclaimed_enough(struct torture *t)
@@ -374,7 +375,9 @@ static bool torture_reclaimed_enough(struct torture *t)
 		struct zswapu_stats st;
 		zswapu_stats(&st);
 		if ((st.reclaimed_pages > t->target_ops / 20 &&
-		     st.faults_from_store > t->target_ops / 20) || now >= t->deadline_ns)
+		     st.faults_from_store > t->target_ops / 20 &&
+		     (t->mode != 2 || atomic_load(&t->remaps) > 100)) ||
+		    now >= t->deadline_ns)
 			atomic_store(&t->enough, true);
 	}
 	pthread_mutex_unlock(&t->check);
@@ -513,6 +516,8 @@ static void *torture_remapper(void *arg)
 		uint8_t *at = t->m + first * PAGE;
 		for (size_t i = first; i < first + n; i++)
 			lock_page(t, i);
+		/* WP mode: a detach must not zap pages moved in (zswapu.h) */
+		zswapu_map_change_begin();
 		switch ((s >> 32) % 3) {
 		case 0:
 			ck_assert_int_eq(munmap(at, len), 0);
@@ -549,6 +554,7 @@ static void *torture_remapper(void *arg)
 			reserve_scratch(t, len + PAGE);
 			break;
 		}
+		zswapu_map_change_end();
 		for (size_t i = first; i < first + n; i++)
 			unlock_page(t, i);
 		usleep(200);
