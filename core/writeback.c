@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/inject.h"
 #include "core/log.h"
 #include "pools/pagesrc.h"
 
@@ -69,27 +70,17 @@ struct writeback {
 
 /* ---- fault injection (tests) ---- */
 
-static struct {
-	_Atomic int err;
-	_Atomic unsigned int countdown;
-} inject[WRITEBACK_OP_NR];
+static struct inject_point inject[WRITEBACK_OP_NR];
 
 void writeback_inject_fail(enum writeback_op op, int err, unsigned int nth)
 {
-	atomic_store(&inject[op].countdown, nth);
-	atomic_store(&inject[op].err, err);
+	inject_arm(&inject[op], err, nth);
 }
 
+/* The injected error for this call of @op, or 0. */
 static int injected(enum writeback_op op)
 {
-	if (!atomic_load_explicit(&inject[op].err, memory_order_relaxed))
-		return 0;
-	unsigned int c = atomic_load(&inject[op].countdown);
-	while (c > 0 && !atomic_compare_exchange_weak(&inject[op].countdown, &c, c - 1))
-		;
-	if (c != 1)
-		return 0;
-	return -atomic_exchange(&inject[op].err, 0);
+	return inject_take(&inject[op]);
 }
 
 /* ---- errors ---- */

@@ -1,0 +1,20 @@
+/* inject — see inject.h. */
+#include "core/inject.h"
+
+void inject_arm(struct inject_point *p, int err, unsigned int nth)
+{
+	atomic_store(&p->countdown, nth);
+	atomic_store(&p->err, err);
+}
+
+int inject_take(struct inject_point *p)
+{
+	if (!atomic_load_explicit(&p->err, memory_order_relaxed))
+		return 0;
+	unsigned int c = atomic_load(&p->countdown);
+	while (c > 0 && !atomic_compare_exchange_weak(&p->countdown, &c, c - 1))
+		;
+	if (c != 1)
+		return 0;
+	return -atomic_exchange(&p->err, 0);
+}
