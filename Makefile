@@ -49,7 +49,7 @@ SHARED_LIB := $(B)/libzswapu.so
 PRELOAD_LIB := $(B)/libzswapu-preload.so
 TOOL       := $(B)/zswapu
 # Helpers the integration tests and the shell benchmarks run programs with.
-INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow
+INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow $(B)/tests/mallocchurn
 
 .PHONY: all deps demo check test tools-test bench install uninstall clean torture docs docs-check integration profile-check FORCE
 all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc $(INTEGRATION_TOOLS)
@@ -178,7 +178,7 @@ docs-check: $(TOOL) $(B)/zswapu.7
 # CASES="python sort ..." runs some.  Not yet part of `make check`: the
 # engine does not hold such limits yet on programs with a large hot set
 # (see docs/preload.md); outputs already match.
-$(B)/tests/%: tests/integration/%.c
+$(B)/tests/%: tests/integration/%.c $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lpthread
 

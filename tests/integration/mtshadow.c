@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mix.h"
+
 #define PAGE 4096
 #define THREADS 4
 
@@ -21,15 +23,6 @@ static uint8_t *mem;
 static uint64_t *shadow;
 static size_t npages;
 static long ops;
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 31;
-	x *= 0x7fb5d329728ea185ULL;
-	x ^= x >> 27;
-	x *= 0x81dadef4bc2dd44dULL;
-	return x ^ (x >> 33);
-}
 
 /* Text-like content, so that it compresses as a heap would. */
 static void fill(uint8_t *p, size_t page, uint64_t seq)

@@ -146,6 +146,10 @@ run_case gcc 1 gcc -O2 -c "$T/big.c" -o big.o
 
 run_case mtshadow 1 "$B/tests/mtshadow" 256 60000
 
+# glibc malloc's own heap management (brk trim and regrowth, arena heaps
+# shrunk with MADV_DONTNEED, mmap'd blocks) with every block checked
+run_case mallocchurn 1 "$B/tests/mallocchurn" 2 96 60000
+
 cat > "$T/workers.py" <<'EOF'
 # forked workers read the data the parent built (fork start method)
 import hashlib, multiprocessing as mp
