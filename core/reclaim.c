@@ -119,6 +119,7 @@ struct reclaim {
 	uint8_t *warm;    /* WARM_PAGES pages: see WARM_PAGES */
 	const uint8_t *src[WARM_PAGES]; /* where commit_batch() compresses from */
 	unsigned char present[RECLAIM_BATCH];
+	unsigned char hpresent[RECLAIM_BATCH]; /* hand_step(): program pages resident */
 	uintptr_t busy[RECLAIM_BATCH]; /* pages MOVE refused (-EBUSY) */
 	unsigned int nbusy;
 
@@ -999,6 +1000,24 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 	r->hand = lim;
 	if (skipped == n)
 		return 0;
+	/*
+	 * A program thrashing under its limit leaves the hand mostly absent
+	 * pages: a batch over them costs two registrations of staging (the mmap
+	 * lock taken for writing, which stalls the program's faults) to move
+	 * nothing (measured: sqlite3 under a 10 MiB limit, 272,626 batches for
+	 * 138,102 pages).  mincore() takes it only for reading.  A page that
+	 * turns up after the look waits for the next pass.
+	 */
+	if (mincore((void *)s, lim - s, r->hpresent) == 0) {
+		size_t left = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!(r->hpresent[i] & 1))
+				skip[i / 64] |= 1ULL << (i % 64);
+			left += !(skip[i / 64] >> (i % 64) & 1);
+		}
+		if (!left)
+			return 0;
+	}
 	pthread_mutex_lock(&r->owner);
 	long got = do_batch(r, s, lim, skip);
 	store_writeback(r->store); /* the pool over its cap: oldest pages to the file */
