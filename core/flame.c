@@ -303,6 +303,18 @@ struct out {
 	char buf[16384];
 };
 
+/* A buffered writer to @fd, from the flame's arena (no malloc in the engine). */
+static struct out *out_new(struct flame *f, int fd)
+{
+	struct out *o = arena_alloc(&f->chunks, sizeof(*o));
+	if (o) {
+		o->fd = fd;
+		o->err = 0;
+		o->n = 0;
+	}
+	return o;
+}
+
 static void flush(struct out *o)
 {
 	for (size_t off = 0; off < o->n && !o->err;) {
@@ -415,12 +427,9 @@ int flame_write_folded(struct flame *f, int fd)
 	if (!path)
 		return -ENOMEM;
 	sort_tree(&f->root);
-	struct out *o = arena_alloc(&f->chunks, sizeof(*o));
+	struct out *o = out_new(f, fd);
 	if (!o)
 		return -ENOMEM;
-	o->fd = fd;
-	o->err = 0;
-	o->n = 0;
 	fold(o, &f->root, path);
 	flush(o);
 	return o->err;
@@ -528,12 +537,9 @@ static const char script[] =
 
 int flame_write_svg(struct flame *f, const struct flame_svg *opt, int fd)
 {
-	struct out *o = arena_alloc(&f->chunks, sizeof(*o));
+	struct out *o = out_new(f, fd);
 	if (!o)
 		return -ENOMEM;
-	o->fd = fd;
-	o->err = 0;
-	o->n = 0;
 	sort_tree(&f->root);
 	unsigned int width = opt->width ? opt->width : 1200;
 	struct layout l = {

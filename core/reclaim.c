@@ -119,7 +119,9 @@ struct reclaim {
 	uint8_t *warm;    /* WARM_PAGES pages: see WARM_PAGES */
 	const uint8_t *src[WARM_PAGES]; /* where commit_batch() compresses from */
 	unsigned char present[RECLAIM_BATCH];
-	unsigned char hpresent[RECLAIM_BATCH]; /* hand_step(): program pages resident */
+	/* hand_step()'s look at the program's pages: its own, since present[]
+	 * belongs to whoever holds owner and hand_step() looks before taking it */
+	unsigned char hpresent[RECLAIM_BATCH];
 	uintptr_t busy[RECLAIM_BATCH]; /* pages MOVE refused (-EBUSY) */
 	unsigned int nbusy;
 
@@ -990,15 +992,15 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 	 * behind a random-access workload and the limit was not held).
 	 */
 	uint64_t skip[RECLAIM_BATCH / 64] = { 0 };
-	size_t n = (lim - s) / PAGE, skipped = 0;
+	size_t n = (lim - s) / PAGE, nref = 0;
 	for (size_t i = 0; i < n; i++)
 		if (ref_test_clear(r, s + i * PAGE)) {
 			skip[i / 64] |= 1ULL << (i % 64);
-			skipped++;
+			nref++;
 		}
-	count(r, C_SKIPPED_REF, skipped);
+	count(r, C_SKIPPED_REF, nref);
 	r->hand = lim;
-	if (skipped == n)
+	if (nref == n)
 		return 0;
 	/*
 	 * A program thrashing under its limit leaves the hand mostly absent
@@ -1013,7 +1015,7 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 		for (size_t i = 0; i < n; i++) {
 			if (!(r->hpresent[i] & 1))
 				skip[i / 64] |= 1ULL << (i % 64);
-			left += !(skip[i / 64] >> (i % 64) & 1);
+			left += !skipped(skip, i);
 		}
 		if (!left)
 			return 0;
