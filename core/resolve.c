@@ -50,6 +50,22 @@ int resolve_stored_ahead(struct uffd *u, struct store *s, void *buf, uintptr_t a
 		n++;
 	size_t copied;
 	err = uffd_copy_partial(u, addr, buf, n * PAGE, false, &copied);
+	/*
+	 * The kernel copies a range only within one mapping: one that runs past
+	 * the mapping's end gets -ENOENT before anything is copied, and the
+	 * window can reach into the next mapping (glibc's heap is several,
+	 * registered one by one).  That says nothing of the faulting page: it
+	 * goes in alone and the rest stay stored.  Taken for "the mapping is
+	 * gone", the page was dropped and its thread never woken
+	 * (tests/integration/mallocchurn hung on it).
+	 */
+	if (err == -ENOENT && copied == 0 && n > 1) {
+		while (n > 1) {
+			n--;
+			store_load_end(s, addr + n * PAGE, &ld[n], false);
+		}
+		err = uffd_copy_partial(u, addr, buf, PAGE, false, &copied);
+	}
 	unsigned int in = (unsigned int)(copied / PAGE);
 	if (err == -EAGAIN && in == 0) {
 		for (unsigned int i = 0; i < n; i++)

@@ -1034,6 +1034,40 @@ START_TEST(first_fill_zero_ahead)
 }
 END_TEST
 
+/*
+ * Readahead whose window runs from one mapping into the next (adjacent,
+ * both registered, not merged: glibc's heap looks like this).  The kernel
+ * refuses such a copy whole with -ENOENT; the faulting page must still come
+ * in, with its data, and the pages behind the boundary stay stored.  Broken,
+ * the page was dropped and its thread slept for ever (a timeout here).
+ */
+START_TEST(readahead_stops_at_a_mapping_end)
+{
+	MODE(_i);
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 64 }; /* pages per mapping */
+	uint8_t *m = map(2 * N * PAGE);
+	/* a different flag keeps the halves two mappings */
+	ck_assert_int_eq(madvise(m + N * PAGE, N * PAGE, MADV_DONTFORK), 0);
+	for (int i = 0; i < 2 * N; i++)
+		fill_page(m + i * PAGE, i, 3);
+	ck_assert_int_eq(zswapu_register(m, 2 * N * PAGE), 0);
+	/* one at a time: MOVE too takes a range within one mapping only */
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	ck_assert_int_eq(zswapu_reclaim(m + N * PAGE, N * PAGE), N);
+	/* a sequential scan opens the window wide before the boundary */
+	for (int i = 0; i < 2 * N; i++)
+		ck_assert_msg(page_ok(m + i * PAGE, i, 3), "page %d differs", i);
+	struct zswapu_stats st;
+	ck_assert_int_eq(zswapu_stats(&st), 0);
+	ck_assert_uint_gt(st.readahead_pages, 0);
+	ck_assert_uint_eq(st.faults_from_store + st.readahead_pages, 2 * N);
+	zswapu_shutdown();
+	munmap(m, 2 * N * PAGE);
+}
+END_TEST
+
 /* ---- fail-safe ---- */
 
 START_TEST(failsafe_no_userfaultfd)
@@ -1282,6 +1316,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_test(tc, fork_without_fork_events);
 	tcase_add_test(tc, first_fill_zero_ahead);
+	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
 	tcase_add_test(tc, wp_writes_race_detach);
