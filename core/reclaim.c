@@ -626,11 +626,26 @@ static int detach_move(struct reclaim *r, uintptr_t start, uintptr_t end, const 
 		size_t run_end = run + PAGE;
 		while (run_end < len && !skipped(skip, run_end / PAGE))
 			run_end += PAGE;
-		size_t done = run;
+		size_t done = run, cap = run_end - run;
 		while (!err && done < run_end) {
-			size_t moved = 0;
-			err = uffd_move(r->uffd, st + done, start + done, run_end - done, true, &moved);
+			size_t moved = 0, want = cap < run_end - done ? cap : run_end - done;
+			err = uffd_move(r->uffd, st + done, start + done, want, true, &moved);
 			done += moved;
+			if (err == -EINVAL && !moved && want > PAGE) {
+				/*
+				 * The run crosses a mapping boundary (the region
+				 * set merges adjacent registrations) and MOVE
+				 * takes one VMA per call: halve until a part
+				 * fits, grow again after each success, a binary
+				 * search for the boundary.  One page refused is
+				 * a real error.
+				 */
+				cap = want / 2 & ~(PAGE - 1);
+				err = 0;
+				continue;
+			}
+			if (!err && cap < run_end - done)
+				cap *= 2;
 			if (err == -EBUSY) {
 				/* a page shared copy-on-write since a fork: MOVE only
 				 * takes exclusive pages, so unshare it after the batch */
