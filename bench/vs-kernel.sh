@@ -5,6 +5,9 @@
 #   hotcold   ../shared/bench/hotcold.c: 3 GiB of text-like pages, 90 % of
 #             accesses to a hot 10 %, every byte verified; 1 GiB limit
 #             (--quick: 1 GiB of data, a third of it as the limit);
+#   hc_wb     hotcold again with each side's pool capped at 1 % of RAM
+#             and writeback on (zswapu: a file in $TMPDIR; the kernel:
+#             its swapfile): the writeback tiers side by side;
 #   python    bench/workloads/pydict.py under half its native peak (a
 #             third got the kernel peer OOM-killed in its cgroup).
 # Each runs natively, under `zswapu run --limit L` twice, and under the
@@ -122,6 +125,19 @@ if [ $quick = 1 ]; then
 else
     compare hotcold $((1024 * 1048576)) ./hotcold -g 3
 fi
+# The writeback tier against the kernel's: the same run with the pool
+# capped at 1 % of RAM (max_pool_percent takes whole percents: the
+# smallest cap the kernel can be given), zswapu writing to a file in
+# $TMPDIR, the kernel to its swapfile.  The kernel rejects pages to the
+# swapfile once its pool is full and writes its oldest entries back.
+cap=$(awk '$1 == "MemTotal:" { print $2 * 1024 / 100; exit }' /proc/meminfo)
+export KZ_POOL_PERCENT=1 ZSWAPU_MAX_POOL=$cap ZSWAPU_WRITEBACK=1
+if [ $quick = 1 ]; then
+    compare hc_wb $((1024 * 1048576 / 3)) ./hotcold -g 1
+else
+    compare hc_wb $((1024 * 1048576)) ./hotcold -g 3
+fi
+unset KZ_POOL_PERCENT ZSWAPU_MAX_POOL ZSWAPU_WRITEBACK
 BENCH_NOCMP=0
 if [ $quick = 1 ]; then n_py=300000; else n_py=1200000; fi
 "$B/tests/rsswatch" -o py.rss -- "$PY" "$HERE/workloads/pydict.py" $n_py > /dev/null 2>&1

@@ -130,10 +130,12 @@ static const struct row table[OPTIONS_NR] = {
 		"fault handler and one reclaimer thread; a value other than 1 "
 		"prints a warning and is ignored.", OPTIONS_NOT_HONOURED },
 		T_COUNT, FIELD(threads), 1, 64 },
-	[OPTIONS_SPIN_US] = { { "SPIN_US", "microseconds", "0",
-		"The fault handler polls this long for the next fault before it "
-		"sleeps: lower latency for bursts of faults, for a busy core.  0 = "
-		"sleep at once.", OPTIONS_HONOURED },
+	[OPTIONS_SPIN_US] = { { "SPIN_US", "microseconds", "50",
+		"While faults come in a burst, the fault handler polls this long "
+		"for the next one before it sleeps: waking a sleeping handler "
+		"costs more than a fault on a virtual machine.  A spin that finds "
+		"nothing ends the burst, so sparse faults cost no CPU.  0 = sleep "
+		"at once.", OPTIONS_HONOURED },
 		T_COUNT, FIELD(z.spin_us), 0, 1000000 },
 	[OPTIONS_DETACH] = { { "DETACH", "mode", "auto",
 		"How the reclaimer takes pages out of the program.  move: "

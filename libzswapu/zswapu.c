@@ -26,6 +26,7 @@ ZSWAPU_API void zswapu_options_init(struct zswapu_options *o)
 	memset(o, 0, sizeof(*o));
 	o->size = sizeof(*o);
 	o->limit_includes_pool = 1;
+	o->spin_us = 50;
 	o->log_level = LOG_ERROR;
 }
 

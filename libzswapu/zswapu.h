@@ -48,7 +48,8 @@ struct zswapu_options {
 	unsigned int cold_age_ms;     /* compress pages untouched this long; 0 = only under a limit */
 	unsigned int max_compressed;  /* keep a page only if it compresses to <= this; 0 = 3584 */
 	int store_incompressible;     /* 1: store poorly compressing pages as-is (zsmalloc) */
-	unsigned int spin_us;         /* fault handler polls this long before sleeping; 0 */
+	unsigned int spin_us;         /* in a burst of faults the handler polls this long
+					 before sleeping; 50, 0 = sleep at once */
 	int log_level;                /* 0 silent, 1 errors (default), 2 warn, 3 info, 4 debug */
 	/* The pool cap and the writeback tier. */
 	size_t max_pool_bytes;        /* cap on the compressed pool; 0 = see max_pool_percent */
