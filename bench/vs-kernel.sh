@@ -25,7 +25,8 @@
 # (target <= 1.0, aim <= 0.7); ratio_vs_kernel = zswapu compression ratio
 # (stored bytes / pool bytes at its peak) / the kernel's (at its peak
 # sample).  Medians of --runs (default 3; --quick 1).  Never run it beside
-# another benchmark: zswap and swap are machine-wide.
+# another benchmark: zswap and swap are machine-wide.  VSK_WORKLOADS="hc_wb
+# ..." runs only the workloads named.
 set -u
 B=${1:?usage: vs-kernel.sh BUILD_DIR [--json] [--quick] [--runs N]}
 shift
@@ -77,6 +78,7 @@ bench_table_head "workload  mode          limit_MiB native_s zswapu_s kernel_s v
 compare() { # compare NAME LIMIT CMD...
     name=$1 lim=$2
     shift 2
+    case " ${VSK_WORKLOADS:-$name} " in *" $name "*) ;; *) return ;; esac
     native=$(bench_median $runs bench_time_native "$@") || return
     k_s=0 k_r=0
     if [ $kernel = 1 ]; then
@@ -130,7 +132,7 @@ fi
 # smallest cap the kernel can be given), zswapu writing to a file in
 # $TMPDIR, the kernel to its swapfile.  The kernel rejects pages to the
 # swapfile once its pool is full and writes its oldest entries back.
-cap=$(awk '$1 == "MemTotal:" { print $2 * 1024 / 100; exit }' /proc/meminfo)
+cap=$(awk '$1 == "MemTotal:" { printf "%d\n", $2 * 1024 / 100; exit }' /proc/meminfo)
 export KZ_POOL_PERCENT=1 ZSWAPU_MAX_POOL=$cap ZSWAPU_WRITEBACK=1
 if [ $quick = 1 ]; then
     compare hc_wb $((1024 * 1048576 / 3)) ./hotcold -g 1

@@ -17,7 +17,7 @@ set -u
 ORDER="pool_bench store_bench fault_bench hotcold writeback"
 # Shell benchmarks in bench/ (real programs, see each file's head), run
 # after the programs, with BUILD_DIR first.
-SCRIPTS="overhead vs-kernel"
+SCRIPTS="overhead profile vs-kernel"
 
 usage() {
     echo "usage: $0 BUILD_DIR [--json] [--quick] [--runs N] [--data DIR]" >&2
