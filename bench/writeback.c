@@ -26,8 +26,11 @@
  *   cold_p50/p99_us     the timed cold touches;
  *   wb_read_p50/p99_us  the io_uring read alone (zswapu's histogram);
  *   peak_pool, limit_held, written_back, wb_reads, reject_pool_limit.
- * The kernel zswap run with a swapfile (../shared/bench/kzswap.sh) is not
- * made here: the 4096 bytes per page it writes back is the device's page.
+ * The kernel's zswap writes a whole page (4096 bytes) to its swap device
+ * for each page written back.  Its run time with a swapfile and the same
+ * pool cap is measured by bench/vs-kernel.sh's hc_wb row (hotcold, both
+ * pools capped at 1 % of RAM, max_pool_percent's smallest step), which
+ * needs kzswap.sh and root; this program stays in one process.
  */
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -229,7 +232,7 @@ int main(int argc, char **argv)
 	}
 	if (!bo.json)
 		printf("(kernel zswap writes 4096 bytes per page written back: vs_kern is "
-		       "bytes/wbpg / 4096, target <= 0.5; the kernel run itself is not made here)\n");
+		       "bytes/wbpg / 4096, target <= 0.5; the kernel's run time: vs-kernel.sh, row hc_wb)\n");
 	if (bad)
 		fprintf(stderr, "writeback: data read back wrong\n");
 	return bad;
