@@ -51,7 +51,7 @@ TOOL       := $(B)/zswapu
 # Helpers the integration tests and the shell benchmarks run programs with.
 INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow $(B)/tests/mallocchurn
 
-.PHONY: all deps demo check test tools-test bench install uninstall clean torture docs docs-check integration profile-check FORCE
+.PHONY: all deps demo check test tools-test bench install uninstall clean torture docs docs-check integration integration-check profile-check FORCE
 all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc $(INTEGRATION_TOOLS)
 
 deps:
@@ -175,15 +175,27 @@ docs-check: $(TOOL) $(B)/zswapu.7
 
 # Integration: real programs natively and under `zswapu run` at 30 % of
 # their native peak (tests/integration/run.sh says what is checked).
-# CASES="python sort ..." runs some.  Not yet part of `make check`: the
-# engine does not hold such limits yet on programs with a large hot set
-# (see docs/preload.md); outputs already match.
+# CASES="python sort ..." runs some.  `make integration-check` runs every
+# case with --quick inputs (~2 min), outputs compared byte for byte, the
+# peak held to the native peak + slack (IT_BOUND=native: run.sh's head says
+# why); the full sizes take much longer: programs whose whole heap is hot
+# (xz, sqlite3) thrash at 30 % (see docs/preload.md).  Not yet in `make
+# check`: one run of the quick xz case died of SIGSEGV under zswapu (on a
+# machine loaded by the engine tortures), not reproduced since; until that
+# is understood it would make CI fail at random.
 $(B)/tests/%: tests/integration/%.c $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lpthread
 
 integration: all $(INTEGRATION_TOOLS)
 	./tests/integration/run.sh $(B) $(CASES)
+
+integration-check: all $(INTEGRATION_TOOLS)
+ifeq ($(SANITIZE),)
+	IT_BOUND=native ./tests/integration/run.sh $(B) --quick
+else
+	@echo "integration-check: skipped in a SANITIZE build (run it on the release build)"
+endif
 
 # Runs the unit suites; CK_RUN_SUITE=name runs one.
 test: $(B)/tests/runner
