@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -364,7 +365,19 @@ int pagesrc_thread_create(pthread_t *t, void *(*fn)(void *), void *arg, void **s
 	pthread_attr_t at;
 	pthread_attr_init(&at);
 	pthread_attr_setstack(&at, (char *)mem + PAGESRC_PAGE_SIZE, STACK_PAGES * PAGESRC_PAGE_SIZE);
-	err = -pthread_create(t, &at, fn, arg);
+	/*
+	 * The kernel delivers a process-directed signal to any thread that
+	 * does not block it.  A program's handler run on the fault handler
+	 * thread that touches a stored page faults where no one can serve it
+	 * (found: dash's SIGCHLD handler on the handler thread, the shell and
+	 * the handler both asleep in handle_userfault for good).  Engine
+	 * threads start with every signal blocked (glibc keeps its own).
+	 */
+	sigset_t all;
+	sigfillset(&all);
+	err = -pthread_attr_setsigmask_np(&at, &all);
+	if (!err)
+		err = -pthread_create(t, &at, fn, arg);
 	pthread_attr_destroy(&at);
 	if (err) {
 		pagesrc_thread_join(0, mem);

@@ -1076,6 +1076,56 @@ START_TEST(readahead_stops_at_a_mapping_end)
 }
 END_TEST
 
+/*
+ * A process-directed signal goes to any thread that does not block it.
+ * Run on the fault handler thread, a program's handler that touches a
+ * stored page faults where no one can serve it: the program hangs (found
+ * with dash: its SIGCHLD handler on the handler thread).  With the only
+ * program thread blocking the signal, it must stay pending (no engine
+ * thread takes it); unblocked, it runs here and its stored page comes in.
+ */
+static uint8_t *volatile sig_page;
+
+static void sig_touch(int sig)
+{
+	(void)sig;
+	sig_page[100]++;
+}
+
+START_TEST(signals_never_run_on_engine_threads)
+{
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 16 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 5);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	uint8_t before = 0;
+	sig_page = m + 3 * PAGE;
+	struct sigaction sa = { .sa_handler = sig_touch }, old;
+	ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+	sigset_t one, prev, pending;
+	sigemptyset(&one);
+	sigaddset(&one, SIGUSR1);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &one, &prev), 0);
+	ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+	usleep(20000);
+	ck_assert_int_eq(sigpending(&pending), 0);
+	ck_assert_msg(sigismember(&pending, SIGUSR1), "an engine thread took the signal");
+	/* the page is still stored: read its byte from the generator */
+	uint8_t copy[PAGE];
+	fill_page(copy, 3, 5);
+	before = copy[100];
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &prev, NULL), 0);
+	ck_assert_uint_eq(m[3 * PAGE + 100], (uint8_t)(before + 1));
+	sigaction(SIGUSR1, &old, NULL);
+	zswapu_shutdown();
+	munmap(m, N * PAGE);
+}
+END_TEST
+
 /* ---- fail-safe ---- */
 
 START_TEST(failsafe_no_userfaultfd)
@@ -1323,6 +1373,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_test(tc, fork_without_fork_events);
+	tcase_add_test(tc, signals_never_run_on_engine_threads);
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
