@@ -116,6 +116,17 @@ static void start(size_t limit)
 	ck_assert_int_eq(zswapu_init(&o), 0);
 }
 
+/* @n pages filled (generation @seq), registered, and all of them stored. */
+static uint8_t *map_stored(size_t n, uint64_t seq)
+{
+	uint8_t *m = map(n * PAGE);
+	for (size_t i = 0; i < n; i++)
+		fill_page(m + i * PAGE, i, seq);
+	ck_assert_int_eq(zswapu_register(m, n * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, n * PAGE), (long)n);
+	return m;
+}
+
 /* ---- basic ---- */
 
 START_TEST(round_trip)
@@ -212,11 +223,7 @@ START_TEST(shutdown_puts_everything_back)
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 4096 };
-	uint8_t *m = map(N * PAGE);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, 9);
-	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
-	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	uint8_t *m = map_stored(N, 9);
 	zswapu_shutdown();
 	/* no engine any more: every page must be resident and right */
 	unsigned char vec[N];
@@ -242,11 +249,7 @@ START_TEST(hot_brings_back)
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 512 };
-	uint8_t *m = map(N * PAGE);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, 3);
-	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
-	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	uint8_t *m = map_stored(N, 3);
 	ck_assert_int_eq(zswapu_hot(m, N * PAGE / 2), 0);
 	unsigned char vec[N];
 	mincore(m, N * PAGE, vec);
@@ -292,11 +295,7 @@ START_TEST(kernel_mode_access)
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 16 };
-	uint8_t *m = map(N * PAGE);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, 2);
-	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
-	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	uint8_t *m = map_stored(N, 2);
 	/* write(pipe, evicted page): the kernel reads our dropped page */
 	int pfd[2];
 	ck_assert_int_eq(pipe(pfd), 0);
@@ -823,11 +822,7 @@ START_TEST(unmap_and_remap)
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 1024 };
-	uint8_t *m = map(N * PAGE);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, 4);
-	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
-	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	uint8_t *m = map_stored(N, 4);
 	/* munmap the last quarter: its entries go */
 	ck_assert_int_eq(munmap(m + 3 * N / 4 * PAGE, N / 4 * PAGE), 0);
 	/* mremap the middle quarter elsewhere (move) */
@@ -1097,11 +1092,7 @@ START_TEST(signals_never_run_on_engine_threads)
 	SKIP_WITHOUT_UFFD();
 	start(0);
 	enum { N = 16 };
-	uint8_t *m = map(N * PAGE);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, 5);
-	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
-	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	uint8_t *m = map_stored(N, 5);
 	uint8_t before = 0;
 	sig_page = m + 3 * PAGE;
 	struct sigaction sa = { .sa_handler = sig_touch }, old;
