@@ -23,6 +23,26 @@ bench_args() {
     [ -n "$runs" ] || { [ $quick = 1 ] && runs=1 || runs=3; }
 }
 
+# bench_start NAME BUILD_DIR [options] : what every shell benchmark does
+# first: B (absolute), the options (bench_args), the helpers it runs
+# checked, and a scratch directory T (/tmp/zswapu-NAME.*) gone at exit.
+bench_start() {
+    bn=$1
+    [ $# -ge 2 ] || { echo "usage: ${0##*/} BUILD_DIR [--json] [--quick] [--runs N]" >&2; exit 2; }
+    B=$(cd "$2" && pwd) || exit 1
+    shift 2
+    bench_args "$@"
+    bench_need "$B/zswapu" "$B/tests/rsswatch" || exit 1
+    T=$(mktemp -d "/tmp/zswapu-$bn.XXXXXX") || exit 1
+    trap 'rm -rf "$T"' EXIT INT TERM
+}
+
+# bench_mid : stdin lines sorted by their first number; prints the middle
+# one (the median, with whatever else its line holds).
+bench_mid() {
+    sort -n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'
+}
+
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
@@ -87,5 +107,5 @@ bench_median() {
         vals="$vals $v"
         i=$((i + 1))
     done
-    echo $vals | tr ' ' '\n' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+    echo $vals | tr ' ' '\n' | bench_mid
 }

@@ -17,16 +17,9 @@
 # --json: one object per workload and mode with fields bench, workload,
 # mode, native_s, zswapu_s, overhead_vs_native, target, met.
 set -u
-B=${1:?usage: overhead.sh BUILD_DIR [--json] [--quick] [--runs N]}
-shift
-B=$(cd "$B" && pwd) || exit 1
 W=$(cd "$(dirname "$0")/workloads" && pwd)
 . "$(dirname "$0")/lib.sh"
-bench_args "$@"
-bench_need "$B/zswapu" "$B/tests/rsswatch" || exit 1
-
-T=$(mktemp -d /tmp/zswapu-overhead.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
+bench_start overhead "$@"
 if [ $quick = 1 ]; then n_py=300000 n_lines=600000 n_funcs=600; else n_py=1200000 n_lines=2500000 n_funcs=2500; fi
 "$PY" "$W/lines.py" "$T/lines.txt" $n_lines
 head -c $((n_lines * 24)) "$T/lines.txt" > "$T/xzin.txt"

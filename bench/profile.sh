@@ -19,16 +19,9 @@
 # --json: one object per workload with fields bench, workload, plain_s,
 # profiled_s, profile_overhead, target, met.
 set -u
-B=${1:?usage: profile.sh BUILD_DIR [--json] [--quick] [--runs N]}
-shift
-B=$(cd "$B" && pwd) || exit 1
 W=$(cd "$(dirname "$0")/workloads" && pwd)
 . "$(dirname "$0")/lib.sh"
-bench_args "$@"
-bench_need "$B/zswapu" "$B/tests/rsswatch" || exit 1
-
-T=$(mktemp -d /tmp/zswapu-profile.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
+bench_start profile "$@"
 if [ $quick = 1 ]; then n_py=300000 n_funcs=600; else n_py=1200000 n_funcs=2500; fi
 "$PY" "$W/bigc.py" "$T/big.c" $n_funcs
 cd "$T" || exit 1
@@ -60,8 +53,8 @@ measure() { # measure NAME LIMIT_FACTOR_PCT CMD... (0: no limit)
         echo "$t" >> prof.txt
         i=$((i + 1))
     done
-    a=$(sort -n plain.txt | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    b=$(sort -n prof.txt | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    a=$(bench_mid < plain.txt)
+    b=$(bench_mid < prof.txt)
     r=$(awk -v a="$b" -v b="$a" 'BEGIN { printf "%.3f", a / b }')
     met=$(awk -v r="$r" 'BEGIN { print (r <= 1.10) ? "met" : "missed" }')
     if [ $json = 1 ]; then

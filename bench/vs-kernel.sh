@@ -28,14 +28,10 @@
 # another benchmark: zswap and swap are machine-wide.  VSK_WORKLOADS="hc_wb
 # ..." runs only the workloads named.
 set -u
-B=${1:?usage: vs-kernel.sh BUILD_DIR [--json] [--quick] [--runs N]}
-shift
-B=$(cd "$B" && pwd) || exit 1
 HERE=$(cd "$(dirname "$0")" && pwd)
 SHARED=$(cd "$HERE/../../shared" 2>/dev/null && pwd) || SHARED=
 . "$HERE/lib.sh"
-bench_args "$@"
-bench_need "$B/zswapu" "$B/tests/rsswatch" || exit 1
+bench_start vsk "$@"
 if [ -z "$SHARED" ] || [ ! -f "$SHARED/bench/hotcold.c" ]; then
     echo "vs-kernel.sh: ../shared/bench (hotcold.c, kzswap.sh) not found beside the repository" >&2
     exit 1
@@ -47,8 +43,6 @@ if [ "$(id -u)" != 0 ] || ! [ -d /sys/module/zswap ]; then
     bench_note "note: not root or no zswap in this kernel: the kernel rows are skipped"
 fi
 
-T=$(mktemp -d /tmp/zswapu-vsk.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
 cc -O2 -o "$T/hotcold" "$SHARED/bench/hotcold.c" -llz4 || exit 1
 cd "$T" || exit 1
 
@@ -70,9 +64,6 @@ zswapu_ratio() { # the first process's compression ratio from --stats
     awk '$1 == "compression_ratio" && $2 ~ /^[0-9.]+$/ { print $2; exit }' zswapu.err
 }
 
-median_pairs() { # stdin: "time other" lines; prints the line of the median time
-    sort -n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'
-}
 
 bench_table_head "workload  mode          limit_MiB native_s zswapu_s kernel_s vs_native vs_kernel  ratio k_ratio  target(<=1.0, aim 0.7)"
 compare() { # compare NAME LIMIT CMD...
@@ -86,7 +77,7 @@ compare() { # compare NAME LIMIT CMD...
         while [ $i -lt $runs ]; do kernel_run "$lim" "$@" >> k.txt || break; i=$((i + 1)); done
         if [ $i = $runs ]; then
             read -r k_s k_r <<EOF
-$(median_pairs < k.txt)
+$(bench_mid < k.txt)
 EOF
         else
             bench_note "note: $name failed under the kernel's zswap at this limit (see above): no kernel figures"
@@ -102,7 +93,7 @@ EOF
         done
         unset ZSWAPU_LIMIT_POOL
         read -r z_s z_r <<EOF
-$(median_pairs < z.txt)
+$(bench_mid < z.txt)
 EOF
         : "${z_r:=0}"
         vn=$(awk -v a="$z_s" -v b="$native" 'BEGIN { printf "%.3f", a / b }')
