@@ -17,7 +17,7 @@
 # pages back to a file in $TMPDIR (ZSWAPU_WRITEBACK=1): a pool that does not
 # fit in 30 % of the native peak can only be held that way.  IT_ENV="VAR=val
 # ..." adds or overrides settings for the zswapu runs.
-# IT_BOUND=native (what `make check` uses) checks the peak against the native
+# IT_BOUND=native (what `make integration-check` uses) checks the peak against the native
 # peak + SLACK_MIB instead of the limit: at --quick sizes the limits are
 # 2-30 MiB, the engine's fixed memory (2-4 MiB) and the reclaimer's lag
 # behind a program allocating at full speed (it reacts to statm; 10-25 MiB
