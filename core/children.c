@@ -329,8 +329,7 @@ void children_release_all(struct children *c)
 void children_forget(struct children *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
-		close(c->c[i]->u.fd);
-		c->c[i]->u.fd = -1;
+		uffd_close(&c->c[i]->u);
 	}
 	c->n = 0;
 }

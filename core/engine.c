@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/children.h"
+#include "core/fdguard.h"
 #include "core/index.h"
 #include "core/log.h"
 #include "core/profile.h"
@@ -593,9 +594,8 @@ static void fork_child(void)
 		if (prepared[i])
 			pthread_mutex_unlock(&e->req_lock);
 		children_forget(e->children);
-		close(e->uffd.fd);
-		e->uffd.fd = -1;
-		close(e->efd);
+		uffd_close(&e->uffd);
+		fdguard_close(e->efd);
 		e->efd = -1;
 		engines[i] = NULL;
 	}
@@ -630,8 +630,7 @@ static void engine_free(struct engine *e)
 		pagesrc_free(e->stats, (sizeof(struct stats) + PAGE - 1) / PAGE);
 	if (e->buf)
 		pagesrc_free(e->buf, 2 * (1 + RESOLVE_AHEAD_MAX));
-	if (e->efd >= 0)
-		close(e->efd);
+	fdguard_close(e->efd);
 	uffd_close(&e->uffd);
 	pagesrc_free(e, (sizeof(*e) + PAGE - 1) / PAGE);
 }
@@ -703,7 +702,7 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	if (!err) {
 		e->zero = e->buf + (1 + RESOLVE_AHEAD_MAX) * PAGE;
 		memset(e->zero, 0, (1 + RESOLVE_AHEAD_MAX) * PAGE);
-		e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		e->efd = fdguard_adopt(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 		if (e->efd < 0)
 			err = -errno;
 	}

@@ -59,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fdguard.h"
 #include "core/maps.h"
 #include "core/log.h"
 #include "core/profile.h"
@@ -1223,13 +1224,12 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 		 * process_vm_readv (a seccomp filter may forbid it) to copy */
 		uint64_t probe = 0;
 		struct iovec l = { &probe, sizeof(probe) }, rv = { &r->o, sizeof(probe) };
-		r->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		r->pagemap = fdguard_adopt(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
 		err = r->pagemap < 0 ? -errno : 0;
 		if (!err && process_vm_readv(getpid(), &l, 1, &rv, 1, 0) != sizeof(probe))
 			err = -EOPNOTSUPP;
 		if (err) {
-			if (r->pagemap >= 0)
-				close(r->pagemap);
+			fdguard_close(r->pagemap);
 			pagesrc_free(r, npages);
 			return err;
 		}
@@ -1274,8 +1274,7 @@ void reclaim_destroy(struct reclaim *r)
 		pagesrc_free(r->warm, WARM_PAGES);
 	if (r->ref)
 		pagesrc_free((void *)r->ref, REF_WORDS * 8 / PAGE);
-	if (r->pagemap >= 0)
-		close(r->pagemap);
+	fdguard_close(r->pagemap);
 	pagesrc_free(r, (sizeof(struct reclaim) + PAGE - 1) / PAGE);
 }
 

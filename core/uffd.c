@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/fdguard.h"
 #include "core/inject.h"
 #include "core/log.h"
 
@@ -74,7 +75,7 @@ int uffd_open(uint64_t want, struct uffd *out)
 		close(fd);
 		return err;
 	}
-	out->fd = fd;
+	out->fd = fdguard_adopt(fd);
 	/* the kernel reports every feature it has, not the ones enabled */
 	out->features = grant;
 	out->ioctls = api.ioctls;
@@ -83,15 +84,14 @@ int uffd_open(uint64_t want, struct uffd *out)
 
 void uffd_from_fd(int fd, uint64_t features, struct uffd *out)
 {
-	out->fd = fd;
+	out->fd = fdguard_adopt(fd);
 	out->features = features;
 	out->ioctls = 0;
 }
 
 void uffd_close(struct uffd *u)
 {
-	if (u->fd >= 0)
-		close(u->fd);
+	fdguard_close(u->fd);
 	u->fd = -1;
 }
 

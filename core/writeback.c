@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/fdguard.h"
 #include "core/inject.h"
 #include "core/log.h"
 #include "pools/pagesrc.h"
@@ -417,11 +418,19 @@ bool writeback_lru_pop(struct writeback *wb, uintptr_t *addr)
 /* ---- create / destroy ---- */
 
 /* A ring with one registered buffer of @len bytes from pagesrc. */
+static void ring_exit(struct io_uring *ring)
+{
+	fdguard_forget(ring->ring_fd); /* liburing's close must not be refused */
+	io_uring_queue_exit(ring);
+}
+
 static int ring_init(struct io_uring *ring, unsigned int entries, uint8_t **buf, size_t len)
 {
 	int err = io_uring_queue_init(entries, ring, 0);
 	if (err)
 		return err;
+	/* liburing enters through enter_ring_fd and closes ring_fd at exit */
+	ring->ring_fd = ring->enter_ring_fd = fdguard_adopt(ring->ring_fd);
 	err = pagesrc_alloc(len / PAGE, (void **)buf);
 	if (!err) {
 		struct iovec iov = { .iov_base = *buf, .iov_len = len };
@@ -432,7 +441,7 @@ static int ring_init(struct io_uring *ring, unsigned int entries, uint8_t **buf,
 		}
 	}
 	if (err)
-		io_uring_queue_exit(ring);
+		ring_exit(ring);
 	return err;
 }
 
@@ -457,7 +466,7 @@ int writeback_create(const char *dir, struct stats *st, struct writeback **out)
 	pthread_mutex_init(&wb->rd_lock, NULL);
 	pthread_mutex_init(&wb->lru_lock, NULL);
 	/* no name, ever: nothing to clean up after a crash (BRIEF trap 7) */
-	wb->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	wb->fd = fdguard_adopt(open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
 	const char *what = "creating an O_TMPFILE file";
 	if (wb->fd < 0) {
 		err = -errno;
@@ -485,15 +494,14 @@ void writeback_destroy(struct writeback *wb)
 	if (!wb)
 		return;
 	if (wb->wr_up) {
-		io_uring_queue_exit(&wb->wr);
+		ring_exit(&wb->wr);
 		pagesrc_free(wb->wbuf, WRITEBACK_WBUF / PAGE);
 	}
 	if (wb->rd_up) {
-		io_uring_queue_exit(&wb->rd);
+		ring_exit(&wb->rd);
 		pagesrc_free(wb->rbuf, 1);
 	}
-	if (wb->fd >= 0)
-		close(wb->fd); /* the last reference: the file is gone */
+	fdguard_close(wb->fd); /* the last reference: the file is gone */
 	stats_add(wb->st, STAT_WB_FILE_BYTES, -(int64_t)(wb->used_blocks * WRITEBACK_BLOCK));
 	for (unsigned int i = 0; i < META_CHUNKS; i++)
 		if (wb->meta[i])

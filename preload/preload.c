@@ -82,6 +82,7 @@
 
 #include "core/compress.h"
 #include "core/discover.h"
+#include "core/fdguard.h"
 #include "core/log.h"
 #include "core/maps.h"
 #include "core/options.h"
@@ -566,6 +567,84 @@ EXPORT int munlockall(void)
 	return r;
 }
 
+/* ---- the engine's descriptors (core/fdguard.h) ---------------------------------------- */
+
+static void *_Atomic real_close, *_Atomic real_close_range, *_Atomic real_dup2, *_Atomic real_dup3;
+
+/* One line, the first time: a close-all loop would print one per descriptor. */
+static void refused(const char *call, int fd)
+{
+	static _Atomic bool said;
+	if (!atomic_exchange(&said, true))
+		log_error("the program's %s() would take descriptor %d, which zswapu uses (userfaultfd, "
+			  "writeback file or ring); it stays open, the call skips it", call, fd);
+}
+
+EXPORT int close(int fd)
+{
+	if (fdguard_owned(fd)) {
+		refused("close", fd);
+		errno = EBADF; /* what closing a descriptor one does not have gives */
+		return -1;
+	}
+	void *f = real(&real_close, "close");
+	return f ? ((int (*)(int))f)(fd) : (int)syscall(SYS_close, fd);
+}
+
+static int call_close_range(unsigned int first, unsigned int last, int flags)
+{
+	void *f = real(&real_close_range, "close_range");
+	return f ? ((int (*)(unsigned int, unsigned int, int))f)(first, last, flags)
+		 : (int)syscall(SYS_close_range, first, last, flags);
+}
+
+/* The range in pieces around the engine's descriptors. */
+EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	/* only marking close-on-exec: the engine's are already */
+	if (flags & CLOSE_RANGE_CLOEXEC || first >= FDGUARD_MAX || first > last)
+		return call_close_range(first, last, flags);
+	unsigned int lo = first;
+	for (int g = fdguard_next((int)lo); g >= 0 && (unsigned int)g <= last;
+	     g = fdguard_next((int)lo)) {
+		refused("close_range", g);
+		if ((unsigned int)g > lo && call_close_range(lo, (unsigned int)g - 1, flags))
+			return -1;
+		lo = (unsigned int)g + 1;
+	}
+	return lo <= last ? call_close_range(lo, last, flags) : 0;
+}
+
+EXPORT void closefrom(int lowfd)
+{
+	if (lowfd < 0)
+		lowfd = 0;
+	close_range((unsigned int)lowfd, ~0U, 0);
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+	if (oldfd != newfd && fdguard_owned(newfd)) {
+		refused("dup2", newfd);
+		errno = EBUSY;
+		return -1;
+	}
+	void *f = real(&real_dup2, "dup2");
+	return f ? ((int (*)(int, int))f)(oldfd, newfd) : (int)syscall(SYS_dup2, oldfd, newfd);
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	if (oldfd != newfd && fdguard_owned(newfd)) {
+		refused("dup3", newfd);
+		errno = EBUSY;
+		return -1;
+	}
+	void *f = real(&real_dup3, "dup3");
+	return f ? ((int (*)(int, int, int))f)(oldfd, newfd, flags)
+		 : (int)syscall(SYS_dup3, oldfd, newfd, flags);
+}
+
 /* ---- the scanner thread --------------------------------------------------------------- */
 
 /*
@@ -920,7 +999,7 @@ __attribute__((constructor)) static void preload_start(void)
 	clock_gettime(CLOCK_MONOTONIC, &g.t0);
 	/* programs may close stderr before exit (coreutils' close_stdout does):
 	 * keep a descriptor of our own for the table */
-	g.stats_fd = g.o.stats ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
+	g.stats_fd = g.o.stats ? fdguard_adopt(fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3)) : -1;
 	/* resolve now, not in the middle of a call that holds g.lock */
 	real(&real_mmap, "mmap");
 	real(&real_mlockall, "mlockall");
@@ -984,7 +1063,7 @@ __attribute__((destructor)) static void preload_stop(void)
 	if (g.o.stats && g.stats_fd >= 0) {
 		sample(); /* the peaks include the last moment */
 		print_stats(&st);
-		close(g.stats_fd);
+		fdguard_close(g.stats_fd);
 	}
 	/* a live forked child still reads its stored pages through this
 	 * engine: it gets them all before the engine goes (see the top) */

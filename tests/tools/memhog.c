@@ -4,15 +4,21 @@
  * page), then for SECONDS seconds rewrites a hot tenth and reads all of it
  * back, checking every page against its pattern.  Exits 0 when every read
  * matched, 1 otherwise.  Prints "ready" once the memory is filled.
+ * With "closeall" it then does what daemons and careless programs do to
+ * descriptors they do not own: dup2() over every number, closefrom(3),
+ * close() of every number, and opens to take the low numbers again; the
+ * engine's descriptors must survive it (core/fdguard.h).
  *
- * usage: memhog MIB SECONDS
+ * usage: memhog MIB SECONDS [closeall]
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PAGE 4096
 
@@ -32,8 +38,8 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: memhog MIB SECONDS\n");
+	if (argc != 3 && !(argc == 4 && !strcmp(argv[3], "closeall"))) {
+		fprintf(stderr, "usage: memhog MIB SECONDS [closeall]\n");
 		return 2;
 	}
 	size_t pages = strtoull(argv[1], NULL, 10) * 256;
@@ -47,6 +53,18 @@ int main(int argc, char **argv)
 		pattern((uint64_t *)(m + i * PAGE), i, 0);
 	printf("ready\n");
 	fflush(stdout);
+	if (argc == 4) {
+		/* let the limit push the pages out first */
+		struct timespec ts = { 1, 0 };
+		nanosleep(&ts, NULL);
+		for (int fd = 3; fd < 1024; fd++)
+			dup2(STDERR_FILENO, fd);
+		closefrom(3);
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		for (int i = 0; i < 16; i++)
+			open("/dev/null", O_RDWR);
+	}
 	uint64_t want[PAGE / 8];
 	size_t bad = 0, hot = pages / 10 ? pages / 10 : 1;
 	double end = now() + secs;

@@ -5,6 +5,8 @@
 #     counters must move (stores and stored pages rise under pressure);
 #   - a reader of a program that exits mid-read ends cleanly; the program's
 #     data were intact (memhog checks every page) and its file is gone;
+#   - a program that closes (and dup2()s over) every descriptor keeps its
+#     data: the engine's descriptors are left alone, with one line saying so;
 #   - a SIGKILLed program's stale file is removed by the next reader; with
 #     two managed programs, `zswapu stat` asks which;
 #   - zswapu plot writes a PNG and a well-formed SVG;
@@ -136,6 +138,16 @@ else
     bad "a reader of a program that exits mid-read ends cleanly (exit $w)" "$T/watch.err"
 fi
 check "the file is removed at exit" test ! -e "/dev/shm/zswapu.$P"
+
+# a program that closes and dup2()s over every descriptor, with most of its
+# pages stored or written back: the engine's descriptors survive, its data
+# too, and one line says what was refused (core/fdguard.h)
+if ZSWAPU_WRITEBACK=1 ZSWAPU_MAX_POOL=1M "$Z" run --limit 8M -- "$HOG" 32 2 closeall \
+    >"$T/closeall" 2>&1 && [ "$(grep -c 'which zswapu uses' "$T/closeall")" = 1 ]; then
+    ok "a program that closes every descriptor keeps its data"
+else
+    bad "a program that closes every descriptor keeps its data" "$T/closeall"
+fi
 
 # ---- plot ----
 if command -v gnuplot >/dev/null 2>&1; then
