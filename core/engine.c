@@ -216,8 +216,15 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 	 * window between the checks and the copy (a page moved to staging
 	 * is missing here but holds data).
 	 */
+	/*
+	 * Once failed, a page may be poisoned for lost data (lose_page()), and
+	 * a fault queued before that must not cover it with zeros: ZEROPAGE
+	 * refuses a poisoned entry (EEXIST), a COPY would overwrite it.  So no
+	 * COPY of zeros then: a write pays one more (kernel) fault.
+	 */
+	bool failed = atomic_load_explicit(&e->failed, memory_order_relaxed);
 	unsigned int zn = 0;
-	if (e->in_events && e->ra_win) {
+	if (e->in_events && e->ra_win && !failed) {
 		uintptr_t lim = reclaim_batch_clip(e->reclaim, addr + PAGE,
 						   addr + (1 + e->ra_win) * PAGE), first;
 		if (store_first(e->store, addr + PAGE, lim, &first) == 0)
@@ -236,7 +243,7 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 			err = resolve_zero(&e->uffd, e->zero, addr, write);
 		}
 	} else {
-		err = resolve_zero(&e->uffd, e->zero, addr, write);
+		err = resolve_zero(&e->uffd, e->zero, addr, write && !failed);
 	}
 	if (err == -EAGAIN)
 		queue_retry(e, addr, write, false);
@@ -362,6 +369,7 @@ static bool serve_slice(struct engine *e, struct request *r)
 		uintptr_t addr;
 		if (store_first(e->store, r->cursor, r->end, &addr))
 			return true;
+		r->cursor = addr; /* where it stopped, on an error */
 		int err = resolve_from_store(e, addr);
 		if (err == -EAGAIN)
 			return false; /* read events first, then go on */
@@ -429,11 +437,39 @@ static void unregister_all(struct engine *e, bool forget)
 	pagesrc_free(v, np);
 }
 
+/*
+ * A stored page that cannot be read back (the writeback file failing for
+ * good, a corrupt object): its data is gone.  Zeros in its place would be
+ * a silent corruption; poisoned, the page raises SIGBUS when touched, as a
+ * swap read error does in the kernel.  Its waiting threads are woken to
+ * meet it.  @return whether it was poisoned (6.6+).
+ */
+static bool lose_page(struct engine *e, uintptr_t addr)
+{
+	int err = uffd_poison(&e->uffd, addr, PAGE);
+	store_invalidate(e->store, addr, PAGE);
+	drop_retries(e, addr, addr + PAGE);
+	inc(e, EC_pages_lost);
+	return err == 0 || err == -EEXIST;
+}
+
 static void step_aside(struct engine *e)
 {
 	/* everything back first, from the handler itself (it is the resolver) */
 	struct request all = { .start = 0, .end = INDEX_ADDR_LIMIT, .cursor = 0 };
-	while (!serve_slice(e, &all)) {
+	size_t lost = 0, poisoned = 0;
+	int why = 0;
+	for (;;) {
+		if (serve_slice(e, &all)) {
+			if (!all.result)
+				break;
+			why = why ? why : all.result;
+			lost++;
+			poisoned += lose_page(e, all.cursor);
+			all.result = 0;
+			all.cursor += PAGE;
+			continue;
+		}
 		struct uffd_msg msgs[MSGS];
 		ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
@@ -442,6 +478,12 @@ static void step_aside(struct engine *e)
 	}
 	unregister_all(e, true);
 	run_retries(e); /* faults queued during the failure: now plain zeros or gone */
+	if (lost)
+		log_error("%zu stored pages could not be read back (%s): %s", lost,
+			  strerrordesc_np(-why) ? strerrordesc_np(-why) : "unknown error",
+			  poisoned == lost ? "the program gets SIGBUS if it touches one, as from a "
+					     "swap read error"
+					   : "this kernel cannot poison pages (6.6+): they read as zeros");
 	atomic_store(&e->stepped_aside, true);
 }
 

@@ -65,7 +65,8 @@ void engine_options_default(struct engine_options *o);
 	X(child_faults_store, "... from the pages stored at the fork")        \
 	X(children_exited, "forked children that exited or exec'd")           \
 	X(forks_refused, "forked children given every page at once instead") \
-	X(wp_faults, "writes to write-protected pages answered (WP detach)")
+	X(wp_faults, "writes to write-protected pages answered (WP detach)") \
+	X(pages_lost, "stored pages unreadable when the engine stepped aside (poisoned)")
 
 struct engine_counters {
 #define ENGINE_FIELD(name, desc) uint64_t name;

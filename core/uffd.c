@@ -100,6 +100,14 @@ static int do_ioctl(int fd, unsigned long req, void *arg)
 	return ioctl(fd, req, arg) < 0 ? -errno : 0;
 }
 
+int uffd_poison(struct uffd *u, uintptr_t dst, size_t len)
+{
+	if (!uffd_has(u, UFFD_FEATURE_POISON))
+		return -EOPNOTSUPP;
+	struct uffdio_poison p = { .range = { .start = dst, .len = len } };
+	return do_ioctl(u->fd, UFFDIO_POISON, &p);
+}
+
 int uffd_register(struct uffd *u, uintptr_t start, size_t len, bool wp)
 {
 	int err = injected(UFFD_OP_REGISTER);

@@ -31,7 +31,7 @@ struct uffd {
 	(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |                 \
 	 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |               \
 	 UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_PAGEFAULT_FLAG_WP |            \
-	 UFFD_FEATURE_MOVE)
+	 UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON)
 
 /* Features without which the engine cannot keep data correct. */
 #define UFFD_NEED_FEATURES                                                    \
@@ -87,6 +87,12 @@ int uffd_copy_partial(struct uffd *u, uintptr_t dst, const void *src, size_t len
 		      bool dontwake, size_t *copied);
 int uffd_zeropage(struct uffd *u, uintptr_t dst, size_t len, bool dontwake);
 int uffd_wake(struct uffd *u, uintptr_t start, size_t len);
+/*
+ * uffd_poison() : make the missing pages of [dst, dst+len) raise SIGBUS
+ * when touched, registered or not, as a swap read error does (6.6+):
+ * for a page whose data is lost.  -EOPNOTSUPP without the feature.
+ */
+int uffd_poison(struct uffd *u, uintptr_t dst, size_t len);
 
 /*
  * uffd_move() : move pages from @src to @dst (both registered with @u),

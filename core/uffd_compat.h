@@ -51,6 +51,19 @@ struct uffdio_move {
 #define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
 #endif
 
+/* 6.6: UFFDIO_POISON: a page that reads as a memory error (SIGBUS) */
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08)
+struct uffdio_poison {
+	struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+	__u64 mode;
+	/* bytes poisoned, or a negative errno: written by the kernel */
+	__s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+
 /* 6.7: PAGEMAP_SCAN ioctl on /proc/self/pagemap */
 #include <linux/fs.h>
 #ifndef PAGEMAP_SCAN

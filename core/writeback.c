@@ -78,6 +78,14 @@ void writeback_inject_fail(enum writeback_op op, int err, unsigned int nth)
 	inject_arm(&inject[op], err, nth);
 }
 
+void writeback_inject_fail_from(enum writeback_op op, int err, unsigned int nth)
+{
+	if (err)
+		inject_arm_sticky(&inject[op], err, nth);
+	else
+		inject_arm(&inject[op], 0, 0);
+}
+
 /* The injected error for this call of @op, or 0. */
 static int injected(enum writeback_op op)
 {

@@ -125,5 +125,7 @@ bool writeback_lru_pop(struct writeback *wb, uintptr_t *addr);
 /* For tests: make the @nth next write or read complete with -@err. */
 enum writeback_op { WRITEBACK_OP_WRITE, WRITEBACK_OP_READ, WRITEBACK_OP_NR };
 void writeback_inject_fail(enum writeback_op op, int err, unsigned int nth);
+/* writeback_inject_fail_from() : every call from the @nth on fails (0: off). */
+void writeback_inject_fail_from(enum writeback_op op, int err, unsigned int nth);
 
 #endif

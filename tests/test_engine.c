@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -27,7 +28,9 @@
 #include "core/engine.h"
 #include "core/reclaim.h"
 #include "core/uffd.h"
+#include "core/writeback.h"
 #include "libzswapu/zswapu.h"
+#include "logcap.h"
 
 #define PAGE 4096UL
 
@@ -1163,6 +1166,83 @@ START_TEST(failsafe_ioctl_error)
 }
 END_TEST
 
+/* Reads @p's first byte: false when it raised SIGBUS. */
+static sigjmp_buf bus_env;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_env, 1);
+}
+
+static bool readable(const volatile uint8_t *p)
+{
+	if (sigsetjmp(bus_env, 1))
+		return false;
+	(void)*p;
+	return true;
+}
+
+/*
+ * The writeback file breaks for good (every read fails): the first fault
+ * on a page in it makes the engine step aside.  Every page still in the
+ * pool comes back intact; the ones in the file are lost, and must say so
+ * (SIGBUS, as from a swap read error), never read as zeros.  Before, the
+ * first unreadable page ended the putting back, and every stored page
+ * after it, readable or not, read as zeros.
+ */
+START_TEST(failsafe_unreadable_pages_raise_sigbus)
+{
+	SKIP_WITHOUT_UFFD();
+	struct uffd u;
+	ck_assert_int_eq(uffd_open(UFFD_WANT_FEATURES, &u), 0);
+	bool poison = uffd_has(&u, UFFD_FEATURE_POISON);
+	uffd_close(&u);
+	if (!poison) {
+		fprintf(stderr, "SKIP %s: no UFFDIO_POISON (6.6+)\n", __func__);
+		return;
+	}
+	enum { N = 1024 };
+	char dir[] = "/tmp/zswapu-lost-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	start_max_pool = 64 << 10;
+	start_wb_dir = dir;
+	start(0);
+	uint8_t *m = map_stored(N, 13);
+	struct zswapu_stats st;
+	ck_assert_int_eq(zswapu_stats(&st), 0);
+	uint64_t in_file = st.wb_stored_pages;
+	ck_assert_uint_gt(in_file, N / 2);
+	ck_assert_uint_lt(in_file, N); /* some in the pool too */
+	writeback_inject_fail_from(WRITEBACK_OP_READ, EIO, 1);
+	struct sigaction sa = { .sa_handler = on_bus }, old;
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGBUS, &sa, &old), 0);
+	struct logcap c;
+	char buf[4096];
+	logcap_begin(&c);
+	uint64_t lost = 0;
+	for (int i = 0; i < N; i++) {
+		if (!readable(m + i * PAGE))
+			lost++;
+		else
+			ck_assert_msg(page_ok(m + i * PAGE, i, 13), "page %d read wrong", i);
+	}
+	logcap_end(&c, buf, sizeof(buf));
+	sigaction(SIGBUS, &old, NULL);
+	writeback_inject_fail_from(WRITEBACK_OP_READ, 0, 0);
+	ck_assert_uint_eq(lost, in_file);
+	ck_assert_int_eq(zswapu_stats(&st), 0);
+	ck_assert_uint_eq(st.failed, 1);
+	ck_assert_ptr_nonnull(strstr(buf, "could not be read back"));
+	ck_assert_ptr_nonnull(strstr(buf, "SIGBUS"));
+	zswapu_shutdown();
+	start_max_pool = 0;
+	start_wb_dir = NULL;
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 /* ---- WP detach: writes racing the detach, and its fail-safe ---- */
 
 struct wp_race {
@@ -1369,6 +1449,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
+	tcase_add_test(tc, failsafe_unreadable_pages_raise_sigbus);
 	tcase_add_test(tc, wp_writes_race_detach);
 	tcase_add_test(tc, wp_failsafe_writeprotect_error);
 	tcase_add_test(tc, detach_mode_missing);
