@@ -46,11 +46,24 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
+/*
+ * When set, one (page, seq) in poor_every is random: it compresses too
+ * poorly to be stored, and the reclaimer sends it back (torture_poor).
+ */
+static unsigned int poor_every;
+
 /* Compressible but not trivially: 64-byte records with varying fields. */
 static void fill_page(uint8_t *p, uint64_t page, uint64_t seq)
 {
 	uint64_t *w = (uint64_t *)p;
 	uint64_t h = mix(page * 1000003 + seq);
+	if (poor_every && (page + seq) % poor_every == 0) {
+		w[0] = page;
+		w[1] = seq;
+		for (unsigned i = 2; i < PAGE / 8; i++)
+			w[i] = mix(h + i);
+		return;
+	}
 	for (unsigned i = 0; i < PAGE / 8; i++) {
 		switch (i % 8) {
 		case 0: w[i] = page; break;
@@ -708,6 +721,11 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		ck_assert_uint_ge(t.forks, MIN_FORKS);
 	}
 	ck_assert_uint_ge(t.ops, ops);
+	if (poor_every) {
+		fprintf(stderr, "torture(poor): %lu pages sent back as incompressible\n",
+			(unsigned long)st.reject_compress_poor);
+		ck_assert_uint_gt(st.reject_compress_poor, st.stores / 4);
+	}
 	if (start_wb_dir) {
 		fprintf(stderr, "torture(writeback): %lu pages written back (%lu bytes), %lu "
 			"still in the file of %lu stored at the end, %lu read back, p50 %lu ns, "
@@ -783,6 +801,20 @@ START_TEST(torture_writeback)
 	start_max_pool = 0;
 	start_wb_dir = NULL;
 	ck_assert_int_eq(rmdir(dir), 0); /* empty: the file had no name */
+}
+END_TEST
+
+/*
+ * A third of the pages random: the reclaimer moves them out, finds them
+ * incompressible and puts them back (return_page), racing the program's
+ * faults and writes.  xz's tables are like this (680,000 such returns in
+ * one integration run).
+ */
+START_TEST(torture_poor)
+{
+	poor_every = 3;
+	run_torture(64, torture_ops() / 4, 0, 4);
+	poor_every = 0;
 }
 END_TEST
 
@@ -1466,6 +1498,10 @@ Suite *engine_suite(void)
 	tcase_set_timeout(tw, 600);
 	tcase_add_test(tw, torture_writeback);
 	suite_add_tcase(s, tw);
+	TCase *tpo = tcase_create("torture_poor");
+	tcase_set_timeout(tpo, 600);
+	tcase_add_test(tpo, torture_poor);
+	suite_add_tcase(s, tpo);
 	TCase *tp = tcase_create("torture_wp");
 	tcase_set_timeout(tp, 600);
 	tcase_add_test(tp, torture_threads_wp);
