@@ -32,6 +32,7 @@
 #include "core/fdguard.h"
 #include "core/index.h"
 #include "core/log.h"
+#include "core/maps.h"
 #include "core/profile.h"
 #include "core/region.h"
 #include "core/resolve.h"
@@ -718,6 +719,10 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	pthread_mutex_init(&e->req_lock, NULL);
 	pthread_mutex_init(&e->req_mu, NULL);
 	pthread_cond_init(&e->req_cv, NULL);
+	/* the /proc files the reclaimer and the scanner read while the program
+	 * runs: opened now, not then (maps_preopen() says why); without them
+	 * they are opened per read, as before */
+	maps_preopen();
 
 	err = uffd_open(o->no_fork_events ? UFFD_WANT_FEATURES & ~UFFD_FEATURE_EVENT_FORK
 					  : UFFD_WANT_FEATURES,

@@ -12,15 +12,77 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "core/fdguard.h"
+
+/* ---- the /proc/self files kept open (see maps_preopen()) ---- */
+
+static struct {
+	const char *path;
+	_Atomic int fd;
+} kept[] = {
+	{ "/proc/self/statm", -1 },
+	{ "/proc/self/status", -1 },
+	{ "/proc/self/maps", -1 },
+	{ "/proc/self/smaps", -1 },
+};
+#define NKEPT (sizeof(kept) / sizeof(kept[0]))
+
+static int kept_fd(const char *path)
+{
+	for (size_t i = 0; i < NKEPT; i++)
+		if (!strcmp(path, kept[i].path))
+			return atomic_load_explicit(&kept[i].fd, memory_order_acquire);
+	return -1;
+}
+
+static int open_kept(void)
+{
+	int err = 0;
+	for (size_t i = 0; i < NKEPT; i++) {
+		if (atomic_load(&kept[i].fd) >= 0)
+			continue;
+		int fd = fdguard_adopt(open(kept[i].path, O_RDONLY | O_CLOEXEC));
+		if (fd < 0 && !err)
+			err = -errno;
+		atomic_store_explicit(&kept[i].fd, fd, memory_order_release);
+	}
+	return err;
+}
+
+/* In a forked child, alone: the kept files are the parent's /proc/PID. */
+static void reopen_in_child(void)
+{
+	for (size_t i = 0; i < NKEPT; i++)
+		fdguard_close(atomic_exchange(&kept[i].fd, -1));
+	open_kept();
+}
+
+static void watch_forks(void)
+{
+	pthread_atfork(NULL, NULL, reopen_in_child);
+}
+
+int maps_preopen(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, watch_forks);
+	return open_kept();
+}
 
 int maps_open(struct maps_reader *r, const char *path, char *buf, size_t cap)
 {
 	if (cap < 256)
 		return -EINVAL;
 	memset(r, 0, sizeof(*r));
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	r->fd = kept_fd(path);
+	r->kept = r->fd >= 0;
+	if (!r->kept)
+		r->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (r->fd < 0)
 		return -errno;
 	r->buf = buf;
@@ -30,7 +92,7 @@ int maps_open(struct maps_reader *r, const char *path, char *buf, size_t cap)
 
 void maps_close(struct maps_reader *r)
 {
-	if (r->fd >= 0)
+	if (r->fd >= 0 && !r->kept)
 		close(r->fd);
 	r->fd = -1;
 }
@@ -42,9 +104,12 @@ static int fill(struct maps_reader *r)
 	r->len -= r->pos;
 	r->pos = 0;
 	while (r->len < r->cap) {
-		ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len);
+		ssize_t n = r->kept ? pread(r->fd, r->buf + r->len, r->cap - r->len, r->off)
+				    : read(r->fd, r->buf + r->len, r->cap - r->len);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n > 0)
+			r->off += n;
 		if (n < 0)
 			return -errno;
 		if (n == 0) {
@@ -260,11 +325,17 @@ bool maps_candidate(const struct maps_vma *v)
 
 size_t maps_read_small(const char *path, char *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
+	ssize_t n;
+	int fd = kept_fd(path);
+	if (fd >= 0) {
+		n = pread(fd, buf, len - 1, 0);
+	} else {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return 0;
+		n = read(fd, buf, len - 1);
+		close(fd);
+	}
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum maps_kind {
 	MAPS_ANON,    /* no file: mmap(MAP_ANONYMOUS), malloc's mmaps, [anon:name] */
@@ -60,6 +61,8 @@ struct maps_vma {
 
 struct maps_reader {
 	int fd;
+	bool kept;  /* one of maps_preopen()'s: pread at off, never closed */
+	off_t off;
 	char *buf;
 	size_t cap, len, pos;
 	bool eof, skipping; /* skipping: the tail of an over-long line */
@@ -96,5 +99,23 @@ bool maps_candidate(const struct maps_vma *v);
  * a read error).
  */
 size_t maps_read_small(const char *path, char *buf, size_t len);
+
+/*
+ * maps_preopen() : open /proc/self/{statm,status,maps,smaps} once, for
+ * good, above the program's descriptor numbers (core/fdguard.h); from then
+ * on maps_open() and maps_read_small() on those paths read them with
+ * pread() (procfs makes the text afresh at offset 0) and open nothing.
+ * Call it before the program runs on (the engine does, from zswapu_init()).
+ *
+ * Why: open() takes the lowest free number, and a program may count on a
+ * number it just freed staying free.  dash redirects `cmd > file` with
+ * close(1) then dup2(f, 1): the reclaimer's statm open took 1 in between,
+ * dup2() closed it under us, and our close() then closed the shell's new
+ * stdout, so the next child found stdout closed, opened its writeback file
+ * as fd 1 and wrote its output into it (tests/tools: sh-redirects).  A
+ * forked child reopens them (they name the parent's /proc entries).
+ * @return 0 or -errno; on an error the paths are opened per call, as before.
+ */
+int maps_preopen(void);
 
 #endif

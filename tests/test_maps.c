@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "core/maps.h"
@@ -197,6 +199,48 @@ START_TEST(real_smaps)
 }
 END_TEST
 
+/*
+ * After maps_preopen() the /proc/self files are read through descriptors
+ * kept high, opened once: no open() while the program runs (maps.h says
+ * why), the text fresh at every read, and a forked child reads its own.
+ */
+START_TEST(preopened_files_read_fresh_and_per_process)
+{
+	ck_assert_int_eq(maps_preopen(), 0);
+	char buf[4096];
+	struct maps_reader r;
+	ck_assert_int_eq(maps_open(&r, "/proc/self/maps", buf, sizeof(buf)), 0);
+	ck_assert(r.kept);
+	ck_assert_int_ge(r.fd, 64); /* moved above the low numbers */
+	struct maps_vma v;
+	size_t n = 0;
+	while (maps_next(&r, &v) > 0)
+		n++;
+	maps_close(&r);
+	ck_assert_uint_gt(n, 5);
+	/* statm: a new mapping, touched, shows in the next read */
+	char a[128], b[128];
+	ck_assert_uint_gt(maps_read_small("/proc/self/statm", a, sizeof(a)), 0);
+	size_t len = 64 << 20;
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	memset(m, 1, len);
+	ck_assert_uint_gt(maps_read_small("/proc/self/statm", b, sizeof(b)), 0);
+	ck_assert_uint_ge(strtoul(b, NULL, 10), strtoul(a, NULL, 10) + len / 4096);
+	munmap(m, len);
+	/* a forked child reads its own status, not its parent's */
+	pid_t pid = fork();
+	if (pid == 0) {
+		char st[4096], want[64];
+		snprintf(want, sizeof(want), "\nPid:\t%d\n", (int)getpid());
+		_exit(maps_read_small("/proc/self/status", st, sizeof(st)) && strstr(st, want) ? 0 : 1);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 Suite *maps_suite(void)
 {
 	Suite *s = suite_create("maps");
@@ -205,6 +249,7 @@ Suite *maps_suite(void)
 	tcase_add_test(tc, smaps_flags);
 	tcase_add_test(tc, long_lines);
 	tcase_add_test(tc, real_smaps);
+	tcase_add_test(tc, preopened_files_read_fresh_and_per_process);
 	suite_add_tcase(s, tc);
 	return s;
 }
