@@ -122,6 +122,7 @@ check: deps
 	@$(MAKE) --no-print-directory tools-test
 	@$(MAKE) --no-print-directory docs-check
 	@$(MAKE) --no-print-directory profile-check
+	@$(MAKE) --no-print-directory integration-check
 
 # The profiler end to end: a hot/cold program under the shim with
 # ZSWAPU_PROFILE (tests/profile/run.sh says what is checked; ~5 s).
@@ -176,13 +177,10 @@ docs-check: $(TOOL) $(B)/zswapu.7
 # Integration: real programs natively and under `zswapu run` at 30 % of
 # their native peak (tests/integration/run.sh says what is checked).
 # CASES="python sort ..." runs some.  `make integration-check` runs every
-# case with --quick inputs (~2 min), outputs compared byte for byte, the
-# peak held to the native peak + slack (IT_BOUND=native: run.sh's head says
-# why); the full sizes take much longer: programs whose whole heap is hot
-# (xz, sqlite3) thrash at 30 % (see docs/preload.md).  NOT in `make check`
-# while a known data loss stands: the quick xz case fails about one run in
-# four ("loading a page failed: Input/output error", the writeback file's
-# reads failing with EBADF, then a corrupt out.xz); see the issue notes.
+# case with --quick inputs (~2 min; part of `make check`), outputs compared
+# byte for byte, the peak held to the native peak + slack (IT_BOUND=native:
+# run.sh's head says why); the full sizes take much longer: programs whose
+# whole heap is hot (xz, sqlite3) thrash at 30 % (see docs/preload.md).
 $(B)/tests/%: tests/integration/%.c $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lpthread
