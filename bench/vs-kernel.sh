@@ -64,7 +64,6 @@ zswapu_ratio() { # the first process's compression ratio from --stats
     awk '$1 == "compression_ratio" && $2 ~ /^[0-9.]+$/ { print $2; exit }' zswapu.err
 }
 
-
 bench_table_head "workload  mode          limit_MiB native_s zswapu_s kernel_s vs_native vs_kernel  ratio k_ratio  target(<=1.0, aim 0.7)"
 compare() { # compare NAME LIMIT CMD...
     name=$1 lim=$2

@@ -104,8 +104,7 @@ static int fill(struct maps_reader *r)
 	r->len -= r->pos;
 	r->pos = 0;
 	while (r->len < r->cap) {
-		ssize_t n = r->kept ? pread(r->fd, r->buf + r->len, r->cap - r->len, r->off)
-				    : read(r->fd, r->buf + r->len, r->cap - r->len);
+		ssize_t n = pread(r->fd, r->buf + r->len, r->cap - r->len, r->off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n > 0)
@@ -325,17 +324,13 @@ bool maps_candidate(const struct maps_vma *v)
 
 size_t maps_read_small(const char *path, char *buf, size_t len)
 {
-	ssize_t n;
 	int fd = kept_fd(path);
-	if (fd >= 0) {
-		n = pread(fd, buf, len - 1, 0);
-	} else {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return 0;
-		n = read(fd, buf, len - 1);
+	bool own = fd < 0;
+	if (own && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	ssize_t n = pread(fd, buf, len - 1, 0);
+	if (own)
 		close(fd);
-	}
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';

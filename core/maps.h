@@ -61,8 +61,8 @@ struct maps_vma {
 
 struct maps_reader {
 	int fd;
-	bool kept;  /* one of maps_preopen()'s: pread at off, never closed */
-	off_t off;
+	bool kept;  /* one of maps_preopen()'s: never closed */
+	off_t off;  /* where the next pread() starts */
 	char *buf;
 	size_t cap, len, pos;
 	bool eof, skipping; /* skipping: the tail of an over-long line */

@@ -80,10 +80,7 @@ void writeback_inject_fail(enum writeback_op op, int err, unsigned int nth)
 
 void writeback_inject_fail_from(enum writeback_op op, int err, unsigned int nth)
 {
-	if (err)
-		inject_arm_sticky(&inject[op], err, nth);
-	else
-		inject_arm(&inject[op], 0, 0);
+	inject_arm_sticky(&inject[op], err, nth); /* err 0: disarmed */
 }
 
 /* The injected error for this call of @op, or 0. */
@@ -425,13 +422,13 @@ bool writeback_lru_pop(struct writeback *wb, uintptr_t *addr)
 
 /* ---- create / destroy ---- */
 
-/* A ring with one registered buffer of @len bytes from pagesrc. */
 static void ring_exit(struct io_uring *ring)
 {
 	fdguard_forget(ring->ring_fd); /* liburing's close must not be refused */
 	io_uring_queue_exit(ring);
 }
 
+/* A ring with one registered buffer of @len bytes from pagesrc. */
 static int ring_init(struct io_uring *ring, unsigned int entries, uint8_t **buf, size_t len)
 {
 	int err = io_uring_queue_init(entries, ring, 0);

@@ -622,24 +622,28 @@ EXPORT void closefrom(int lowfd)
 	close_range((unsigned int)lowfd, ~0U, 0);
 }
 
+/* dup2()/dup3() onto one of the engine's: refused with EBUSY. */
+static bool dup_refused(const char *call, int oldfd, int newfd)
+{
+	if (oldfd == newfd || !fdguard_owned(newfd))
+		return false;
+	refused(call, newfd);
+	errno = EBUSY;
+	return true;
+}
+
 EXPORT int dup2(int oldfd, int newfd)
 {
-	if (oldfd != newfd && fdguard_owned(newfd)) {
-		refused("dup2", newfd);
-		errno = EBUSY;
+	if (dup_refused("dup2", oldfd, newfd))
 		return -1;
-	}
 	void *f = real(&real_dup2, "dup2");
 	return f ? ((int (*)(int, int))f)(oldfd, newfd) : (int)syscall(SYS_dup2, oldfd, newfd);
 }
 
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	if (oldfd != newfd && fdguard_owned(newfd)) {
-		refused("dup3", newfd);
-		errno = EBUSY;
+	if (dup_refused("dup3", oldfd, newfd))
 		return -1;
-	}
 	void *f = real(&real_dup3, "dup3");
 	return f ? ((int (*)(int, int, int))f)(oldfd, newfd, flags)
 		 : (int)syscall(SYS_dup3, oldfd, newfd, flags);
