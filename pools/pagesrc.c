@@ -64,9 +64,15 @@ static struct pagesrc {
 	uint32_t *released[PAGESRC_MAX_RUN + 1]; /* stacks of page numbers */
 	size_t nreleased[PAGESRC_MAX_RUN + 1];
 	size_t used, ncached, nreleased_pages, limit;
+	/* CACHE_* and POPULATE_AHEAD, or less under a budget */
+	size_t cache_high, cache_low, cache_hard, populate_ahead;
 } ps = {
 	.init_once = PTHREAD_ONCE_INIT,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cache_high = CACHE_HIGH,
+	.cache_low = CACHE_LOW,
+	.cache_hard = CACHE_HARD,
+	.populate_ahead = POPULATE_AHEAD,
 };
 
 static size_t phys_bytes(void)
@@ -212,7 +218,7 @@ int pagesrc_alloc(size_t npages, void **out)
 		ps.bump += npages;
 		if (ps.bump > ps.populated) {
 			size_t from = ps.populated > ps.bump - npages ? ps.populated : ps.bump - npages;
-			size_t to = from + POPULATE_AHEAD;
+			size_t to = from + ps.populate_ahead;
 			to = to < ps.bump ? ps.bump : to;
 			to = to > ps.npages ? ps.npages : to;
 			pop = page_addr(from);
@@ -305,10 +311,11 @@ void pagesrc_free(void *p, size_t npages)
 	pthread_mutex_lock(&ps.lock);
 	put_run_locked((uintptr_t)p, npages, true);
 	ps.used -= npages;
-	bool over = ps.ncached > (tls_defer ? CACHE_HARD : CACHE_HIGH);
+	bool over = ps.ncached > (tls_defer ? ps.cache_hard : ps.cache_high);
+	size_t low = ps.cache_low;
 	pthread_mutex_unlock(&ps.lock);
 	if (over)
-		release_cached(CACHE_LOW);
+		release_cached(low);
 }
 
 void pagesrc_trim(void)
@@ -324,10 +331,52 @@ void pagesrc_defer_release(bool defer)
 void pagesrc_release_excess(void)
 {
 	pthread_mutex_lock(&ps.lock);
-	bool over = ps.ncached > CACHE_HIGH;
+	bool over = ps.ncached > ps.cache_high;
+	size_t low = ps.cache_low;
 	pthread_mutex_unlock(&ps.lock);
 	if (over)
-		release_cached(CACHE_LOW);
+		release_cached(low);
+}
+
+static size_t clamp(size_t v, size_t lo, size_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+void pagesrc_set_budget(size_t bytes)
+{
+	size_t pages = bytes / PAGESRC_PAGE_SIZE;
+	pthread_mutex_lock(&ps.lock);
+	ps.cache_high = pages ? clamp(pages / 64, 64, CACHE_HIGH) : CACHE_HIGH;
+	ps.cache_low = ps.cache_high / 4;
+	ps.cache_hard = pages ? clamp(4 * ps.cache_high, 256, CACHE_HARD) : CACHE_HARD;
+	ps.populate_ahead = pages ? clamp(pages / 64, 16, POPULATE_AHEAD) : POPULATE_AHEAD;
+	bool over = ps.ncached > ps.cache_high;
+	size_t low = ps.cache_low;
+	pthread_mutex_unlock(&ps.lock);
+	if (over)
+		release_cached(low);
+}
+
+size_t pagesrc_resident_bytes(void)
+{
+	if (pagesrc_init())
+		return 0;
+	pthread_mutex_lock(&ps.lock);
+	size_t top = ps.bump > ps.populated ? ps.bump : ps.populated;
+	pthread_mutex_unlock(&ps.lock);
+	unsigned char v[4096];
+	size_t n = 0;
+	for (uintptr_t a = ps.base, end = page_addr(top); a < end;) {
+		size_t len = end - a < sizeof(v) * PAGESRC_PAGE_SIZE ? end - a
+								      : sizeof(v) * PAGESRC_PAGE_SIZE;
+		if (mincore((void *)a, len, v))
+			break;
+		for (size_t i = 0; i < len / PAGESRC_PAGE_SIZE; i++)
+			n += v[i] & 1;
+		a += len;
+	}
+	return n * PAGESRC_PAGE_SIZE;
 }
 
 void pagesrc_get_stats(struct pagesrc_stats *st)

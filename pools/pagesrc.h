@@ -90,6 +90,20 @@ void pagesrc_trim(void);
 void pagesrc_defer_release(bool defer);
 void pagesrc_release_excess(void);
 
+/*
+ * pagesrc_set_budget() : the memory limit the engine works under (0:
+ * none).  Free pages kept resident and pages populated ahead scale with it
+ * (1/64 of it, within the defaults): 8 MiB of cache and 2 MiB populated
+ * ahead fit a 1 GiB limit, not a 10 MiB one.
+ */
+void pagesrc_set_budget(size_t bytes);
+
+/*
+ * pagesrc_resident_bytes() : the arena's resident memory, counted with
+ * mincore() (a syscall per 16 MiB of arena in use: not for hot paths).
+ */
+size_t pagesrc_resident_bytes(void);
+
 void pagesrc_get_stats(struct pagesrc_stats *st);
 
 /*

@@ -462,6 +462,41 @@ START_TEST(shrink_races_owners)
 }
 END_TEST
 
+/*
+ * The page source under a budget (the engine sets the process's limit):
+ * free pages kept resident for reuse stay within 1/64 of it, where 8 MiB
+ * of them was most of a 10 MiB limit; without one, up to 8 MiB are kept.
+ * pagesrc_resident_bytes() sees pages come and go.
+ */
+START_TEST(budget_bounds_the_cache)
+{
+	enum { N = 512 };
+	static void *p[N];
+	struct pagesrc_stats st;
+	pagesrc_trim();
+	size_t before = pagesrc_resident_bytes();
+	for (int round = 0; round < 2; round++) {
+		pagesrc_set_budget(round == 0 ? 16 << 20 : 0); /* 16 MiB: 64 pages kept */
+		for (int i = 0; i < N; i++) {
+			ck_assert_int_eq(pagesrc_alloc(1, &p[i]), 0);
+			memset(p[i], i, 4096);
+		}
+		ck_assert_uint_ge(pagesrc_resident_bytes(), before + N * 4096);
+		for (int i = 0; i < N; i++)
+			pagesrc_free(p[i], 1);
+		pagesrc_get_stats(&st);
+		if (round == 0) {
+			ck_assert_uint_le(st.cached_pages, 64);
+			/* the cache, and pages populated ahead (64 too) */
+			ck_assert_uint_le(pagesrc_resident_bytes(), before + (64 + 64) * 4096);
+		} else {
+			ck_assert_uint_ge(st.cached_pages, N);
+		}
+		pagesrc_trim();
+	}
+}
+END_TEST
+
 Suite *zpool_suite(void)
 {
 	Suite *s = suite_create("zpool");
@@ -475,6 +510,7 @@ Suite *zpool_suite(void)
 	tcase_add_loop_test(tc, compaction_keeps_objects, 0, NDRIVERS);
 	tcase_add_loop_test(tc, four_threads, 0, NDRIVERS);
 	tcase_add_loop_test(tc, shrink_races_owners, 0, NDRIVERS);
+	tcase_add_test(tc, budget_bounds_the_cache);
 	suite_add_tcase(s, tc);
 	return s;
 }
