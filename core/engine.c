@@ -43,6 +43,7 @@
 #define MSGS 64
 #define RETRY_MAX 256
 #define REQ_SLICE 256 /* pages brought back between two uffd reads */
+#define THROTTLE_MAX_NS (20ull * 1000 * 1000) /* see hold_fault() */
 #define MAX_ENGINES 8
 
 enum {
@@ -68,6 +69,7 @@ struct retry {
 	uintptr_t addr;
 	bool write;
 	bool wp; /* a write to a write-protected page */
+	uint64_t held_since; /* held by back-pressure since (ns), or 0 */
 };
 
 struct engine {
@@ -119,7 +121,6 @@ void engine_options_default(struct engine_options *o)
 	memset(o, 0, sizeof(*o));
 	store_options_default(&o->store);
 	o->reclaim.limit_pool = true;
-	o->reclaim.batch_pages = RECLAIM_BATCH;
 	o->readahead_max = RESOLVE_AHEAD_MAX;
 }
 
@@ -145,7 +146,7 @@ static int resolve_from_store(struct engine *e, uintptr_t addr)
 static void queue_retry(struct engine *e, uintptr_t addr, bool write, bool wp)
 {
 	if (e->nretry < RETRY_MAX)
-		e->retry[e->nretry++] = (struct retry){ addr, write, wp };
+		e->retry[e->nretry++] = (struct retry){ addr, write, wp, 0 };
 	/* full: the fault message is dropped; the thread stays asleep until a
 	 * later resolution wakes it, so wake it now to make it fault again */
 	else
@@ -162,7 +163,33 @@ static void served_data(struct engine *e, int how, uintptr_t addr)
 	profile_refault(addr, PAGE, how == EC_faults_store);
 }
 
-static void handle_fault(struct engine *e, uintptr_t addr, bool write)
+/*
+ * Back-pressure (reclaim_over_limit()): a fault that would add a page
+ * while the process is over its limit waits in the retry queue, its
+ * thread asleep, until the reclaimer has made room; THROTTLE_MAX_NS at
+ * most, so a reclaimer that cannot keep up slows the program down but
+ * never stops it.  True when the fault is held.
+ */
+static bool hold_fault(struct engine *e, uintptr_t addr, bool write, uint64_t since)
+{
+	if (reclaim_over_limit(e->reclaim)) {
+		uint64_t t = stats_now_ns();
+		if (!since) {
+			since = t;
+			inc(e, EC_faults_held);
+		}
+		if (t - since < THROTTLE_MAX_NS && e->nretry < RETRY_MAX) {
+			e->retry[e->nretry++] = (struct retry){ addr, write, false, since };
+			return true;
+		}
+	}
+	if (since)
+		atomic_fetch_add_explicit(&e->cnt[EC_held_us], (stats_now_ns() - since) / 1000,
+					  memory_order_relaxed);
+	return false;
+}
+
+static void handle_fault(struct engine *e, uintptr_t addr, bool write, uint64_t held_since)
 {
 	addr &= ~(PAGE - 1);
 	int r = reclaim_fault(e->reclaim, addr);
@@ -174,6 +201,8 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		queue_retry(e, addr, write, false);
 		return;
 	}
+	if (hold_fault(e, addr, write, held_since))
+		return;
 	/*
 	 * Readahead: a fault right after the pages the last one brought in is
 	 * a sequential scan; bring the following stored pages in with it, in
@@ -191,6 +220,7 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 	int err = resolve_stored_ahead(&e->uffd, e->store, e->buf, addr, e->ra_win, &extra);
 	e->ra_next = addr + (1 + extra) * PAGE;
 	if (extra) {
+		reclaim_note_installed(e->reclaim, extra);
 		atomic_fetch_add_explicit(&e->cnt[EC_readahead_pages], extra, memory_order_relaxed);
 		profile_refault(addr + PAGE, extra * PAGE, true);
 	}
@@ -238,6 +268,7 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write)
 		if (copied >= PAGE) {
 			err = 0;
 			e->ra_next = addr + copied;
+			reclaim_note_installed(e->reclaim, copied / PAGE - 1);
 			atomic_fetch_add_explicit(&e->cnt[EC_zero_ahead_pages], copied / PAGE - 1,
 						  memory_order_relaxed);
 		} else if (err == -EEXIST || err == -ENOENT || err == -ESRCH) {
@@ -302,7 +333,7 @@ static void run_retries(struct engine *e)
 		if (r[i].wp)
 			handle_wp_fault(e, r[i].addr);
 		else
-			handle_fault(e, r[i].addr, r[i].write);
+			handle_fault(e, r[i].addr, r[i].write, r[i].held_since);
 }
 
 static void copy_staged(void *arg, struct uffd *child)
@@ -320,7 +351,7 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 			handle_wp_fault(e, m->arg.pagefault.address);
 		else
 			handle_fault(e, m->arg.pagefault.address,
-				     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+				     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, 0);
 		stats_count_fault_ns(e->stats, stats_now_ns() - t0);
 		break;
 	}
@@ -477,14 +508,15 @@ static void step_aside(struct engine *e)
 			handle_msg(e, &msgs[i]);
 		run_retries(e);
 	}
-	unregister_all(e, true);
-	run_retries(e); /* faults queued during the failure: now plain zeros or gone */
+	/* said before the program can touch a lost page: SIGBUS may end it */
 	if (lost)
 		log_error("%zu stored pages could not be read back (%s): %s", lost,
 			  strerrordesc_np(-why) ? strerrordesc_np(-why) : "unknown error",
 			  poisoned == lost ? "the program gets SIGBUS if it touches one, as from a "
 					     "swap read error"
 					   : "this kernel cannot poison pages (6.6+): they read as zeros");
+	unregister_all(e, true);
+	run_retries(e); /* faults queued during the failure: now plain zeros or gone */
 	atomic_store(&e->stepped_aside, true);
 }
 
@@ -709,6 +741,7 @@ enum reclaim_detach engine_detach_mode(const struct engine *e)
 int engine_create(const struct engine_options *o, struct engine **out)
 {
 	struct engine *e;
+	pagesrc_set_budget(o->reclaim.limit_bytes);
 	int err = pagesrc_alloc((sizeof(*e) + PAGE - 1) / PAGE, (void **)&e);
 	if (err)
 		return err;
@@ -858,6 +891,11 @@ void engine_map_change_begin(struct engine *e)
 void engine_map_change_end(struct engine *e)
 {
 	reclaim_map_change_end(e->reclaim);
+}
+
+bool engine_managed(struct engine *e, uintptr_t addr)
+{
+	return region_contains(e->regions, addr);
 }
 
 int engine_hot(struct engine *e, uintptr_t start, size_t len)

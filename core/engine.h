@@ -66,7 +66,9 @@ void engine_options_default(struct engine_options *o);
 	X(children_exited, "forked children that exited or exec'd")           \
 	X(forks_refused, "forked children given every page at once instead") \
 	X(wp_faults, "writes to write-protected pages answered (WP detach)") \
-	X(pages_lost, "stored pages unreadable when the engine stepped aside (poisoned)")
+	X(pages_lost, "stored pages unreadable when the engine stepped aside (poisoned)") \
+	X(faults_held, "faults held while the process was over its limit")    \
+	X(held_us, "time those faults were held, summed (us)")
 
 struct engine_counters {
 #define ENGINE_FIELD(name, desc) uint64_t name;
@@ -116,6 +118,8 @@ long engine_reclaim(struct engine *e, uintptr_t start, size_t len);
 void engine_map_change_begin(struct engine *e);
 void engine_map_change_end(struct engine *e);
 
+/* engine_managed() : @addr lies in a registered range. */
+bool engine_managed(struct engine *e, uintptr_t addr);
 /* engine_hot() : bring the range's stored pages back now. */
 int engine_hot(struct engine *e, uintptr_t start, size_t len);
 

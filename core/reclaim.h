@@ -66,7 +66,7 @@ struct reclaim_options {
 	size_t limit_bytes;     /* 0: no limit */
 	bool limit_pool;        /* the pool counts against the limit */
 	unsigned int cold_age_ms; /* 0: no proactive sweeps */
-	unsigned int batch_pages; /* 1..RECLAIM_BATCH */
+	unsigned int batch_pages; /* 1..RECLAIM_BATCH; 0: from the limit */
 	enum reclaim_detach detach; /* MOVE or WP by the time reclaim_create() sees it */
 };
 
@@ -104,7 +104,24 @@ bool reclaim_is_quiet(struct reclaim *r);
  */
 long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end);
 
+/*
+ * reclaim_set_unknown_hook() : @fn is called (on the reclaimer thread, so
+ * it must not block) when usage is over the mark and a whole pass of the
+ * hand found nothing to take: the memory is somewhere not registered yet
+ * (the LD_PRELOAD shim then scans for it at once).  Process-wide.
+ */
+void reclaim_set_unknown_hook(void (*fn)(void));
+
 /* Called by the fault handler thread only. */
+
+/*
+ * reclaim_over_limit() : a fault is about to add a page: true when the
+ * process is over its limit and the reclaimer is working on it (it has
+ * been woken); the handler then holds the fault (back-pressure).
+ */
+bool reclaim_over_limit(struct reclaim *r);
+/* reclaim_note_installed() : a fault brought @pages more in (readahead). */
+void reclaim_note_installed(struct reclaim *r, unsigned int pages);
 
 /*
  * reclaim_fault() : if @addr is a page of the batch in flight, still in

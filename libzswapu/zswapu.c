@@ -173,6 +173,16 @@ ZSWAPU_API long zswapu_reclaim(void *addr, size_t len)
 /* the engine a thread's open bracket holds (and its reference) */
 static __thread struct engine *map_change_engine;
 
+ZSWAPU_API int zswapu_managed(const void *addr)
+{
+	struct engine *e = get();
+	if (!e)
+		return 0;
+	int in = engine_managed(e, (uintptr_t)addr);
+	put();
+	return in;
+}
+
 ZSWAPU_API void zswapu_map_change_begin(void)
 {
 	struct engine *e = get();
@@ -251,5 +261,7 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	st->wb_errors = c[STAT_WB_ERRORS];
 	st->wb_file_bytes = c[STAT_WB_FILE_BYTES];
 	st->wb_live_bytes = c[STAT_WB_LIVE_BYTES];
+	st->faults_held = s.handler.faults_held;
+	st->held_us = s.handler.held_us;
 	return 0;
 }

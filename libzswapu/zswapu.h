@@ -43,7 +43,8 @@ struct zswapu_options {
 	size_t size;                  /* sizeof(struct zswapu_options) */
 	const char *compressor;       /* "lz4" (default), "lz4:8", "zstd", "zstd:3", "zstd:-1" */
 	const char *pool;             /* "zsmalloc" (default), "z3fold", "zbud" */
-	size_t limit_bytes;           /* keep resident anonymous memory under this; 0 = no limit */
+	size_t limit_bytes;           /* keep resident anonymous memory under this (see
+					 "The limit" below); 0 = no limit */
 	int limit_includes_pool;      /* 1 (default): the pool counts against the limit */
 	unsigned int cold_age_ms;     /* compress pages untouched this long; 0 = only under a limit */
 	unsigned int max_compressed;  /* keep a page only if it compresses to <= this; 0 = 3584 */
@@ -63,6 +64,20 @@ struct zswapu_options {
 					 the cap, pages stay resident */
 	int detach;                   /* ZSWAPU_DETACH_AUTO (default), _MOVE or _WP, below */
 };
+
+/*
+ * The limit.  limit_bytes caps the program's resident anonymous memory,
+ * plus the compressed pool unless limit_includes_pool is 0.  The engine's
+ * own working memory (index, buffers, stacks, free pages kept for reuse:
+ * 2-4 MiB, its caches scaled down under small limits) is not counted: a
+ * few-MiB limit would otherwise be all engine.  A reclaimer thread
+ * compresses cold pages from just under the limit; a fault that would add
+ * a page while the process is over it waits (about a millisecond, 20 ms at
+ * most) until the reclaimer has made room, as the kernel reclaims before it
+ * charges a page to a cgroup.  When the pool alone fills the limit (no
+ * writeback file) or nothing is left to take, the process runs over its
+ * limit rather than wait for nothing.
+ */
 
 /*
  * How pages leave the program.  MOVE (UFFDIO_MOVE, Linux 6.8+) takes a
@@ -149,6 +164,13 @@ ZSWAPU_API void zswapu_map_change_begin(void);
 ZSWAPU_API void zswapu_map_change_end(void);
 
 /*
+ * zswapu_managed() : 1 when @addr lies in a registered range, else 0 (the
+ * LD_PRELOAD shim asks after a large allocation; tests).  0 without an
+ * engine.
+ */
+ZSWAPU_API int zswapu_managed(const void *addr);
+
+/*
  * zswapu_hot() : bring the range's compressed pages back now, before the
  * program touches them (a hint that it is about to be used).
  * @return 0 or -errno.
@@ -198,6 +220,10 @@ struct zswapu_stats {
 	uint64_t wb_errors;                   /* I/O errors (the first stops writeback) */
 	uint64_t wb_file_bytes;               /* gauge: file space in use */
 	uint64_t wb_live_bytes;               /* gauge: bytes of live objects in it */
+	/* back-pressure: faults that would have added a page while the
+	 * process was over its limit wait for the reclaimer to make room */
+	uint64_t faults_held;                 /* faults held so */
+	uint64_t held_us;                     /* their waits, summed */
 };
 
 /*
