@@ -148,7 +148,9 @@ static const struct row table[OPTIONS_NR] = {
 	[OPTIONS_SCAN_INTERVAL] = { { "SCAN_INTERVAL", "seconds", "0.1",
 		"How often the shim rereads /proc/self/maps for memory to manage "
 		"(malloc's own mmaps and the brk heap are found only this way; "
-		"mmap() calls of 1 MiB and more are managed at once).  0 = once, "
+		"mmap() calls of 1 MiB and more are managed at once).  With a limit, "
+		"up to ten times as often while a scan is cheap (every 10 ms at the "
+		"most), and at once after a large allocation.  0 = once, "
 		"when zswapu starts managing memory.", OPTIONS_HONOURED },
 		T_SECONDS, FIELD(scan_ms), 0, 0 },
 	[OPTIONS_EXCLUDE] = { { "EXCLUDE", "names", "",

@@ -21,9 +21,11 @@
  * a program that fits in its limit should not pay.
  *
  * Discovery (core/discover.c) runs on the scanner thread, an engine thread
- * on engine memory: every ZSWAPU_SCAN_INTERVAL it rereads /proc/self/maps
- * and registers new private anonymous memory (the brk heap and malloc's
- * own mmaps are found only this way), and every 1 to 30 s it reads smaps
+ * on engine memory: every ZSWAPU_SCAN_INTERVAL (with a limit, up to ten
+ * times as often: scan_gap()) it rereads /proc/self/maps and registers new
+ * private anonymous memory (the brk heap and malloc's own mmaps are found
+ * only this way; a large allocation asks for a scan at once, and so does
+ * the reclaimer when it finds nothing to take), and every 1 to 30 s it reads smaps
  * (VmFlags: memory locked behind the wrappers' back, munlock, memory
  * mapped again where other memory was).  The fast path: an interposed
  * mmap() of MMAP_FAST_MIN or more of private anonymous writable memory is
@@ -123,6 +125,10 @@ static struct {
 	void *scanner_stack;
 	bool scanner_running, stop;
 	pthread_cond_t cv;
+	/* scans asked for by large allocations (scan_soon()), under lock */
+	unsigned long scan_asked, scan_done;
+	_Atomic bool kicked; /* unregistered memory suspected: see kick_scanner() */
+	pthread_cond_t scanned_cv;
 	struct timespec t0;
 	int stats_fd; /* stderr as it was at start (ZSWAPU_STATS=1) */
 	/* peaks seen by the scanner's samples, for the exit table */
@@ -381,6 +387,43 @@ static bool alloc_resolved(void)
 	return f != NULL;
 }
 
+/*
+ * A large allocation: malloc maps it, or grows its heap for it, with calls
+ * the shim does not see, so until the next scan the program fills memory
+ * that nothing can take back (measured: mtshadow's malloc(64 MiB), filled
+ * before the scan, put the resident size at 56 MiB under a 19 MiB limit).
+ * With a limit, unless its end is managed already, ask the scanner for a
+ * quick scan now and wait for it, SCAN_WAIT_MS at most.  It also arms
+ * management when the block would take the resident size past half the
+ * limit, ahead of the scanner's next look.
+ */
+#define SCAN_WAIT_MS 20
+static uint64_t now_ms(void);
+static void arm(void);
+static void large_alloc(void *p, size_t n)
+{
+	if (!on() || !g.o.z.limit_bytes || pagesrc_contains(p))
+		return;
+	if (!atomic_load_explicit(&g.armed, memory_order_relaxed)) {
+		if (reclaim_anon_rss() + n < g.o.z.limit_bytes / 2)
+			return;
+		arm();
+	}
+	if (zswapu_managed((char *)p + n - 1))
+		return;
+	int saved = errno;
+	uint64_t until = now_ms() + SCAN_WAIT_MS;
+	struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = until % 1000 * 1000000 };
+	pthread_mutex_lock(&g.lock);
+	unsigned long ticket = ++g.scan_asked;
+	pthread_cond_broadcast(&g.cv);
+	while (g.scan_done < ticket && !g.stop &&
+	       pthread_cond_timedwait(&g.scanned_cv, &g.lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&g.lock);
+	errno = saved;
+}
+
 EXPORT void *malloc(size_t n)
 {
 	if (!alloc_resolved())
@@ -388,6 +431,8 @@ EXPORT void *malloc(size_t n)
 	void *p = ((void *(*)(size_t))r_malloc)(n);
 	if (p && profile_sampling(n))
 		profile_alloc(p, n, true);
+	if (p && n >= MMAP_FAST_MIN)
+		large_alloc(p, n);
 	return p;
 }
 
@@ -412,6 +457,8 @@ EXPORT void *calloc(size_t n, size_t size)
 	void *p = ((void *(*)(size_t, size_t))r_calloc)(n, size);
 	if (p && profile_sampling(bytes))
 		profile_alloc(p, bytes, true);
+	if (p && bytes >= MMAP_FAST_MIN)
+		large_alloc(p, bytes);
 	return p;
 }
 
@@ -429,6 +476,8 @@ EXPORT void *realloc(void *old, size_t n)
 	void *p = ((void *(*)(void *, size_t))r_realloc)(old, n);
 	if (p && profile_sampling(n))
 		profile_alloc(p, n, true);
+	if (p && n >= MMAP_FAST_MIN)
+		large_alloc(p, n);
 	return p;
 }
 
@@ -441,6 +490,8 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 	int r = ((int (*)(void **, size_t, size_t))r_posix_memalign)(out, align, n);
 	if (r == 0 && profile_sampling(n))
 		profile_alloc(*out, n, true);
+	if (r == 0 && n >= MMAP_FAST_MIN)
+		large_alloc(*out, n);
 	return r;
 }
 
@@ -451,6 +502,8 @@ EXPORT void *aligned_alloc(size_t align, size_t n)
 	void *p = ((void *(*)(size_t, size_t))r_aligned_alloc)(align, n);
 	if (p && profile_sampling(n))
 		profile_alloc(p, n, true);
+	if (p && n >= MMAP_FAST_MIN)
+		large_alloc(p, n);
 	return p;
 }
 
@@ -461,6 +514,8 @@ EXPORT void *memalign(size_t align, size_t n)
 	void *p = ((void *(*)(size_t, size_t))r_memalign)(align, n);
 	if (p && profile_sampling(n))
 		profile_alloc(p, n, true);
+	if (p && n >= MMAP_FAST_MIN)
+		large_alloc(p, n);
 	return p;
 }
 
@@ -713,22 +768,43 @@ static void scan_once(bool full)
  * trip through the fault handler, which a program that fits should not
  * pay.  A cold age arms it at start; neither: never.
  */
+static void arm(void)
+{
+	if (!atomic_exchange(&g.armed, true))
+		log_info("resident size reached half the limit: managing memory from now on");
+}
+
 static bool armed(void)
 {
 	if (atomic_load_explicit(&g.armed, memory_order_relaxed))
 		return true;
 	if (!g.o.z.limit_bytes || reclaim_anon_rss() < g.o.z.limit_bytes / 2)
 		return false;
-	atomic_store(&g.armed, true);
-	log_info("resident size reached half the limit: managing memory from now on");
+	arm();
 	return true;
+}
+
+/*
+ * The reclaimer is over its mark and found nothing to take: what grew is
+ * not registered yet (the brk heap grows in steps the shim does not see).
+ * Scan now.  On the reclaimer's thread, which must not wait for g.lock
+ * (its holder may be waiting for the reclaimer to pause): the flag alone
+ * is seen at the scanner's next turn, the signal only makes it sooner.
+ */
+static void kick_scanner(void)
+{
+	atomic_store(&g.kicked, true);
+	if (pthread_mutex_trylock(&g.lock) == 0) {
+		pthread_cond_broadcast(&g.cv);
+		pthread_mutex_unlock(&g.lock);
+	}
 }
 
 /* Sleep until @wake (ms, CLOCK_MONOTONIC) or until told to stop; false to stop. */
 static bool sleep_until(uint64_t wake)
 {
 	pthread_mutex_lock(&g.lock);
-	if (!g.stop) {
+	if (!g.stop && g.scan_asked == g.scan_done && !atomic_load(&g.kicked)) {
 		struct timespec ts = { .tv_sec = wake / 1000, .tv_nsec = wake % 1000 * 1000000 };
 		pthread_cond_timedwait(&g.cv, &g.lock, &ts);
 	}
@@ -737,16 +813,40 @@ static bool sleep_until(uint64_t wake)
 	return !stop;
 }
 
+/*
+ * Time to the next quick scan after one that took @took ms.  With a
+ * limit, memory the scans have not found yet grows unchecked: sqlite3
+ * building an index grew its heap by 5 MiB between two scans 100 ms
+ * apart, half its 10 MiB limit.  So while a quick scan is cheap they run
+ * up to ten times as often as ZSWAPU_SCAN_INTERVAL, every SCAN_MIN_MS at
+ * the most, at about 2 % of a core (QUICK_SPACING times the last one).
+ */
+#define SCAN_MIN_MS 10
+#define QUICK_SPACING 50
+static uint64_t scan_gap(uint64_t took)
+{
+	uint64_t gap = g.o.scan_ms;
+	if (g.o.z.limit_bytes) {
+		uint64_t want = took * QUICK_SPACING, lo = gap / 10 > SCAN_MIN_MS ? gap / 10 : SCAN_MIN_MS;
+		gap = want < lo ? lo : want < gap ? want : gap;
+	}
+	return gap;
+}
+
 static void *scanner_main(void *arg)
 {
 	(void)arg;
 	warm_up();
-	/* unarmed, the limit is looked at this often */
-	uint64_t poll = g.o.scan_ms ? g.o.scan_ms : 100;
+	/* unarmed, the resident size is looked at this often (one pread) */
+	uint64_t poll = SCAN_MIN_MS;
 	uint64_t next_scan = 0, next_full = 0, next_sample = 0, wake;
 	do {
 		uint64_t t = now_ms();
-		if (t >= next_scan) {
+		pthread_mutex_lock(&g.lock);
+		unsigned long asked = g.scan_asked;
+		pthread_mutex_unlock(&g.lock);
+		bool kicked = atomic_exchange(&g.kicked, false);
+		if (t >= next_scan || asked != g.scan_done || kicked) {
 			if (armed()) {
 				/* the first scan is a full one */
 				bool full = t >= next_full;
@@ -756,10 +856,14 @@ static void *scanner_main(void *arg)
 					next_full = t + (gap < FULL_MIN_MS   ? FULL_MIN_MS
 							 : gap > FULL_MAX_MS ? FULL_MAX_MS
 									     : gap);
-				next_scan = g.o.scan_ms ? t + g.o.scan_ms : UINT64_MAX;
+				next_scan = g.o.scan_ms ? t + scan_gap(full ? 0 : took) : UINT64_MAX;
 			} else {
 				next_scan = g.o.z.limit_bytes ? t + poll : UINT64_MAX;
 			}
+			pthread_mutex_lock(&g.lock);
+			g.scan_done = asked;
+			pthread_cond_broadcast(&g.scanned_cv);
+			pthread_mutex_unlock(&g.lock);
 		}
 		if (g.o.stats && t >= next_sample) {
 			sample();
@@ -870,6 +974,8 @@ static void print_stats(const struct zswapu_stats *st)
 		{ "wb_errors", st->wb_errors },
 		{ "wb_file_bytes", st->wb_file_bytes },
 		{ "wb_live_bytes", st->wb_live_bytes },
+		{ "faults_held", st->faults_held },
+		{ "held_us", st->held_us },
 		{ "failed", st->failed },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
@@ -971,8 +1077,10 @@ static int start_discovery(void)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&g.cv, &ca);
+	pthread_cond_init(&g.scanned_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	atomic_store(&g.armed, g.o.z.cold_age_ms > 0);
+	reclaim_set_unknown_hook(kick_scanner);
 	atomic_store(&g.state, ON);
 	err = pagesrc_thread_create(&g.scanner, scanner_main, NULL, &g.scanner_stack);
 	if (err) {

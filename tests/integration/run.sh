@@ -6,10 +6,12 @@
 #   - the output (stdout, and files the program writes) is byte for byte
 #     the native one, and so is the exit status;
 #   - the resident anonymous memory of each process stayed within the limit
-#     plus the stated slack (sampled every 20 ms by rsswatch; zswapu reacts
-#     to what it reads from /proc/self/statm, so a fast allocator runs a
-#     little over before it is caught up: SLACK_PCT of the limit plus
-#     SLACK_MIB, which also covers the engine's own caches).
+#     plus the stated slack (sampled every 20 ms by rsswatch): SLACK_PCT of
+#     the limit plus SLACK_MIB.  The slack covers the engine's own memory
+#     (index, buffers, stacks: 3-4 MiB at these sizes), which the limit
+#     does not count, and what a program allocates in memory the shim has
+#     not found yet (the brk heap is found by scans, every 10 ms while they
+#     are cheap): measured over several runs, peaks 2-9 MiB over the limit.
 # Plus: a bad option leaves the program running with one message, and
 # ZSWAPU_ENABLED=0 is a no-op (no engine thread).
 # The zswapu runs count the pool in the limit (the honest per-process
@@ -17,13 +19,6 @@
 # pages back to a file in $TMPDIR (ZSWAPU_WRITEBACK=1): a pool that does not
 # fit in 30 % of the native peak can only be held that way.  IT_ENV="VAR=val
 # ..." adds or overrides settings for the zswapu runs.
-# IT_BOUND=native (what `make integration-check` uses) checks the peak against the native
-# peak + SLACK_MIB instead of the limit: at --quick sizes the limits are
-# 2-30 MiB, the engine's fixed memory (2-4 MiB) and the reclaimer's lag
-# behind a program allocating at full speed (it reacts to statm; 10-25 MiB
-# on a loaded machine) are of the same size, and the engine does not hold
-# such limits on programs whose whole heap is hot: the limit check passed
-# or failed with the machine's load.  The limit is still printed per case.
 # --quick (what `make check` runs) shrinks every workload about fivefold,
 # xz's input 200-fold: xz sizes its tables to the input, all of them hot
 # and incompressible, so under 30 % it thrashes (600 KB: ~2 min).
@@ -53,7 +48,7 @@ PRELOAD=$B/libzswapu-preload.so
 WL=$(cd "$(dirname "$0")/../../bench/workloads" && pwd)
 FRACTION=30
 SLACK_PCT=10
-SLACK_MIB=24
+SLACK_MIB=12
 # Debian's interpreter (a pyenv or venv one may lack the test package)
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
@@ -118,10 +113,6 @@ run_case() {
     got=$(field $key "$T/$name.zswapu.rss")
     allowed=$(( limit + limit * SLACK_PCT / 100 + SLACK_MIB * 1048576 ))
     bound="the limit $(mib "$limit") MiB + slack"
-    if [ "${IT_BOUND:-limit}" = native ]; then
-        allowed=$(( peak + SLACK_MIB * 1048576 ))
-        bound="the native peak $(mib "$peak") MiB + $SLACK_MIB MiB"
-    fi
     ok=1
     if [ "$rc_native" != "$rc_zswapu" ]; then
         fail "$name" "exit status $rc_zswapu under zswapu, $rc_native native"
