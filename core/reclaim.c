@@ -1246,8 +1246,12 @@ static void *reclaim_thread(void *arg)
 			while (!should_stop(r) && usage(r) > low) {
 				bool wrapped;
 				if (wraps >= 2) {
+					/* nothing to take: wait instead of passing over
+					 * empty regions again (a shell whose limit was
+					 * below its own size spun at 60 % of a core) */
 					if (usage(r) > r->o.limit_bytes)
 						give_up(r, GIVE_UP_NS);
+					idle_wait(r, GIVE_UP_NS);
 					break;
 				}
 				if (store_pool_full(r->store)) {
@@ -1259,6 +1263,7 @@ static void *reclaim_thread(void *arg)
 				long n = hand_step(r, &wrapped);
 				if (n < 0) {
 					give_up(r, GIVE_UP_NS);
+					idle_wait(r, GIVE_UP_NS);
 					break;
 				}
 				maybe_compact(r);
