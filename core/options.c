@@ -70,7 +70,7 @@ static const struct row table[OPTIONS_NR] = {
 		"Keep the process's resident anonymous memory under this (the "
 		"compressed pool included, see ZSWAPU_LIMIT_POOL): above it the "
 		"reclaimer compresses pages, coldest first.  zswapu starts managing "
-		"memory when the resident size first reaches half the limit; a "
+		"memory when the resident size first reaches 3/4 of the limit; a "
 		"program that stays below pays nothing.  A percentage is of "
 		"physical RAM.  0 = no limit: only ZSWAPU_COLD_AGE reclaims, and "
 		"with neither set zswapu manages nothing.",

@@ -16,7 +16,7 @@
  * touch it, see discover_exclude_present), and start the scanner thread.
  *
  * Management begins at start with ZSWAPU_COLD_AGE, or when the resident
- * size first reaches half of ZSWAPU_LIMIT (armed()): a registered range
+ * size first reaches 3/4 of ZSWAPU_LIMIT (armed()): a registered range
  * costs a fault-handler round trip on the first touch of each page, which
  * a program that fits in its limit should not pay.
  *
@@ -392,23 +392,19 @@ static bool alloc_resolved(void)
  * the shim does not see, so until the next scan the program fills memory
  * that nothing can take back (measured: mtshadow's malloc(64 MiB), filled
  * before the scan, put the resident size at 56 MiB under a 19 MiB limit).
- * With a limit, unless its end is managed already, ask the scanner for a
- * quick scan now and wait for it, SCAN_WAIT_MS at most.  It also arms
- * management when the block would take the resident size past half the
- * limit, ahead of the scanner's next look.
+ * Once armed, unless its end is managed already, ask the scanner for a
+ * quick scan now and wait for it, SCAN_WAIT_MS at most.  The size of a
+ * block does not arm management: sort mallocs more than it fills (its
+ * buffer is larger than its limit at 1.5x its peak), and armed by it ran
+ * 1.40x its native time.
  */
 #define SCAN_WAIT_MS 20
 static uint64_t now_ms(void);
-static void arm(void);
 static void large_alloc(void *p, size_t n)
 {
-	if (!on() || !g.o.z.limit_bytes || pagesrc_contains(p))
+	if (!on() || !g.o.z.limit_bytes || pagesrc_contains(p) ||
+	    !atomic_load_explicit(&g.armed, memory_order_relaxed))
 		return;
-	if (!atomic_load_explicit(&g.armed, memory_order_relaxed)) {
-		if (reclaim_anon_rss() + n < g.o.z.limit_bytes / 2)
-			return;
-		arm();
-	}
 	if (zswapu_managed((char *)p + n - 1))
 		return;
 	int saved = errno;
@@ -763,22 +759,27 @@ static void scan_once(bool full)
 
 /*
  * Has management begun?  A limit arms it when the resident size first
- * reaches half the limit: until then no reclaim would run anyway, and a
- * registered range makes the first touch of each of its pages a round
- * trip through the fault handler, which a program that fits should not
- * pay.  A cold age arms it at start; neither: never.
+ * reaches ARM_PCT of the limit: until then no reclaim would run anyway,
+ * and a registered range makes the first touch of each of its pages a
+ * round trip through the fault handler, which a program that fits should
+ * not pay (armed at half the limit, a program peaking at two thirds of it
+ * ran 1.10-2.2x its native time: python, sort, gcc).  The last quarter
+ * is room for what grows while the scanner looks (every 10 ms) and
+ * registers.  A cold age arms it at start; neither: never.
  */
+#define ARM_PCT 75
 static void arm(void)
 {
 	if (!atomic_exchange(&g.armed, true))
-		log_info("resident size reached half the limit: managing memory from now on");
+		log_info("resident size reached %d %% of the limit: managing memory from now on",
+			 ARM_PCT);
 }
 
 static bool armed(void)
 {
 	if (atomic_load_explicit(&g.armed, memory_order_relaxed))
 		return true;
-	if (!g.o.z.limit_bytes || reclaim_anon_rss() < g.o.z.limit_bytes / 2)
+	if (!g.o.z.limit_bytes || reclaim_anon_rss() < g.o.z.limit_bytes / 100 * ARM_PCT)
 		return false;
 	arm();
 	return true;
