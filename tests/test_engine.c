@@ -282,6 +282,24 @@ START_TEST(hot_brings_back)
 }
 END_TEST
 
+START_TEST(managed_tells_registered_ranges)
+{
+	SKIP_WITHOUT_UFFD();
+	uint8_t *m = map(8 * PAGE);
+	ck_assert_int_eq(zswapu_managed(m), 0); /* no engine */
+	start(0);
+	ck_assert_int_eq(zswapu_register(m + 2 * PAGE, 4 * PAGE), 0);
+	ck_assert_int_eq(zswapu_managed(m + PAGE), 0);
+	ck_assert_int_eq(zswapu_managed(m + 2 * PAGE), 1);
+	ck_assert_int_eq(zswapu_managed(m + 6 * PAGE - 1), 1);
+	ck_assert_int_eq(zswapu_managed(m + 6 * PAGE), 0);
+	ck_assert_int_eq(zswapu_unregister(m + 2 * PAGE, 4 * PAGE), 0);
+	ck_assert_int_eq(zswapu_managed(m + 3 * PAGE), 0);
+	zswapu_shutdown();
+	munmap(m, 8 * PAGE);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
 	SKIP_WITHOUT_UFFD();
@@ -1536,6 +1554,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, untouched_pages_read_zero);
 	tcase_add_loop_test(tc, shutdown_puts_everything_back, 0, 2);
 	tcase_add_test(tc, hot_brings_back);
+	tcase_add_test(tc, managed_tells_registered_ranges);
 	tcase_add_test(tc, bad_arguments);
 	tcase_add_loop_test(tc, kernel_mode_access, 0, 2);
 	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
