@@ -167,7 +167,7 @@ struct reclaim {
 	uintptr_t hand;
 	uint64_t last_sweep_ns;
 	uint64_t last_compact_ns;
-	uint64_t win_moved, backoff_ns; /* thrash_check(), reclaimer only */
+	uint64_t win_moved, win_stored, backoff_ns; /* thrash_check(), reclaimer only */
 
 	_Atomic uint64_t cnt[13]; /* struct reclaim_counters, in order */
 	void *thread_stack;
@@ -1211,11 +1211,21 @@ static void maybe_compact(struct reclaim *r)
 /* Returns how long to rest now (0: go on). */
 static uint64_t thrash_check(struct reclaim *r)
 {
-	uint64_t moved = atomic_load(&r->cnt[C_MOVED]);
+	uint64_t moved = atomic_load(&r->cnt[C_MOVED]), stored = atomic_load(&r->cnt[C_STORED]);
 	if (moved - r->win_moved < WINDOW_PAGES)
 		return 0;
+	/*
+	 * Fewer than half the pages taken stayed stored: the rest did not
+	 * compress and went back, and under a limit the hand takes them again
+	 * at every pass while the program's faults are held (torture_poor, a
+	 * third of its pages incompressible: the reclaimer spent its time
+	 * returning them and the run did not finish in 10 minutes).
+	 */
+	bool futile = stored - r->win_stored < (moved - r->win_moved) / 2;
 	r->win_moved = moved;
-	if (r->o.limit_pool && store_pool_bytes(r->store) >= r->o.limit_bytes / 10 * 9) {
+	r->win_stored = stored;
+	if (futile ||
+	    (r->o.limit_pool && store_pool_bytes(r->store) >= r->o.limit_bytes / 10 * 9)) {
 		r->backoff_ns = r->backoff_ns ? 2 * r->backoff_ns : BACKOFF_MIN_NS;
 		if (r->backoff_ns > BACKOFF_MAX_NS)
 			r->backoff_ns = BACKOFF_MAX_NS;
