@@ -128,6 +128,7 @@ static struct {
 	/* scans asked for by large allocations (scan_soon()), under lock */
 	unsigned long scan_asked, scan_done;
 	_Atomic bool kicked; /* unregistered memory suspected: see kick_scanner() */
+	_Atomic uint64_t alert_until; /* ms: unarmed, look at the size closely until then */
 	pthread_cond_t scanned_cv;
 	struct timespec t0;
 	int stats_fd; /* stderr as it was at start (ZSWAPU_STATS=1) */
@@ -399,12 +400,20 @@ static bool alloc_resolved(void)
  * 1.40x its native time.
  */
 #define SCAN_WAIT_MS 20
+#define ALERT_MS 200
+#define ALERT_POLL_MS 1
 static uint64_t now_ms(void);
 static void large_alloc(void *p, size_t n)
 {
-	if (!on() || !g.o.z.limit_bytes || pagesrc_contains(p) ||
-	    !atomic_load_explicit(&g.armed, memory_order_relaxed))
+	if (!on() || !g.o.z.limit_bytes || pagesrc_contains(p))
 		return;
+	if (!atomic_load_explicit(&g.armed, memory_order_relaxed)) {
+		/* a fill at memory speed (sort reading its input) passes 3/4
+		 * of a small limit between two looks 10 ms apart: look every
+		 * ALERT_POLL_MS for a while (sort: 16 MiB under 5 before) */
+		atomic_store(&g.alert_until, now_ms() + ALERT_MS);
+		return;
+	}
 	if (zswapu_managed((char *)p + n - 1))
 		return;
 	int saved = errno;
@@ -859,7 +868,9 @@ static void *scanner_main(void *arg)
 									     : gap);
 				next_scan = g.o.scan_ms ? t + scan_gap(full ? 0 : took) : UINT64_MAX;
 			} else {
-				next_scan = g.o.z.limit_bytes ? t + poll : UINT64_MAX;
+				next_scan = !g.o.z.limit_bytes ? UINT64_MAX
+					    : t < atomic_load(&g.alert_until) ? t + ALERT_POLL_MS
+									       : t + poll;
 			}
 			pthread_mutex_lock(&g.lock);
 			g.scan_done = asked;
