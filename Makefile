@@ -125,13 +125,21 @@ check: deps
 	@$(MAKE) --no-print-directory integration-check
 
 # The profiler end to end: a hot/cold program under the shim with
-# ZSWAPU_PROFILE (tests/profile/run.sh says what is checked; ~5 s).
+# ZSWAPU_PROFILE (tests/profile/run.sh says what is checked; ~5 s).  Not
+# in a SANITIZE build: preloading the shim needs the sanitizer's runtime
+# preloaded first, LeakSanitizer's exit scan deadlocks on managed memory
+# (it stops the fault handler, then reads), and under ASan's allocator the
+# sampled sites are not the program's own.
 $(B)/tests/hotcold: tests/profile/hotcold.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 profile-check: $(PRELOAD_LIB) $(B)/tests/hotcold
+ifeq ($(SANITIZE),)
 	./tests/profile/run.sh $(B)
+else
+	@echo "profile-check: skipped in a SANITIZE build (run it on the release build)"
+endif
 
 # The zswapu command against real managed programs, and make install
 # (tests/tools/run.sh says what is checked; ~30 s).  A sanitizer build's
