@@ -1108,6 +1108,13 @@ static size_t program_rss(void)
 START_TEST(limit_held_against_a_fast_writer)
 {
 	SKIP_WITHOUT_UFFD();
+#if defined(__SANITIZE_THREAD__)
+	/* its shadow memory, several times what the program touches and
+	 * never given back, counts in the resident size the limit is held
+	 * to: the limit cannot be held (measured: 321 MiB against 17) */
+	fprintf(stderr, "SKIP %s: TSan's shadow memory counts in the resident size\n", __func__);
+	return;
+#endif
 	enum { N = 16384, SLACK = 2 << 20 };
 	uint8_t *m = map(N * PAGE);
 	struct engine_options o;
