@@ -125,7 +125,7 @@ static struct {
 	void *scanner_stack;
 	bool scanner_running, stop;
 	pthread_cond_t cv;
-	/* scans asked for by large allocations (scan_soon()), under lock */
+	/* scans asked for by large allocations (large_alloc()), under lock */
 	unsigned long scan_asked, scan_done;
 	_Atomic bool kicked; /* unregistered memory suspected: see kick_scanner() */
 	_Atomic uint64_t alert_until; /* ms: unarmed, look at the size closely until then */
@@ -777,12 +777,6 @@ static void scan_once(bool full)
  * registers.  A cold age arms it at start; neither: never.
  */
 #define ARM_PCT 75
-static void arm(void)
-{
-	if (!atomic_exchange(&g.armed, true))
-		log_info("resident size reached %d %% of the limit: managing memory from now on",
-			 ARM_PCT);
-}
 
 static bool armed(void)
 {
@@ -790,7 +784,9 @@ static bool armed(void)
 		return true;
 	if (!g.o.z.limit_bytes || reclaim_anon_rss() < g.o.z.limit_bytes / 100 * ARM_PCT)
 		return false;
-	arm();
+	if (!atomic_exchange(&g.armed, true))
+		log_info("resident size reached %d %% of the limit: managing memory from now on",
+			 ARM_PCT);
 	return true;
 }
 
