@@ -4,6 +4,10 @@
  *   handler thread  reads the uffd, resolves faults, applies events, serves
  *                   requests, steps aside on failure.  Takes reclaim's
  *                   batch.lock (briefly) and the store's locks.
+ *   fault threads   one per CPU (core/fthreads.c, ZSWAPU_THREADS): read
+ *                   the uffd and resolve, as the handler does, on the CPU
+ *                   the fault came from.  The handler then leaves the uffd
+ *                   to them and keeps the rest.
  *   reclaimer       core/reclaim.c; waits for the handler only for evlock,
  *                   around UFFDIO_MOVE, holding nothing the handler needs.
  *   callers         program threads in engine_* functions; they post a
@@ -11,7 +15,11 @@
  *
  * Locks: req_lock serialises requesters (outermost); req_mu guards the
  * request slot (leaf).  Lock order for a requester: req_lock -> reclaim
- * ctl/owner (pause) -> req_mu.  The handler takes req_mu alone.
+ * ctl/owner (pause) -> req_mu.  The handler takes req_mu alone.  role is
+ * held by whichever thread reads the uffd and resolves (the handler or a
+ * fault thread), from the read to the end of handling what it read: the
+ * fields marked "handler only" are under it.  It is taken before
+ * reclaim's evlock.
  *
  * A request is served a slice at a time so the handler keeps reading the
  * uffd in between: a UFFDIO_COPY that returns -EAGAIN waits for an event
@@ -30,6 +38,7 @@
 
 #include "core/children.h"
 #include "core/fdguard.h"
+#include "core/fthreads.h"
 #include "core/index.h"
 #include "core/log.h"
 #include "core/maps.h"
@@ -84,6 +93,9 @@ struct engine {
 	void *handler_stack;
 	bool handler_running;
 	int efd;
+	pthread_mutex_t role;        /* see the top of the file */
+	struct fthreads *fthreads;   /* NULL: the handler reads the uffd alone */
+	bool kick;                   /* handler only: a fault thread must wake the handler */
 	uint8_t *buf;  /* handler's decompression pages (1 + RESOLVE_AHEAD_MAX) */
 	uintptr_t ra_next;     /* where a sequential scan would fault next */
 	unsigned int ra_win;   /* pages read ahead on such a fault */
@@ -125,6 +137,13 @@ void engine_options_default(struct engine_options *o)
 }
 
 /* ---- fail-safe ---- */
+
+static void wake_handler(struct engine *e)
+{
+	uint64_t one = 1;
+	ssize_t w = write(e->efd, &one, sizeof(one));
+	(void)w;
+}
 
 static void engine_fail(struct engine *e, const char *what, int err)
 {
@@ -375,6 +394,7 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 		reclaim_hold(e->reclaim);
 		children_fork(e->children, (int)m->arg.fork.ufd, &e->uffd, e->store, copy_staged, e);
 		reclaim_unhold(e->reclaim);
+		e->kick = true; /* the handler polls the child's uffd from now on */
 		break;
 	case UFFD_EVENT_REMAP: {
 		uintptr_t from = m->arg.remap.from, to = m->arg.remap.to;
@@ -441,9 +461,7 @@ static int bring_back(struct engine *e, uintptr_t start, uintptr_t end)
 	}
 	e->req = &r;
 	pthread_mutex_unlock(&e->req_mu);
-	uint64_t one = 1;
-	ssize_t w = write(e->efd, &one, sizeof(one));
-	(void)w;
+	wake_handler(e);
 	pthread_mutex_lock(&e->req_mu);
 	while (!r.done)
 		pthread_cond_wait(&e->req_cv, &e->req_mu);
@@ -522,24 +540,41 @@ static void step_aside(struct engine *e)
 
 /* ---- the handler thread ---- */
 
+/*
+ * Read what the uffd holds and act on it; the caller holds the role.
+ * @return messages read, 0 for none, or -errno of a failed read.
+ */
+static ssize_t read_and_handle(struct engine *e)
+{
+	struct uffd_msg msgs[MSGS];
+	reclaim_events_lock(e->reclaim);
+	ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
+	int rerr = errno;
+	e->in_events = true;
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+		handle_msg(e, &msgs[i]);
+	e->in_events = false;
+	reclaim_events_unlock(e->reclaim);
+	if (n < 0)
+		return rerr == EAGAIN || rerr == EINTR ? 0 : -rerr;
+	if (e->nretry)
+		run_retries(e);
+	return n / (ssize_t)sizeof(msgs[0]);
+}
+
 static void *handler_main(void *arg)
 {
 	struct engine *e = arg;
-	struct uffd_msg msgs[MSGS];
 	bool children_busy = false, burst = true;
+	/* with fault threads the uffd is theirs: the handler reads it only
+	 * when it is up anyway (requests, retries, children, failure) */
+	bool poll_uffd = !e->fthreads;
 	pagesrc_defer_release(true); /* given back when idle, below */
 	while (!atomic_load(&e->stop)) {
-		reclaim_events_lock(e->reclaim);
-		ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
-		int rerr = errno;
-		e->in_events = true;
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			handle_msg(e, &msgs[i]);
-		e->in_events = false;
-		reclaim_events_unlock(e->reclaim);
+		pthread_mutex_lock(&e->role);
+		ssize_t n = read_and_handle(e);
+		e->kick = false;
 		if (n > 0) {
-			if (e->nretry)
-				run_retries(e);
 			/* a busy program must not starve its children */
 			if (children_count(e->children)) {
 				struct pollfd cp[CHILDREN_MAX];
@@ -547,11 +582,13 @@ static void *handler_main(void *arg)
 				if (poll(cp, nc, 0) > 0 || children_busy)
 					children_busy = children_serve(e->children, cp, nc);
 			}
+			pthread_mutex_unlock(&e->role);
 			continue;
 		}
-		if (n < 0 && rerr != EAGAIN && rerr != EINTR) {
-			engine_fail(e, "reading userfaultfd", -rerr);
+		if (n < 0) {
+			engine_fail(e, "reading userfaultfd", (int)n);
 			atomic_store(&e->stepped_aside, true);
+			pthread_mutex_unlock(&e->role);
 			break;
 		}
 		if (e->nretry)
@@ -560,6 +597,15 @@ static void *handler_main(void *arg)
 		if (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside) &&
 		    reclaim_is_quiet(e->reclaim))
 			step_aside(e);
+		struct pollfd p[2 + CHILDREN_MAX] = {
+			{ .fd = poll_uffd ? e->uffd.fd : -1, .events = POLLIN },
+			{ .fd = e->efd, .events = POLLIN },
+		};
+		size_t nc = children_pollfds(e->children, p + 2, CHILDREN_MAX);
+		/* with retries pending or a failure to finish, keep turning */
+		bool busy = e->nretry || e->req || children_busy ||
+			    (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside));
+		pthread_mutex_unlock(&e->role);
 		/*
 		 * Waking a sleeping handler on an idle vCPU costs ~50 us here
 		 * (NUMBERS.md; fault_bench's placement table), more than the
@@ -569,24 +615,16 @@ static void *handler_main(void *arg)
 		 */
 		uint64_t idle_ns = stats_now_ns(), spin_ns = e->o.spin_us * 1000ull;
 		bool spun = false;
-		if (spin_ns && burst) {
+		if (poll_uffd && spin_ns && burst) {
 			bool got = false;
 			while (!got && stats_now_ns() - idle_ns < spin_ns) {
-				struct pollfd p = { .fd = e->uffd.fd, .events = POLLIN };
-				got = poll(&p, 1, 0) > 0;
+				struct pollfd q = { .fd = e->uffd.fd, .events = POLLIN };
+				got = poll(&q, 1, 0) > 0;
 			}
 			if (got)
 				continue;
 			spun = true;
 		}
-		struct pollfd p[2 + CHILDREN_MAX] = {
-			{ .fd = e->uffd.fd, .events = POLLIN },
-			{ .fd = e->efd, .events = POLLIN },
-		};
-		size_t nc = children_pollfds(e->children, p + 2, CHILDREN_MAX);
-		/* with retries pending or a failure to finish, keep turning */
-		bool busy = e->nretry || e->req || children_busy ||
-			    (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside));
 		if (!busy)
 			pagesrc_release_excess();
 		/* children give no sign when they exit: look every second */
@@ -597,14 +635,20 @@ static void *handler_main(void *arg)
 			(void)r;
 		}
 		burst = !spun && p[0].revents && stats_now_ns() - idle_ns < 4 * spin_ns;
-		children_busy = nc && children_serve(e->children, p + 2, nc);
-		if (nc && stats_now_ns() - e->last_reap_ns > 1000000000ull) {
+		if (!nc)
+			continue;
+		pthread_mutex_lock(&e->role);
+		children_busy = children_serve(e->children, p + 2, nc);
+		if (stats_now_ns() - e->last_reap_ns > 1000000000ull) {
 			children_reap(e->children);
 			e->last_reap_ns = stats_now_ns();
 		}
+		pthread_mutex_unlock(&e->role);
 	}
 	/* the engine is going away: children get the rest of their pages */
+	pthread_mutex_lock(&e->role);
 	children_release_all(e->children);
+	pthread_mutex_unlock(&e->role);
 	pthread_mutex_lock(&e->req_mu);
 	e->handler_gone = true;
 	struct request *r = e->req;
@@ -616,6 +660,27 @@ static void *handler_main(void *arg)
 	}
 	pthread_mutex_unlock(&e->req_mu);
 	return NULL;
+}
+
+/* ---- fault threads ---- */
+
+/* fthreads' take(): read and resolve as the handler does; wake it for what
+ * only it does. */
+static long take_faults(void *arg)
+{
+	struct engine *e = arg;
+	pthread_mutex_lock(&e->role);
+	ssize_t n = read_and_handle(e);
+	/* retries run on the handler's clock, a failure is its to finish, and
+	 * it polls a new child's uffd */
+	bool kick = e->kick || e->nretry || n < 0 || atomic_load(&e->failed);
+	e->kick = false;
+	pthread_mutex_unlock(&e->role);
+	if (n < 0)
+		engine_fail(e, "reading userfaultfd", (int)n);
+	if (kick)
+		wake_handler(e);
+	return n;
 }
 
 /* ---- fork: atfork handlers ---- */
@@ -750,6 +815,7 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	e->uffd.fd = -1;
 	e->efd = -1;
 	pthread_mutex_init(&e->req_lock, NULL);
+	pthread_mutex_init(&e->role, NULL);
 	pthread_mutex_init(&e->req_mu, NULL);
 	pthread_cond_init(&e->req_cv, NULL);
 	/* the /proc files the reclaimer and the scanner read while the program
@@ -787,17 +853,22 @@ int engine_create(const struct engine_options *o, struct engine **out)
 			err = -errno;
 	}
 	if (!err) {
+		/* first: the handler looks whether there are any */
+		int ferr = fthreads_start(e->uffd.fd, o->fault_threads, o->spin_us, take_faults,
+					  e, &e->fthreads);
+		if (ferr)
+			log_warn("fault threads: %s; one handler serves every fault",
+				 strerrordesc_np(-ferr) ? strerrordesc_np(-ferr) : "unknown error");
 		err = pagesrc_thread_create(&e->handler, handler_main, e, &e->handler_stack);
 		e->handler_running = !err;
 	}
 	if (!err)
 		err = reclaim_start(e->reclaim);
 	if (err) {
+		fthreads_stop(e->fthreads);
 		if (e->handler_running) {
 			atomic_store(&e->stop, true);
-			uint64_t one = 1;
-			ssize_t w = write(e->efd, &one, sizeof(one));
-			(void)w;
+			wake_handler(e);
 			pagesrc_thread_join(e->handler, e->handler_stack);
 		}
 		engine_free(e);
@@ -821,10 +892,9 @@ void engine_destroy(struct engine *e)
 		unregister_all(e, false);
 	}
 	pthread_mutex_unlock(&e->req_lock);
+	fthreads_stop(e->fthreads);
 	atomic_store(&e->stop, true);
-	uint64_t one = 1;
-	ssize_t w = write(e->efd, &one, sizeof(one));
-	(void)w;
+	wake_handler(e);
 	pagesrc_thread_join(e->handler, e->handler_stack);
 	engine_free(e);
 }

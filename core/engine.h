@@ -38,6 +38,9 @@ struct engine_options {
 	struct store_options store;
 	struct reclaim_options reclaim;
 	unsigned int spin_us; /* handler polls this long before sleeping */
+	/* Fault threads, one per CPU (engine.c): 0 = up to 4, 1 = none (the
+	 * handler alone reads the uffd). */
+	unsigned int fault_threads;
 	/* Do not ask for EVENT_FORK (as on kernels without it): fork()
 	 * then brings every stored page back first (tests use this). */
 	bool no_fork_events;

@@ -58,7 +58,6 @@ enum options_id {
 /* How far zswapu acts on a row. */
 enum options_status {
 	OPTIONS_HONOURED,     /* parsed and acted on */
-	OPTIONS_NOT_HONOURED, /* parsed and checked, but the engine cannot act on it yet */
 	OPTIONS_RESERVED,     /* a later version's; not even parsed */
 };
 
@@ -68,7 +67,6 @@ struct options {
 	/* Settings of the shim and the tool. */
 	int enabled;           /* 0: the shim does nothing at all */
 	int stats;             /* print the stats table at exit */
-	unsigned int threads;  /* not honoured: one handler, one reclaimer */
 	int writeback;         /* ZSWAPU_WRITEBACK: 1 = on ($TMPDIR unless a directory is given) */
 	unsigned int scan_ms;  /* /proc/self/maps rescan period; 0 = at start only */
 	char exclude[256];     /* comma-separated program names */
@@ -116,8 +114,7 @@ int options_load(struct options *o, const char *const *envp, char *err, size_t e
 /*
  * options_warn() : one log line (at the error level, so it shows by
  * default; ZSWAPU_LOG=0 silences it) for every variable of @envp that is
- * reserved, not honoured yet and set to other than its default, or not a
- * ZSWAPU_ name the table knows.  @return how many lines.
+ * reserved, or not a ZSWAPU_ name the table knows.  @return how many lines.
  */
 int options_warn(const struct options *o, const char *const *envp);
 

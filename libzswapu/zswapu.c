@@ -75,6 +75,7 @@ static int to_engine_options(const struct zswapu_options *in, struct engine_opti
 	o->reclaim.limit_pool = in->limit_includes_pool != 0;
 	o->reclaim.cold_age_ms = in->cold_age_ms;
 	o->spin_us = in->spin_us;
+	o->fault_threads = in->fault_threads;
 	if (in->detach < ZSWAPU_DETACH_AUTO || in->detach > ZSWAPU_DETACH_WP) {
 		log_error("unknown detach mode %d: accepted are auto, move, wp", in->detach);
 		return -EINVAL;

@@ -63,6 +63,11 @@ struct zswapu_options {
 					 never left behind); NULL = no writeback: at
 					 the cap, pages stay resident */
 	int detach;                   /* ZSWAPU_DETACH_AUTO (default), _MOVE or _WP, below */
+	unsigned int fault_threads;   /* threads that resolve faults, one per CPU the
+					 program may run on, each kept on its CPU: a
+					 fault is resolved on the CPU it came from.
+					 0 (default) = one per CPU, 4 at most; 1 = one
+					 handler thread, on any CPU; N = N at most */
 };
 
 /*

@@ -9,6 +9,7 @@
  * usable here.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -121,6 +122,7 @@ static void *map(size_t len)
 /* The pool cap and writeback directory start() adds (torture_writeback). */
 static size_t start_max_pool;
 static const char *start_wb_dir;
+static unsigned int start_fault_threads; /* 0: the default */
 
 static void start(size_t limit)
 {
@@ -130,6 +132,7 @@ static void start(size_t limit)
 	o.max_pool_bytes = start_max_pool;
 	o.writeback_dir = start_wb_dir;
 	o.detach = detach_mode;
+	o.fault_threads = start_fault_threads;
 	ck_assert_int_eq(zswapu_init(&o), 0);
 }
 
@@ -297,6 +300,57 @@ START_TEST(managed_tells_registered_ranges)
 	ck_assert_int_eq(zswapu_managed(m + 3 * PAGE), 0);
 	zswapu_shutdown();
 	munmap(m, 8 * PAGE);
+}
+END_TEST
+
+/* This process's threads: the entries of /proc/self/task. */
+static int task_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	ck_assert_ptr_nonnull(d);
+	int n = 0;
+	for (struct dirent *de; (de = readdir(d));)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * fault_threads: by default one per CPU, 4 at most, none on one CPU; 1
+ * leaves the handler alone.  A fault from each CPU comes back as written.
+ */
+START_TEST(fault_threads_one_per_cpu)
+{
+	SKIP_WITHOUT_UFFD();
+	cpu_set_t cpus, one;
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(cpus), &cpus), 0);
+	int ncpu = CPU_COUNT(&cpus), base = task_count();
+	start_fault_threads = 1;
+	start(0);
+	int engine = task_count() - base; /* the handler, the reclaimer */
+	zswapu_shutdown();
+	start_fault_threads = 0;
+	start(0);
+	ck_assert_int_eq(task_count() - base - engine, ncpu < 2 ? 0 : ncpu < 4 ? ncpu : 4);
+	enum { N = 512 };
+	uint8_t *m = map_stored(N, 3);
+	int k = 0;
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, &cpus))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(c, &one);
+		ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+		for (int i = k++; i < N; i += ncpu)
+			ck_assert_msg(page_ok(m + i * PAGE, i, 3), "page %d differs (CPU %d)", i, c);
+	}
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(cpus), &cpus), 0);
+	struct zswapu_stats st;
+	ck_assert_int_eq(zswapu_stats(&st), 0);
+	ck_assert_uint_eq(st.stored_pages, 0);
+	ck_assert_uint_gt(st.faults_from_store, 0);
+	zswapu_shutdown();
+	munmap(m, N * PAGE);
 }
 END_TEST
 
@@ -787,6 +841,16 @@ static uint64_t torture_ops(void)
 START_TEST(torture_threads)
 {
 	run_torture(256, torture_ops(), 0, 4);
+}
+END_TEST
+
+/* The handler alone, as on one CPU or with ZSWAPU_THREADS=1. */
+START_TEST(torture_one_handler)
+{
+	start_fault_threads = 1;
+	run_torture(64, torture_ops() / 4, 0, 4);
+	run_torture(64, torture_ops() / 8, 1, 4);
+	start_fault_threads = 0;
 }
 END_TEST
 
@@ -1562,6 +1626,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, shutdown_puts_everything_back, 0, 2);
 	tcase_add_test(tc, hot_brings_back);
 	tcase_add_test(tc, managed_tells_registered_ranges);
+	tcase_add_test(tc, fault_threads_one_per_cpu);
 	tcase_add_test(tc, bad_arguments);
 	tcase_add_loop_test(tc, kernel_mode_access, 0, 2);
 	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
@@ -1586,6 +1651,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tt, torture_madvise);
 	tcase_add_test(tt, torture_remap);
 	tcase_add_test(tt, torture_fork);
+	tcase_add_test(tt, torture_one_handler);
 	suite_add_tcase(s, tt);
 	/* a case of its own, so it runs alone: CK_RUN_CASE=torture_writeback */
 	TCase *tw = tcase_create("torture_writeback");

@@ -1,0 +1,200 @@
+/*
+ * fthreads — see fthreads.h.
+ */
+#include "core/fthreads.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/fdguard.h"
+#include "core/stats.h"
+#include "pools/pagesrc.h"
+
+/*
+ * What the thread on the faulting CPU needs to read a fault, with a margin:
+ * with 3 us a tenth of the faults went to the other CPU (and paid the
+ * wake-up from idle); a fault left longer is taken elsewhere.
+ */
+#define FTHREADS_TAKEOVER_NS 6000
+/* how often the burst poller looks: each poll bounces the file's count
+ * with the primary's read and ioctls */
+#define FTHREADS_POLL_EVERY_NS 2000
+
+struct fthread {
+	struct fthreads *f;
+	pthread_t t;
+	void *stack;
+	int cpu;
+	unsigned int idx;
+};
+
+struct fthreads {
+	int fd, stopfd;
+	uint64_t spin_ns;
+	fthreads_take_fn take;
+	void *arg;
+	unsigned int n;       /* threads the hand-over counts on */
+	unsigned int started; /* threads to join */
+	_Atomic bool stop;
+	_Atomic unsigned int primary;   /* the thread that took the last fault */
+	_Atomic uint64_t last_fault_ns;
+	struct fthread t[FTHREADS_MAX];
+};
+
+static size_t struct_pages(void)
+{
+	return (sizeof(struct fthreads) + PAGESRC_PAGE_SIZE - 1) / PAGESRC_PAGE_SIZE;
+}
+
+static bool pending(const struct fthreads *f)
+{
+	struct pollfd q = { .fd = f->fd, .events = POLLIN };
+	return poll(&q, 1, 0) > 0;
+}
+
+static void take(struct fthread *t)
+{
+	struct fthreads *f = t->f;
+	long n = f->take(f->arg);
+	if (n > 0) {
+		atomic_store_explicit(&f->primary, t->idx, memory_order_relaxed);
+		atomic_store_explicit(&f->last_fault_ns, stats_now_ns(), memory_order_relaxed);
+	} else if (n < 0) {
+		atomic_store(&f->stop, true); /* the caller has failed: no spinning on it */
+	}
+}
+
+static bool primary(const struct fthread *t)
+{
+	return atomic_load_explicit(&t->f->primary, memory_order_relaxed) == t->idx;
+}
+
+static bool in_burst(const struct fthreads *f, uint64_t now)
+{
+	return now - atomic_load_explicit(&f->last_fault_ns, memory_order_relaxed) < f->spin_ns;
+}
+
+/* The burst poller: keep this CPU busy; take what the primary leaves. */
+static void poll_burst(struct fthread *t)
+{
+	struct fthreads *f = t->f;
+	uint64_t seen = 0, polled = 0, now;
+	while (!atomic_load(&f->stop) && !primary(t) && in_burst(f, now = stats_now_ns())) {
+		if (now - polled < FTHREADS_POLL_EVERY_NS) {
+			__builtin_ia32_pause();
+			continue;
+		}
+		polled = now;
+		if (!pending(f))
+			seen = 0;
+		else if (!seen)
+			seen = now;
+		else if (now - seen > FTHREADS_TAKEOVER_NS)
+			take(t), seen = 0;
+	}
+}
+
+static void *fthread_main(void *arg)
+{
+	struct fthread *t = arg;
+	struct fthreads *f = t->f;
+	pagesrc_defer_release(true); /* the handler gives back when idle */
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(t->cpu, &s);
+	/* best effort: a cpuset may have taken the CPU away since */
+	pthread_setaffinity_np(pthread_self(), sizeof(s), &s);
+	while (!atomic_load(&f->stop)) {
+		unsigned int p = atomic_load_explicit(&f->primary, memory_order_relaxed);
+		if (p != t->idx && (p + 1) % f->n == t->idx && in_burst(f, stats_now_ns())) {
+			poll_burst(t);
+			continue;
+		}
+		struct pollfd pf[2] = { { .fd = f->fd, .events = POLLIN },
+					{ .fd = f->stopfd, .events = POLLIN } };
+		if (poll(pf, 2, -1) <= 0 || !(pf[0].revents & POLLIN))
+			continue;
+		if (!primary(t)) {
+			uint64_t t0 = stats_now_ns();
+			bool left = true;
+			while (left && stats_now_ns() - t0 < FTHREADS_TAKEOVER_NS)
+				left = pending(f);
+			if (!left)
+				continue;
+		}
+		take(t);
+	}
+	return NULL;
+}
+
+int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_take_fn take_fn,
+		   void *arg, struct fthreads **out)
+{
+	*out = NULL;
+	cpu_set_t cpus;
+	if (want == 1)
+		return 0;
+	if (sched_getaffinity(0, sizeof(cpus), &cpus))
+		return -errno;
+	unsigned int max = want ? want : FTHREADS_AUTO, n = 0;
+	if (max > FTHREADS_MAX)
+		max = FTHREADS_MAX;
+	int cpu[FTHREADS_MAX];
+	for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+		if (CPU_ISSET(c, &cpus))
+			cpu[n++] = c;
+	if (n < 2)
+		return 0;
+	struct fthreads *f;
+	int err = pagesrc_alloc(struct_pages(), (void **)&f);
+	if (err)
+		return err;
+	memset(f, 0, sizeof(*f));
+	*f = (struct fthreads){ .fd = fd, .spin_ns = spin_us * 1000ull, .take = take_fn,
+				.arg = arg, .n = n };
+	f->stopfd = fdguard_adopt(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (f->stopfd < 0) {
+		err = -errno;
+		pagesrc_free(f, struct_pages());
+		return err;
+	}
+	/* all set before any runs: each reads n */
+	for (unsigned int i = 0; i < n; i++)
+		f->t[i] = (struct fthread){ .f = f, .cpu = cpu[i], .idx = i };
+	for (unsigned int i = 0; i < n; i++) {
+		err = pagesrc_thread_create(&f->t[i].t, fthread_main, &f->t[i], &f->t[i].stack);
+		if (err) {
+			fthreads_stop(f);
+			return err;
+		}
+		f->started++;
+	}
+	*out = f;
+	return 0;
+}
+
+unsigned int fthreads_count(const struct fthreads *f)
+{
+	return f ? f->n : 0;
+}
+
+void fthreads_stop(struct fthreads *f)
+{
+	if (!f)
+		return;
+	atomic_store(&f->stop, true);
+	uint64_t one = 1;
+	ssize_t w = write(f->stopfd, &one, sizeof(one));
+	(void)w;
+	for (unsigned int i = 0; i < f->started; i++)
+		pagesrc_thread_join(f->t[i].t, f->t[i].stack);
+	fdguard_close(f->stopfd);
+	pagesrc_free(f, struct_pages());
+}
