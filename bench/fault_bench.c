@@ -384,8 +384,13 @@ static long floor_take(void *arg)
 	struct floor *f = arg;
 	pthread_mutex_lock(&f->mu);
 	long n = floor_read(f);
+	if (n < 0 && errno != EAGAIN && errno != EINTR && !f->err) {
+		/* the threads stop: let the kernel fill the rest */
+		f->err = -errno;
+		uffd_unregister(&f->u, f->start, f->len);
+	}
 	pthread_mutex_unlock(&f->mu);
-	return n;
+	return n < 0 ? f->err : n;
 }
 
 /* The engine's loop without the store: read, resolve, spin, block. */
