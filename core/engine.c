@@ -566,6 +566,7 @@ static void *handler_main(void *arg)
 {
 	struct engine *e = arg;
 	bool children_busy = false, burst = true;
+	pthread_setname_np(pthread_self(), "zswapu-handler"); /* for top -H, perf, gdb */
 	/* with fault threads the uffd is theirs: the handler reads it only
 	 * when it is up anyway (requests, retries, children, failure) */
 	bool poll_uffd = !e->fthreads;

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -105,6 +106,9 @@ static void *fthread_main(void *arg)
 {
 	struct fthread *t = arg;
 	struct fthreads *f = t->f;
+	char name[16];
+	snprintf(name, sizeof(name), "zswapu-fault%u", t->idx);
+	pthread_setname_np(pthread_self(), name);
 	pagesrc_defer_release(true); /* the handler gives back when idle */
 	cpu_set_t s;
 	CPU_ZERO(&s);

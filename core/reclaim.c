@@ -1240,6 +1240,7 @@ static void *reclaim_thread(void *arg)
 {
 	struct reclaim *r = arg;
 	size_t high = 0, low = 0;
+	pthread_setname_np(pthread_self(), "zswapu-reclaim");
 	if (r->o.limit_bytes) {
 		high = r->o.limit_bytes - r->o.limit_bytes / 100 * MARGIN_HIGH_PCT;
 		low = r->o.limit_bytes - r->o.limit_bytes / 100 * MARGIN_LOW_PCT;

@@ -157,6 +157,7 @@ static void fill(struct publisher *p)
 static void *publisher_main(void *arg)
 {
 	struct publisher *p = arg;
+	pthread_setname_np(pthread_self(), "zswapu-stats");
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
 		pthread_mutex_unlock(&p->mu);

@@ -842,6 +842,7 @@ static uint64_t scan_gap(uint64_t took)
 static void *scanner_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "zswapu-scan");
 	warm_up();
 	/* unarmed, the resident size is looked at this often (one pread) */
 	uint64_t poll = SCAN_MIN_MS;
