@@ -1248,6 +1248,10 @@ static void *reclaim_thread(void *arg)
 	r->last_sweep_ns = now_ns();
 	while (!should_stop(r)) {
 		bool work = false;
+		/* also while resting: the program's faults keep freeing objects
+		 * (hotcold, pool counted: 935 MiB of pool held 634 MiB) */
+		if (r->o.limit_bytes)
+			maybe_compact(r);
 		if (r->o.limit_bytes && now_ns() >= r->able_again_ns)
 			atomic_store(&r->able, true);
 		if (r->o.limit_bytes && usage(r) > high) {
