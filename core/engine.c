@@ -636,8 +636,10 @@ static void *handler_main(void *arg)
 			(void)r;
 		}
 		burst = !spun && p[0].revents && stats_now_ns() - idle_ns < 4 * spin_ns;
-		if (!nc)
+		if (!nc) {
+			children_busy = false; /* the last one is gone */
 			continue;
+		}
 		pthread_mutex_lock(&e->role);
 		children_busy = children_serve(e->children, p + 2, nc);
 		if (stats_now_ns() - e->last_reap_ns > 1000000000ull) {
