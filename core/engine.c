@@ -618,10 +618,8 @@ static void *handler_main(void *arg)
 		bool spun = false;
 		if (poll_uffd && spin_ns && burst) {
 			bool got = false;
-			while (!got && stats_now_ns() - idle_ns < spin_ns) {
-				struct pollfd q = { .fd = e->uffd.fd, .events = POLLIN };
-				got = poll(&q, 1, 0) > 0;
-			}
+			while (!got && stats_now_ns() - idle_ns < spin_ns)
+				got = uffd_pending(e->uffd.fd);
 			if (got)
 				continue;
 			spun = true;

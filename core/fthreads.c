@@ -10,12 +10,12 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core/fdguard.h"
 #include "core/stats.h"
+#include "core/uffd.h"
 #include "pools/pagesrc.h"
 
 /*
@@ -54,12 +54,6 @@ static size_t struct_pages(void)
 	return (sizeof(struct fthreads) + PAGESRC_PAGE_SIZE - 1) / PAGESRC_PAGE_SIZE;
 }
 
-static bool pending(const struct fthreads *f)
-{
-	struct pollfd q = { .fd = f->fd, .events = POLLIN };
-	return poll(&q, 1, 0) > 0;
-}
-
 static void take(struct fthread *t)
 {
 	struct fthreads *f = t->f;
@@ -93,7 +87,7 @@ static void poll_burst(struct fthread *t)
 			continue;
 		}
 		polled = now;
-		if (!pending(f))
+		if (!uffd_pending(f->fd))
 			seen = 0;
 		else if (!seen)
 			seen = now;
@@ -129,7 +123,7 @@ static void *fthread_main(void *arg)
 			uint64_t t0 = stats_now_ns();
 			bool left = true;
 			while (left && stats_now_ns() - t0 < FTHREADS_TAKEOVER_NS)
-				left = pending(f);
+				left = uffd_pending(f->fd);
 			if (!left)
 				continue;
 		}
@@ -160,7 +154,6 @@ int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_tak
 	int err = pagesrc_alloc(struct_pages(), (void **)&f);
 	if (err)
 		return err;
-	memset(f, 0, sizeof(*f));
 	*f = (struct fthreads){ .fd = fd, .spin_ns = spin_us * 1000ull, .take = take_fn,
 				.arg = arg, .n = n };
 	f->stopfd = fdguard_adopt(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -182,11 +175,6 @@ int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_tak
 	}
 	*out = f;
 	return 0;
-}
-
-unsigned int fthreads_count(const struct fthreads *f)
-{
-	return f ? f->n : 0;
 }
 
 void fthreads_stop(struct fthreads *f)

@@ -50,9 +50,6 @@ typedef long (*fthreads_take_fn)(void *arg);
 int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_take_fn take,
 		   void *arg, struct fthreads **out);
 
-/* fthreads_count() : threads running (0 for NULL). */
-unsigned int fthreads_count(const struct fthreads *f);
-
 /* fthreads_stop() : stop and join them all, and free @f (NULL: nothing). */
 void fthreads_stop(struct fthreads *f);
 

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -166,6 +167,12 @@ int uffd_wake(struct uffd *u, uintptr_t start, size_t len)
 {
 	struct uffdio_range r = { .start = start, .len = len };
 	return do_ioctl(u->fd, UFFDIO_WAKE, &r);
+}
+
+bool uffd_pending(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 0) > 0;
 }
 
 int uffd_move(struct uffd *u, uintptr_t dst, uintptr_t src, size_t len,

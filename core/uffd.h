@@ -88,6 +88,11 @@ int uffd_copy_partial(struct uffd *u, uintptr_t dst, const void *src, size_t len
 int uffd_zeropage(struct uffd *u, uintptr_t dst, size_t len, bool dontwake);
 int uffd_wake(struct uffd *u, uintptr_t start, size_t len);
 /*
+ * uffd_pending() : whether the (O_NONBLOCK) uffd @fd has a message waiting,
+ * without sleeping: one poll(), which the spinning handlers call in a loop.
+ */
+bool uffd_pending(int fd);
+/*
  * uffd_poison() : make the missing pages of [dst, dst+len) raise SIGBUS
  * when touched, registered or not, as a swap read error does (6.6+):
  * for a page whose data is lost.  -EOPNOTSUPP without the feature.

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/engine.h"
+#include "core/fthreads.h"
 #include "core/reclaim.h"
 #include "core/uffd.h"
 #include "core/writeback.h"
@@ -331,7 +332,8 @@ START_TEST(fault_threads_one_per_cpu)
 	zswapu_shutdown();
 	start_fault_threads = 0;
 	start(0);
-	ck_assert_int_eq(task_count() - base - engine, ncpu < 2 ? 0 : ncpu < 4 ? ncpu : 4);
+	ck_assert_int_eq(task_count() - base - engine,
+			 ncpu < 2 ? 0 : ncpu < FTHREADS_AUTO ? ncpu : FTHREADS_AUTO);
 	enum { N = 512 };
 	uint8_t *m = map_stored(N, 3);
 	int k = 0;
