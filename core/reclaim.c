@@ -91,15 +91,21 @@
 /*
  * Pages reach staging with page-table entries the program never used
  * (MOVE installs them; the WP copy writes into a staging area zapped after
- * every batch), and on these software-virtualised guests the first access
- * from user space to such an entry costs a shadow page-table fault, about
- * 2 us: perf put 26 % of reclaim CPU on the first load in
- * compress_same_filled.  The kernel reads them without one, so each run of
- * WARM_PAGES pages is copied with one process_vm_readv() into a buffer whose
- * entries stay put, and compressed from there (lz4 on python pages: 6.9 us
- * a page from fresh entries, 5.0 copied, 4.2 from warm ones).
+ * every batch).  On guests whose hypervisor shadows the page tables in
+ * software, the first access from user space to such an entry costs a
+ * shadow page-table fault, about 2 us: perf put 26 % of reclaim CPU on the
+ * first load in compress_same_filled there.  The kernel reads them without
+ * one, so on such a machine each run of WARM_PAGES pages is copied with one
+ * process_vm_readv() into a buffer whose entries stay put, and compressed
+ * from there (lz4 on python pages: 6.9 us a page from fresh entries, 5.0
+ * copied, 4.2 from warm ones).  With hardware-assisted paging a fresh
+ * entry costs ~10 ns more than a used one, and the copy is pure loss
+ * (fault_bench reclaim/raw 0.63 with it, 0.74-0.82 without), so
+ * reclaim_create() measures which machine it is on: fresh_entries_costly().
  */
 #define WARM_PAGES 64
+/* what a first access must cost over a second one for the copy to pay */
+#define FRESH_COSTLY_NS 500
 
 enum { EMPTY, MOVED, STORED, RETURNED, DROPPED, PROTECTED, ZAPPING };
 
@@ -129,7 +135,8 @@ struct reclaim {
 		_Atomic uint8_t state[RECLAIM_BATCH]; /* written under lock, peeked without */
 	} batch;
 	uint8_t *staging; /* RECLAIM_BATCH pages of engine memory */
-	uint8_t *warm;    /* WARM_PAGES pages: see WARM_PAGES */
+	uint8_t *warm;    /* WARM_PAGES pages, or NULL: see WARM_PAGES */
+	bool source_chosen; /* warm decided: choose_source(), under owner */
 	const uint8_t *src[WARM_PAGES]; /* where commit_batch() compresses from */
 	unsigned char present[RECLAIM_BATCH];
 	/* hand_step()'s look at the program's pages: its own, since present[]
@@ -524,7 +531,7 @@ static void warm_fill(struct reclaim *r, unsigned int base, unsigned int lim)
 	size_t k = 0;
 	for (unsigned int i = base; i < lim; i++) {
 		r->src[i - base] = r->staging + i * PAGE;
-		if (r->batch.state[i] != MOVED) /* racy: commit_batch() rechecks */
+		if (!r->warm || r->batch.state[i] != MOVED) /* racy: commit_batch() rechecks */
 			continue;
 		r->liov[k] = (struct iovec){ r->warm + k * PAGE, PAGE };
 		r->riov[k] = (struct iovec){ r->staging + i * PAGE, PAGE };
@@ -911,9 +918,72 @@ static int detach_wp(struct reclaim *r, uintptr_t start, uintptr_t end, const ui
  * Detach [start, end) (at most RECLAIM_BATCH pages, one region) and store
  * it.  Returns pages stored, or -errno when nothing could be moved.
  */
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Whether a first user access to a page-table entry the kernel installed
+ * costs a shadow page-table fault here (see WARM_PAGES): populates
+ * WARM_PAGES pages of staging (empty between batches) from the kernel side,
+ * times a first and a second read of each, compares the medians, and
+ * empties staging again.  Without MADV_POPULATE_WRITE (before 5.14) it
+ * cannot tell and says yes: the copy is then a cost, never a wrong result.
+ */
+static bool fresh_entries_costly(struct reclaim *r)
+{
+	uint64_t first[WARM_PAGES], second[WARM_PAGES];
+	if (madvise(r->staging, WARM_PAGES * PAGE, MADV_POPULATE_WRITE))
+		return true;
+	volatile const uint8_t *p = r->staging;
+	for (int pass = 0; pass < 2; pass++) {
+		uint64_t *d = pass ? second : first;
+		for (size_t i = 0; i < WARM_PAGES; i++) {
+			uint64_t t = now_ns();
+			(void)p[i * PAGE + 64 * (size_t)pass];
+			d[i] = now_ns() - t;
+		}
+	}
+	madvise(r->staging, WARM_PAGES * PAGE, MADV_DONTNEED);
+	qsort(first, WARM_PAGES, sizeof(*first), cmp_u64);
+	qsort(second, WARM_PAGES, sizeof(*second), cmp_u64);
+	uint64_t f = first[WARM_PAGES / 2], s = second[WARM_PAGES / 2];
+	bool costly = f > s + FRESH_COSTLY_NS;
+	log_debug("a fresh page-table entry costs %llu ns on first read, %llu on the next: "
+		  "reclaim compresses from %s", (unsigned long long)f, (unsigned long long)s,
+		  costly ? "a warm copy" : "staging");
+	return costly;
+}
+
+/*
+ * At the first batch, not at create: every process started under the
+ * shim creates an engine, most never reclaim, and fork+exec stays cheap.
+ * Without the warm buffer (no memory for it) pages are compressed from
+ * staging: slower on such a guest, as correct.
+ */
+static _Atomic int force_warm = -1;
+
+void reclaim_force_warm_copy(int warm)
+{
+	atomic_store(&force_warm, warm);
+}
+
+static void choose_source(struct reclaim *r)
+{
+	r->source_chosen = true;
+	int f = atomic_load(&force_warm);
+	if ((f < 0 ? fresh_entries_costly(r) : f) &&
+	    pagesrc_alloc(WARM_PAGES, (void **)&r->warm))
+		r->warm = NULL;
+}
+
 static long do_batch(struct reclaim *r, uintptr_t start, uintptr_t end, const uint64_t *skip)
 {
 	size_t len, nmoved;
+	if (!r->source_chosen)
+		choose_source(r);
 	int err = r->wp ? detach_wp(r, start, end, skip, &len, &nmoved)
 			: detach_move(r, start, end, skip, &len, &nmoved);
 	if (!len) {
@@ -1389,8 +1459,6 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 	pthread_cond_init(&r->paused_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	err = pagesrc_alloc(RECLAIM_BATCH, (void **)&r->staging);
-	if (!err)
-		err = pagesrc_alloc(WARM_PAGES, (void **)&r->warm);
 	if (!err) {
 		/* staging must start empty: MOVE only fills absent pages */
 		madvise(r->staging, RECLAIM_BATCH * PAGE, MADV_DONTNEED);

@@ -105,6 +105,14 @@ bool reclaim_is_quiet(struct reclaim *r);
 long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end);
 
 /*
+ * reclaim_force_warm_copy() : for tests, process-wide, read when a reclaim
+ * instance takes its first batch: 1 always compresses from a warm copy,
+ * 0 never, -1 (the default) lets it measure which is faster (WARM_PAGES
+ * in reclaim.c).  Machines differ, and each path must stay tested.
+ */
+void reclaim_force_warm_copy(int warm);
+
+/*
  * reclaim_set_unknown_hook() : @fn is called (on the reclaimer thread, so
  * it must not block) when usage is over the mark and a whole pass of the
  * hand found nothing to take: the memory is somewhere not registered yet
