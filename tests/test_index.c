@@ -55,6 +55,7 @@ static void drop(struct index *idx, struct index_entry *e)
 struct pair {
 	uintptr_t addr;
 	struct index_entry *e;
+	unsigned long handle; /* read when added: a released entry may be freed */
 };
 
 struct shadow {
@@ -82,7 +83,7 @@ static void shadow_add(struct shadow *sh, uintptr_t addr, struct index_entry *e)
 		sh->cap = sh->cap ? 2 * sh->cap : 1024;
 		sh->p = realloc(sh->p, sh->cap * sizeof(*sh->p));
 	}
-	sh->p[sh->n++] = (struct pair){ addr, e };
+	sh->p[sh->n++] = (struct pair){ addr, e, e->handle };
 }
 
 static void shadow_del(struct shadow *sh, size_t i)
@@ -345,7 +346,7 @@ START_TEST(ranges_with_holes)
 		expect += p % 2 == 0;
 	ck_assert_int_eq(n, (ssize_t)expect);
 	for (size_t i = 0; i < c.got.n; i++)
-		if (c.got.p[i].addr != base + c.got.p[i].e->handle * PAGE)
+		if (c.got.p[i].addr != base + c.got.p[i].handle * PAGE)
 			ck_abort_msg("erased entry %zu handed over with a wrong address", i);
 	ck_assert_uint_eq(index_count(idx), NPAGES / 2 - expect);
 	free(c.got.p);
@@ -361,7 +362,7 @@ START_TEST(ranges_with_holes)
 	for (size_t i = 0; i < c.got.n; i++)
 		if (c.got.p[i].addr < base + 5 * CHUNK + 256 * PAGE ||
 		    c.got.p[i].addr >= base + 6 * CHUNK ||
-		    c.got.p[i].addr != base + c.got.p[i].e->handle * PAGE)
+		    c.got.p[i].addr != base + c.got.p[i].handle * PAGE)
 			ck_abort_msg("replaced entry %zu: %#lx", i, c.got.p[i].addr);
 	free(c.got.p);
 	struct index_entry *e;
