@@ -111,6 +111,7 @@ enum { EMPTY, MOVED, STORED, RETURNED, DROPPED, PROTECTED, ZAPPING };
 
 /* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
 #define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
 #define PM_UFFD_WP (1ULL << 57)
 enum { IDLE, MOVING, READY };
 
@@ -148,7 +149,7 @@ struct reclaim {
 	/* WP mode (see the top of the file) */
 	bool wp;
 	pthread_rwlock_t maplock; /* WP mode: see reclaim_map_change_begin() */
-	int pagemap;                      /* /proc/self/pagemap */
+	int pagemap;                      /* /proc/self/pagemap, both modes */
 	uint64_t pm[RECLAIM_BATCH];       /* reclaimer only */
 	struct iovec liov[RECLAIM_BATCH], riov[RECLAIM_BATCH];
 	uint16_t slot[RECLAIM_BATCH];     /* batch index of each iovec */
@@ -618,6 +619,14 @@ static void evlock_take(struct reclaim *r)
 	atomic_store(&r->move_waiting, false);
 }
 
+/* pagemap entries of the @n pages from @addr into @pm. */
+static int read_pagemap(struct reclaim *r, uintptr_t addr, size_t n, uint64_t *pm)
+{
+	size_t want = n * sizeof(*pm);
+	ssize_t got = pread(r->pagemap, pm, want, (off_t)(addr / PAGE * sizeof(*pm)));
+	return got == (ssize_t)want ? 0 : got < 0 ? -errno : -EIO;
+}
+
 /*
  * MOVE detach of [start, end): moves the pages not skipped into staging
  * and sets up the batch (MOVED or EMPTY).  *@len gets the bytes the batch
@@ -696,26 +705,33 @@ static int detach_move(struct reclaim *r, uintptr_t start, uintptr_t end, const 
 	if (!len)
 		return err;
 
-	mincore((void *)st, len, r->present);
+	/*
+	 * What moved: a page present in staging, or one the kernel had
+	 * swapped out, whose swap entry MOVE carries along.  Not mincore():
+	 * it calls a swapped page absent once it has left the swap cache,
+	 * and such a page, taken for empty, was lost with the zap of staging.
+	 * Its data comes back when compression reads it (a swap-in).
+	 */
+	int perr = read_pagemap(r, st, npages, r->pm);
+	if (perr) {
+		/* cannot happen with the file open; mincore() is right but for
+		 * swapped pages, and taking an empty page for moved would store
+		 * zeros over a page stored before */
+		mincore((void *)st, len, r->present);
+		for (size_t i = 0; i < npages; i++)
+			r->pm[i] = r->present[i] & 1 ? PM_PRESENT : 0;
+	}
 	pthread_mutex_lock(&r->batch.lock);
 	r->batch.n = npages;
 	for (size_t i = 0; i < npages; i++) {
 		r->batch.addr[i] = start + i * PAGE;
-		r->batch.state[i] = (r->present[i] & 1) ? MOVED : EMPTY;
+		r->batch.state[i] = r->pm[i] & (PM_PRESENT | PM_SWAP) ? MOVED : EMPTY;
 		*nmoved += r->batch.state[i] == MOVED;
 	}
 	atomic_store(&r->batch.phase, READY);
 	pthread_mutex_unlock(&r->batch.lock);
 	*len_out = len;
 	return err;
-}
-
-/* pagemap entries of the @n pages from @addr into @pm. */
-static int read_pagemap(struct reclaim *r, uintptr_t addr, size_t n, uint64_t *pm)
-{
-	size_t want = n * sizeof(*pm);
-	ssize_t got = pread(r->pagemap, pm, want, (off_t)(addr / PAGE * sizeof(*pm)));
-	return got == (ssize_t)want ? 0 : got < 0 ? -errno : -EIO;
 }
 
 /*
@@ -1431,21 +1447,23 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 	r->regions = rs;
 	r->wp = o->detach == RECLAIM_DETACH_WP;
 	pthread_rwlock_init(&r->maplock, NULL);
-	r->pagemap = -1;
-	if (r->wp) {
-		/* both are needed: the pagemap to find protected pages, and
-		 * process_vm_readv (a seccomp filter may forbid it) to copy */
+	/*
+	 * The pagemap tells which pages a detach took (MOVE: present or
+	 * swapped in staging; WP: present and protected in the program).  WP
+	 * also copies with process_vm_readv, which a seccomp filter may forbid.
+	 */
+	r->pagemap = fdguard_adopt(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+	err = r->pagemap < 0 ? -errno : 0;
+	if (!err && r->wp) {
 		uint64_t probe = 0;
 		struct iovec l = { &probe, sizeof(probe) }, rv = { &r->o, sizeof(probe) };
-		r->pagemap = fdguard_adopt(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
-		err = r->pagemap < 0 ? -errno : 0;
-		if (!err && process_vm_readv(getpid(), &l, 1, &rv, 1, 0) != sizeof(probe))
+		if (process_vm_readv(getpid(), &l, 1, &rv, 1, 0) != sizeof(probe))
 			err = -EOPNOTSUPP;
-		if (err) {
-			fdguard_close(r->pagemap);
-			pagesrc_free(r, npages);
-			return err;
-		}
+	}
+	if (err) {
+		fdguard_close(r->pagemap);
+		pagesrc_free(r, npages);
+		return err;
 	}
 	pthread_mutex_init(&r->owner, NULL);
 	pthread_mutex_init(&r->batch.lock, NULL);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/swap.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -417,6 +418,125 @@ START_TEST(kernel_mode_access)
 	close(pfd[0]);
 	close(pfd[1]);
 	zswapu_shutdown();
+}
+END_TEST
+
+/* ---- pages the kernel swapped out ---- */
+
+#define SWAP_TEST_FILE "/var/tmp/zswapu-test.swap"
+#define KZSWAP_ENABLED "/sys/module/zswap/parameters/enabled"
+
+static char kzswap_was; /* the kernel zswap's setting before swap_on(), or 0 */
+
+static void kzswap_set(char c)
+{
+	int fd = open(KZSWAP_ENABLED, O_WRONLY);
+	if (fd >= 0) {
+		ssize_t w = write(fd, &c, 1);
+		(void)w;
+		close(fd);
+	}
+}
+
+/*
+ * A 64 MiB swap file of our own, on; false (and nothing left) if not root
+ * or the kernel refuses.  Runs mkswap from util-linux.  The kernel's own
+ * zswap is turned on meanwhile when it has one: a page it stores is freed
+ * at once, where one written to the file stays in the swap cache (and
+ * mincore() calls it resident) until memory runs short.  swap_off() puts
+ * both back.
+ */
+static bool swap_on(void)
+{
+	swapoff(SWAP_TEST_FILE); /* left by a crashed run */
+	unlink(SWAP_TEST_FILE);
+	if (geteuid() != 0)
+		return false;
+	int fd = open(SWAP_TEST_FILE, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	if (fd < 0)
+		return false;
+	bool ok = posix_fallocate(fd, 0, 64 << 20) == 0;
+	close(fd);
+	ok = ok && system("mkswap " SWAP_TEST_FILE " >/dev/null 2>&1") == 0 &&
+	     swapon(SWAP_TEST_FILE, 0) == 0;
+	if (!ok) {
+		unlink(SWAP_TEST_FILE);
+		return false;
+	}
+	kzswap_was = 0;
+	fd = open(KZSWAP_ENABLED, O_RDONLY);
+	if (fd >= 0) {
+		if (read(fd, &kzswap_was, 1) != 1)
+			kzswap_was = 0;
+		close(fd);
+	}
+	if (kzswap_was)
+		kzswap_set('Y');
+	return true;
+}
+
+static void swap_off(void)
+{
+	swapoff(SWAP_TEST_FILE);
+	unlink(SWAP_TEST_FILE);
+	if (kzswap_was)
+		kzswap_set(kzswap_was);
+}
+
+/*
+ * A page the kernel has swapped out is not resident, but it holds data:
+ * UFFDIO_MOVE carries its swap entry into staging like a present page.
+ * The reclaimer must store it (mincore() calls it absent; a page taken
+ * for empty was zapped with staging: lost), and a fault must bring back
+ * what was written.  _i as MODE().
+ */
+START_TEST(swapped_out_pages_kept)
+{
+	MODE(_i);
+	SKIP_WITHOUT_UFFD();
+	enum { N = 512 };
+	uint8_t *m = map(N * PAGE);
+	struct zswapu_options o;
+	zswapu_options_init(&o);
+	o.detach = detach_mode;
+	/* no assertion from here to swap_off(): a failed one would leave the
+	 * machine with our swap file on */
+	if (!swap_on()) {
+		fprintf(stderr, "SKIP %s: no swap file of our own here (root, swapon)\n", __func__);
+		return;
+	}
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 9);
+	/* the odd pages out to swap */
+	for (int i = 1; i < N; i += 2)
+		madvise(m + i * PAGE, PAGE, MADV_PAGEOUT);
+	unsigned char vec[N];
+	mincore(m, N * PAGE, vec);
+	int out = 0;
+	for (int i = 1; i < N; i += 2)
+		out += !(vec[i] & 1);
+	long stored = -1;
+	int bad = -1;
+	int ierr = zswapu_init(&o);
+	if (!ierr && zswapu_register(m, N * PAGE) == 0) {
+		stored = zswapu_reclaim(m, N * PAGE);
+		bad = 0;
+		for (int i = 0; i < N; i++)
+			bad += !page_ok(m + i * PAGE, i, 9);
+	}
+	zswapu_shutdown();
+	swap_off();
+	fprintf(stderr, "swapped out: %d of %d pages swapped before reclaim, %ld stored, %d wrong\n",
+		out, N / 2, stored, bad);
+	ck_assert_int_eq(ierr, 0);
+	ck_assert_int_eq(bad, 0);
+	if (!out) {
+		fprintf(stderr, "SKIP %s: the kernel swapped nothing out\n", __func__);
+		return;
+	}
+	/* the WP detach leaves a swapped page where it is, MOVE takes it */
+	ck_assert_int_ge(stored, N - (detach_mode == ZSWAPU_DETACH_WP ? out : 0));
+	munmap(m, N * PAGE);
 }
 END_TEST
 
@@ -1650,6 +1770,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, fault_threads_one_per_cpu);
 	tcase_add_test(tc, bad_arguments);
 	tcase_add_loop_test(tc, kernel_mode_access, 0, 2);
+	tcase_add_loop_test(tc, swapped_out_pages_kept, 0, 2);
 	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
 	tcase_add_loop_test(tc, fork_child_sees_everything, 0, 2);
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
