@@ -54,6 +54,8 @@ struct children {
 	uintptr_t probe;
 	bool warned;
 	struct children_counters cnt;
+	children_new_fn on_new; /* children_on_new() */
+	void *on_new_arg;
 };
 
 static void count(_Atomic uint64_t *c)
@@ -175,6 +177,14 @@ void children_fork(struct children *c, int fd, const struct uffd *from, struct s
 	}
 	c->c[c->n++] = ch;
 	count(&c->cnt.forks);
+	if (c->on_new)
+		c->on_new(c->on_new_arg, ch->u.fd);
+}
+
+void children_on_new(struct children *c, children_new_fn fn, void *arg)
+{
+	c->on_new = fn;
+	c->on_new_arg = arg;
 }
 
 size_t children_pollfds(struct children *c, struct pollfd *p, size_t max)

@@ -18,7 +18,9 @@
  * zeros for a page that was stored.  A parent killed outright (SIGKILL)
  * cannot do that: its children then read zeros for pages still stored.
  *
- * Only the handler thread calls these functions.
+ * Only the thread holding the engine's role lock calls these functions:
+ * the handler, or a fault thread (core/fthreads.c) serving a child's
+ * faults on the CPU they came from.
  */
 #ifndef ZSWAPU_CHILDREN_H
 #define ZSWAPU_CHILDREN_H
@@ -47,6 +49,14 @@ struct children_counters {
 int children_create(struct children **out);
 /* children_destroy() : after children_release_all(). */
 void children_destroy(struct children *c);
+
+/*
+ * children_on_new() : @fn(@arg, fd) is called with the descriptor of each
+ * child taken on, grandchildren included (the engine's fault threads then
+ * watch it; see fthreads_watch()).
+ */
+typedef void (*children_new_fn)(void *arg, int fd);
+void children_on_new(struct children *c, children_new_fn fn, void *arg);
 
 /* Copies the pages the reclaimer holds in staging into a new child. */
 typedef void (*children_staged_fn)(void *arg, struct uffd *child);

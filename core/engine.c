@@ -6,8 +6,9 @@
  *                   batch.lock (briefly) and the store's locks.
  *   fault threads   one per CPU (core/fthreads.c, ZSWAPU_THREADS): read
  *                   the uffd and resolve, as the handler does, on the CPU
- *                   the fault came from.  The handler then leaves the uffd
- *                   to them and keeps the rest.
+ *                   the fault came from, and so for forked children's
+ *                   uffds (watched as they come).  The handler then leaves
+ *                   those to them and keeps the rest (retries, reaping).
  *   reclaimer       core/reclaim.c; waits for the handler only for evlock,
  *                   around UFFDIO_MOVE, holding nothing the handler needs.
  *   callers         program threads in engine_* functions; they post a
@@ -96,6 +97,8 @@ struct engine {
 	pthread_mutex_t role;        /* see the top of the file */
 	struct fthreads *fthreads;   /* NULL: the handler reads the uffd alone */
 	bool kick;                   /* handler only: a fault thread must wake the handler */
+	bool children_busy;          /* handler only: a child has faults to retry */
+	bool children_unwatched;     /* handler only: the fault threads miss a child */
 	uint8_t *buf;  /* handler's decompression pages (1 + RESOLVE_AHEAD_MAX) */
 	uintptr_t ra_next;     /* where a sequential scan would fault next */
 	unsigned int ra_win;   /* pages read ahead on such a fault */
@@ -562,10 +565,28 @@ static ssize_t read_and_handle(struct engine *e)
 	return n / (ssize_t)sizeof(msgs[0]);
 }
 
+/*
+ * The children's messages waiting now, and their retries; under role.
+ * @return the child faults served.
+ */
+static uint64_t serve_children(struct engine *e)
+{
+	size_t n = children_count(e->children);
+	if (!n)
+		return 0;
+	const struct children_counters *cc = children_counters(e->children);
+	uint64_t before = atomic_load_explicit(&cc->faults, memory_order_relaxed);
+	struct pollfd cp[CHILDREN_MAX];
+	size_t nc = children_pollfds(e->children, cp, CHILDREN_MAX);
+	if (poll(cp, nc, 0) > 0 || e->children_busy)
+		e->children_busy = children_serve(e->children, cp, nc);
+	return atomic_load_explicit(&cc->faults, memory_order_relaxed) - before;
+}
+
 static void *handler_main(void *arg)
 {
 	struct engine *e = arg;
-	bool children_busy = false, burst = true;
+	bool burst = true;
 	pthread_setname_np(pthread_self(), "zswapu-handler"); /* for top -H, perf, gdb */
 	/* with fault threads the uffd is theirs: the handler reads it only
 	 * when it is up anyway (requests, retries, children, failure) */
@@ -577,12 +598,7 @@ static void *handler_main(void *arg)
 		e->kick = false;
 		if (n > 0) {
 			/* a busy program must not starve its children */
-			if (children_count(e->children)) {
-				struct pollfd cp[CHILDREN_MAX];
-				size_t nc = children_pollfds(e->children, cp, CHILDREN_MAX);
-				if (poll(cp, nc, 0) > 0 || children_busy)
-					children_busy = children_serve(e->children, cp, nc);
-			}
+			serve_children(e);
 			pthread_mutex_unlock(&e->role);
 			continue;
 		}
@@ -603,8 +619,12 @@ static void *handler_main(void *arg)
 			{ .fd = e->efd, .events = POLLIN },
 		};
 		size_t nc = children_pollfds(e->children, p + 2, CHILDREN_MAX);
+		/* the fault threads watch the children's descriptors (unless
+		 * that failed for one); the handler retries for them and reaps */
+		for (size_t i = 0; e->fthreads && !e->children_unwatched && i < nc; i++)
+			p[2 + i].fd = -1;
 		/* with retries pending or a failure to finish, keep turning */
-		bool busy = e->nretry || e->req || children_busy ||
+		bool busy = e->nretry || e->req || e->children_busy ||
 			    (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside));
 		pthread_mutex_unlock(&e->role);
 		/*
@@ -635,11 +655,11 @@ static void *handler_main(void *arg)
 		}
 		burst = !spun && p[0].revents && stats_now_ns() - idle_ns < 4 * spin_ns;
 		if (!nc) {
-			children_busy = false; /* the last one is gone */
+			e->children_busy = false; /* the last one is gone */
 			continue;
 		}
 		pthread_mutex_lock(&e->role);
-		children_busy = children_serve(e->children, p + 2, nc);
+		e->children_busy = children_serve(e->children, p + 2, nc);
 		if (stats_now_ns() - e->last_reap_ns > 1000000000ull) {
 			children_reap(e->children);
 			e->last_reap_ns = stats_now_ns();
@@ -672,9 +692,12 @@ static long take_faults(void *arg)
 	struct engine *e = arg;
 	pthread_mutex_lock(&e->role);
 	ssize_t n = read_and_handle(e);
-	/* retries run on the handler's clock, a failure is its to finish, and
-	 * it polls a new child's uffd */
-	bool kick = e->kick || e->nretry || n < 0 || atomic_load(&e->failed);
+	if (n >= 0)
+		n += (ssize_t)serve_children(e);
+	/* retries run on the handler's clock (children's too), a failure is
+	 * its to finish, and it reaps the children */
+	bool kick = e->kick || e->nretry || e->children_busy || n < 0 ||
+		    atomic_load(&e->failed);
 	e->kick = false;
 	pthread_mutex_unlock(&e->role);
 	if (n < 0)
@@ -682,6 +705,17 @@ static long take_faults(void *arg)
 	if (kick)
 		wake_handler(e);
 	return n;
+}
+
+/* children_on_new(): a forked child's faults go to the fault threads too */
+static void watch_child(void *arg, int fd)
+{
+	struct engine *e = arg;
+	int err = fthreads_watch(e->fthreads, fd);
+	if (err && !e->children_unwatched)
+		log_warn("a forked child's faults go to the handler alone: %s",
+			 strerrordesc_np(-err) ? strerrordesc_np(-err) : "error");
+	e->children_unwatched |= err != 0;
 }
 
 /* ---- fork: atfork handlers ---- */
@@ -860,6 +894,8 @@ int engine_create(const struct engine_options *o, struct engine **out)
 		if (ferr)
 			log_warn("fault threads: %s; one handler serves every fault",
 				 strerrordesc_np(-ferr) ? strerrordesc_np(-ferr) : "unknown error");
+		if (e->fthreads)
+			children_on_new(e->children, watch_child, e);
 		err = pagesrc_thread_create(&e->handler, handler_main, e, &e->handler_stack);
 		e->handler_running = !err;
 	}

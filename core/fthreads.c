@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -38,6 +39,8 @@ struct fthread {
 
 struct fthreads {
 	int fd, stopfd;
+	int epfd;              /* stopfd and the watched descriptors (fthreads_watch()) */
+	_Atomic bool watching; /* any was ever watched: looks poll epfd too */
 	uint64_t spin_ns;
 	fthreads_take_fn take;
 	void *arg;
@@ -66,6 +69,30 @@ static void take(struct fthread *t)
 	}
 }
 
+/*
+ * The descriptors to poll: the fd itself and epfd, which holds the stop
+ * eventfd and the watched descriptors (when @sleep, or once any is
+ * watched: a look without sleeping need not pay for an empty one).  A
+ * thread asleep since before the first watch sees that child's faults
+ * too, so none goes to the one thread that woke for the fork event alone.
+ */
+static nfds_t pollfds(struct fthreads *f, struct pollfd *pf, bool sleep)
+{
+	pf[0] = (struct pollfd){ .fd = f->fd, .events = POLLIN };
+	pf[1] = (struct pollfd){ .fd = sleep || atomic_load_explicit(&f->watching,
+								      memory_order_relaxed)
+					      ? f->epfd : -1,
+				 .events = POLLIN };
+	return 2;
+}
+
+/* A message waiting on the fd or a watched one (no sleep). */
+static bool pending(struct fthreads *f)
+{
+	struct pollfd pf[2];
+	return poll(pf, pollfds(f, pf, false), 0) > 0;
+}
+
 static bool primary(const struct fthread *t)
 {
 	return atomic_load_explicit(&t->f->primary, memory_order_relaxed) == t->idx;
@@ -87,7 +114,7 @@ static void poll_burst(struct fthread *t)
 			continue;
 		}
 		polled = now;
-		if (!uffd_pending(f->fd))
+		if (!pending(f))
 			seen = 0;
 		else if (!seen)
 			seen = now;
@@ -115,15 +142,15 @@ static void *fthread_main(void *arg)
 			poll_burst(t);
 			continue;
 		}
-		struct pollfd pf[2] = { { .fd = f->fd, .events = POLLIN },
-					{ .fd = f->stopfd, .events = POLLIN } };
-		if (poll(pf, 2, -1) <= 0 || !(pf[0].revents & POLLIN))
+		struct pollfd pf[2];
+		int r = poll(pf, pollfds(f, pf, true), -1);
+		if (r <= 0 || !((pf[0].revents | pf[1].revents) & POLLIN) || atomic_load(&f->stop))
 			continue;
 		if (!primary(t)) {
 			uint64_t t0 = stats_now_ns();
 			bool left = true;
 			while (left && stats_now_ns() - t0 < FTHREADS_TAKEOVER_NS)
-				left = uffd_pending(f->fd);
+				left = pending(f);
 			if (!left)
 				continue;
 		}
@@ -157,8 +184,12 @@ int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_tak
 	*f = (struct fthreads){ .fd = fd, .spin_ns = spin_us * 1000ull, .take = take_fn,
 				.arg = arg, .n = n };
 	f->stopfd = fdguard_adopt(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-	if (f->stopfd < 0) {
+	f->epfd = f->stopfd < 0 ? -1 : fdguard_adopt(epoll_create1(EPOLL_CLOEXEC));
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = f->stopfd };
+	if (f->epfd < 0 || epoll_ctl(f->epfd, EPOLL_CTL_ADD, f->stopfd, &ev)) {
 		err = -errno;
+		fdguard_close(f->epfd);
+		fdguard_close(f->stopfd);
 		pagesrc_free(f, struct_pages());
 		return err;
 	}
@@ -188,5 +219,15 @@ void fthreads_stop(struct fthreads *f)
 	for (unsigned int i = 0; i < f->started; i++)
 		pagesrc_thread_join(f->t[i].t, f->t[i].stack);
 	fdguard_close(f->stopfd);
+	fdguard_close(f->epfd);
 	pagesrc_free(f, struct_pages());
+}
+
+int fthreads_watch(struct fthreads *f, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+	if (epoll_ctl(f->epfd, EPOLL_CTL_ADD, fd, &ev))
+		return -errno;
+	atomic_store(&f->watching, true);
+	return 0;
 }

@@ -20,8 +20,9 @@
  * thread where it slept instead of moving it to an idle one, again at the
  * cost of a wake-up from idle.
  *
- * The caller's take() reads and resolves; it is called from any of the
- * threads, possibly at once from two: serialising it is the caller's.
+ * The caller's take() reads and resolves (the fd and every watched one);
+ * it is called from any of the threads, possibly at once from two:
+ * serialising it is the caller's.
  * Threads start with every signal blocked (pagesrc_thread_create()) and
  * use only engine memory.
  */
@@ -49,6 +50,16 @@ typedef long (*fthreads_take_fn)(void *arg);
  */
 int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_take_fn take,
 		   void *arg, struct fthreads **out);
+
+/*
+ * fthreads_watch() : poll @fd (O_NONBLOCK) too, and call take() when it
+ * has a message, until it is closed: the uffd of a forked child, whose
+ * faults are then resolved on their CPU like the program's own.  Behind
+ * one epoll descriptor, so a closed one drops out by itself and its number
+ * is never polled again (it may name another file by then).  @return 0
+ * or -errno.
+ */
+int fthreads_watch(struct fthreads *f, int fd);
 
 /* fthreads_stop() : stop and join them all, and free @f (NULL: nothing). */
 void fthreads_stop(struct fthreads *f);
