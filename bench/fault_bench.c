@@ -30,7 +30,11 @@
  *               region filled, zswapu_register()ed, zswapu_reclaim()ed as a
  *               whole (reclaim pages/s and MB/s), then touched; every page
  *               must come back from the store and every byte must match
- *               (else the library is broken: exit 1).
+ *               (else the library is broken: exit 1);
+ *   forked child  before that touch, a child forked then touches the same
+ *               pages in the same order and checks them: its faults are
+ *               served from its view of the parent's store
+ *               (core/children.c) by the same fault threads.
  * With --runs N each figure is the median over N runs.  Reclaim and raw
  * compression are timed in the calling thread's CPU time (the reclaim runs
  * in it): per core, and unaffected by other work on the machine.  Fault
@@ -82,6 +86,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -486,11 +491,45 @@ static size_t verify(const struct setup *s, const uint8_t *region, size_t *first
 }
 
 /*
- * Register, reclaim (timed), touch (timed), verify.  A library failure is
- * reported with what was expected; -EIO when data came back wrong.
+ * A child forked now touches every page as the parent will (timed into a
+ * shared buffer) and checks it; -EIO when it saw wrong data or died.
+ */
+static int child_pass(const struct setup *s, const uint8_t *region, struct lat *out)
+{
+	size_t bytes = s->npages * sizeof(uint64_t) + sizeof(uint64_t);
+	uint64_t *lat = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (lat == MAP_FAILED)
+		return -errno;
+	uint64_t *bad = lat + s->npages;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		touch(region, s->order, s->npages, lat);
+		size_t first = 0;
+		*bad = verify(s, region, &first);
+		_exit(0);
+	}
+	int status = 0, err = 0;
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		err = -errno;
+	else if (!WIFEXITED(status) || WEXITSTATUS(status) || *bad) {
+		fprintf(stderr, "fault_bench: LIBRARY ERROR: a forked child read %llu of %zu pages "
+				"wrong (status %#x)\n", (unsigned long long)*bad, s->npages, status);
+		err = -EIO;
+	}
+	if (!err)
+		*out = lat_summary(lat, s->npages);
+	munmap(lat, bytes);
+	return err;
+}
+
+/*
+ * Register, reclaim (timed), a forked child's touch (when @child), touch
+ * (timed), verify.  A library failure is reported with what was expected;
+ * -EIO when data came back wrong.
  */
 static int zswapu_pass(const struct setup *s, uint8_t *region, struct lat *out,
-		       double *reclaim_s)
+		       struct lat *child, double *reclaim_s)
 {
 	size_t len = s->npages * PAGE;
 	int err = zswapu_register(region, len);
@@ -509,6 +548,11 @@ static int zswapu_pass(const struct setup *s, uint8_t *region, struct lat *out,
 			stored < 0 ? ": " : "", stored < 0 ? strerror((int)-stored) : "",
 			(unsigned long long)st0.stored_pages);
 		return stored < 0 ? (int)stored : -EIO;
+	}
+	if (child) {
+		err = child_pass(s, region, child);
+		if (err)
+			return err;
 	}
 	touch(region, s->order, s->npages, s->lat);
 	*out = lat_summary(s->lat, s->npages);
@@ -547,7 +591,7 @@ static int zswapu_pass(const struct setup *s, uint8_t *region, struct lat *out,
 static int detach_mode = ZSWAPU_DETACH_AUTO;
 
 static int measure_zswapu(const struct setup *s, const struct placement *p, struct lat *out,
-			  double *reclaim_s)
+			  struct lat *child, double *reclaim_s)
 {
 	struct zswapu_options o;
 	zswapu_options_init(&o);
@@ -568,7 +612,7 @@ static int measure_zswapu(const struct setup *s, const struct placement *p, stru
 	} else {
 		for (size_t i = 0; i < s->npages; i++)
 			memcpy(region + i * PAGE, page_of(s->ps, i), PAGE);
-		err = zswapu_pass(s, region, out, reclaim_s);
+		err = zswapu_pass(s, region, out, child, reclaim_s);
 		munmap(region, s->npages * PAGE);
 	}
 	zswapu_shutdown();
@@ -844,7 +888,7 @@ static void kernel_measure(const struct bench_opts *o, size_t npages, struct ker
  * with the default placement.  The placement sweep comes after, once.
  */
 struct run {
-	struct lat native, decomp, floor, fault;
+	struct lat native, decomp, floor, fault, child;
 	double reclaim_s, raw_s;
 };
 
@@ -858,7 +902,7 @@ static int one_run(const struct setup *s, struct run *r)
 	if (!err)
 		err = measure_floor(s, &placements[0], &r->floor);
 	if (!err)
-		err = measure_zswapu(s, &placements[0], &r->fault, &r->reclaim_s);
+		err = measure_zswapu(s, &placements[0], &r->fault, &r->child, &r->reclaim_s);
 	return err;
 }
 
@@ -885,7 +929,7 @@ static int run_sweep(const struct setup *s, const struct lat *decomp, struct swe
 			continue;
 		err = measure_floor(s, &placements[p], &w->floor[p]);
 		if (!err)
-			err = measure_zswapu(s, &placements[p], &w->fault[p], &reclaim_s);
+			err = measure_zswapu(s, &placements[p], &w->fault[p], NULL, &reclaim_s);
 		if (err)
 			break;
 		w->p50_vs_floor[p] = w->fault[p].p50 / (w->floor[p].p50 + decomp->p50);
@@ -915,7 +959,7 @@ static struct lat lat_median(const struct run *runs, int n, size_t off)
 
 struct result {
 	size_t npages;
-	struct lat native, decomp, floor, fault;
+	struct lat native, decomp, floor, fault, child;
 	double reclaim_s, raw_s;
 	double reclaim_pages_s, reclaim_mb_s, raw_mb_s, reclaim_vs_raw;
 	double p50_vs_floor, p99_vs_floor;
@@ -928,6 +972,7 @@ static void summarise(const struct run *runs, int n, size_t npages, struct resul
 	res->decomp = lat_median(runs, n, offsetof(struct run, decomp));
 	res->floor = lat_median(runs, n, offsetof(struct run, floor));
 	res->fault = lat_median(runs, n, offsetof(struct run, fault));
+	res->child = lat_median(runs, n, offsetof(struct run, child));
 	res->raw_s = median_at(runs, n, offsetof(struct run, raw_s));
 	res->reclaim_s = median_at(runs, n, offsetof(struct run, reclaim_s));
 	res->p50_vs_floor = res->fault.p50 / (res->floor.p50 + res->decomp.p50);
@@ -991,6 +1036,7 @@ static void print_table(const struct bench_opts *o, const struct pageset *ps,
 	print_lat_row("lz4 decompress alone", &r->decomp, "");
 	print_lat_row("uffd floor (COPY)", &r->floor, "bare, the engine's fault threads");
 	print_lat_row("zswapu fault-in", &r->fault, "lz4, zsmalloc, fault threads per CPU, spin_us 50");
+	print_lat_row("zswapu, forked child", &r->child, "a child forked after the reclaim, its view");
 	struct lat kl = { k->p50, k->p90, k->p99, k->mean };
 	if (k->have)
 		print_lat_row("kernel zswap fault-in", &kl, k->source);
@@ -1122,6 +1168,8 @@ static void print_json(const struct bench_opts *o, const struct pageset *ps,
 	bench_json_str(&j, "placement", placements[0].name);
 	bench_json_u64(&j, "spin_us", placements[0].spin_us);
 	json_lat(&j, "", f);
+	bench_json_num(&j, "child_p50_ns", r->child.p50, 0);
+	bench_json_num(&j, "child_p99_ns", r->child.p99, 0);
 	bench_json_num(&j, "floor_p50_ns", r->floor.p50, 0);
 	bench_json_num(&j, "floor_p99_ns", r->floor.p99, 0);
 	bench_json_num(&j, "decompress_p50_ns", r->decomp.p50, 0);
