@@ -654,11 +654,12 @@ static void *handler_main(void *arg)
 			(void)r;
 		}
 		burst = !spun && p[0].revents && stats_now_ns() - idle_ns < 4 * spin_ns;
-		if (!nc) {
+		pthread_mutex_lock(&e->role);
+		if (!nc || !children_count(e->children)) {
 			e->children_busy = false; /* the last one is gone */
+			pthread_mutex_unlock(&e->role);
 			continue;
 		}
-		pthread_mutex_lock(&e->role);
 		e->children_busy = children_serve(e->children, p + 2, nc);
 		if (stats_now_ns() - e->last_reap_ns > 1000000000ull) {
 			children_reap(e->children);
