@@ -31,10 +31,10 @@
  *               whole (reclaim pages/s and MB/s), then touched; every page
  *               must come back from the store and every byte must match
  *               (else the library is broken: exit 1);
- *   forked child  before that touch, a child forked then touches the same
- *               pages in the same order and checks them: its faults are
- *               served from its view of the parent's store
- *               (core/children.c) by the same fault threads.
+ *   forked child  after that, the region reclaimed again and a child
+ *               forked: it touches the same pages in the same order and
+ *               checks them; its faults are served from its view of the
+ *               parent's store (core/children.c) by the same fault threads.
  * With --runs N each figure is the median over N runs.  Reclaim and raw
  * compression are timed in the calling thread's CPU time (the reclaim runs
  * in it): per core, and unaffected by other work on the machine.  Fault
@@ -524,9 +524,9 @@ static int child_pass(const struct setup *s, const uint8_t *region, struct lat *
 }
 
 /*
- * Register, reclaim (timed), a forked child's touch (when @child), touch
- * (timed), verify.  A library failure is reported with what was expected;
- * -EIO when data came back wrong.
+ * Register, reclaim (timed), touch (timed), verify; then, when @child, a
+ * forked child's touch.  A library failure is reported with what was
+ * expected; -EIO when data came back wrong.
  */
 static int zswapu_pass(const struct setup *s, uint8_t *region, struct lat *out,
 		       struct lat *child, double *reclaim_s)
@@ -548,11 +548,6 @@ static int zswapu_pass(const struct setup *s, uint8_t *region, struct lat *out,
 			stored < 0 ? ": " : "", stored < 0 ? strerror((int)-stored) : "",
 			(unsigned long long)st0.stored_pages);
 		return stored < 0 ? (int)stored : -EIO;
-	}
-	if (child) {
-		err = child_pass(s, region, child);
-		if (err)
-			return err;
 	}
 	touch(region, s->order, s->npages, s->lat);
 	*out = lat_summary(s->lat, s->npages);
@@ -580,6 +575,17 @@ static int zswapu_pass(const struct setup *s, uint8_t *region, struct lat *out,
 				"zswapu_reclaim + fault-in (first: page %zu, kept page %zu)\n",
 			bad, s->npages, first, first % s->ps->n);
 		return -EIO;
+	}
+	/*
+	 * The child after the parent's touch, on the pages stored again: a
+	 * child's view stays in the engine until it is reaped (every second),
+	 * and the parent's faults would pay for looking at it meanwhile.
+	 */
+	if (child) {
+		stored = zswapu_reclaim(region, len);
+		err = stored == (long)s->npages ? child_pass(s, region, child) : -EIO;
+		if (err)
+			return err;
 	}
 	err = zswapu_unregister(region, len);
 	if (err)
