@@ -113,6 +113,7 @@ enum { EMPTY, MOVED, STORED, RETURNED, DROPPED, PROTECTED, ZAPPING };
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAP (1ULL << 62)
 #define PM_UFFD_WP (1ULL << 57)
+#define PM_GUARD_REGION (1ULL << 58) /* since Linux 6.15 */
 enum { IDLE, MOVING, READY };
 
 struct quarantine {
@@ -627,6 +628,13 @@ static int read_pagemap(struct reclaim *r, uintptr_t addr, size_t n, uint64_t *p
 	return got == (ssize_t)want ? 0 : got < 0 ? -errno : -EIO;
 }
 
+/* Whether the page at @addr is a guard region's (pagemap says so). */
+static bool guard_page(struct reclaim *r, uintptr_t addr)
+{
+	uint64_t pm;
+	return read_pagemap(r, addr, 1, &pm) == 0 && (pm & PM_GUARD_REGION);
+}
+
 /*
  * MOVE detach of [start, end): moves the pages not skipped into staging
  * and sets up the batch (MOVED or EMPTY).  *@len gets the bytes the batch
@@ -690,6 +698,13 @@ static int detach_move(struct reclaim *r, uintptr_t start, uintptr_t end, const 
 				 * takes exclusive pages, so unshare it after the batch */
 				count(r, C_BUSY, 1);
 				r->busy[r->nbusy++] = start + done;
+				done += PAGE;
+				err = 0;
+			}
+			if (err == -EAGAIN && guard_page(r, start + done)) {
+				/* a guard region's marker (MADV_GUARD_INSTALL): MOVE
+				 * says EAGAIN there as for a pending event; no page
+				 * to take, the rest of the run is */
 				done += PAGE;
 				err = 0;
 			}
