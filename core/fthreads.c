@@ -71,16 +71,16 @@ static void take(struct fthread *t)
 
 /*
  * The descriptors to poll: the fd itself and epfd, which holds the stop
- * eventfd and the watched descriptors (when @sleep, or once any is
+ * eventfd and the watched descriptors (when @blocking, or once any is
  * watched: a look without sleeping need not pay for an empty one).  A
  * thread asleep since before the first watch sees that child's faults
  * too, so none goes to the one thread that woke for the fork event alone.
  */
-static nfds_t pollfds(struct fthreads *f, struct pollfd *pf, bool sleep)
+static nfds_t pollfds(struct fthreads *f, struct pollfd *pf, bool blocking)
 {
 	pf[0] = (struct pollfd){ .fd = f->fd, .events = POLLIN };
-	pf[1] = (struct pollfd){ .fd = sleep || atomic_load_explicit(&f->watching,
-								      memory_order_relaxed)
+	pf[1] = (struct pollfd){ .fd = blocking || atomic_load_explicit(&f->watching,
+									 memory_order_relaxed)
 					      ? f->epfd : -1,
 				 .events = POLLIN };
 	return 2;

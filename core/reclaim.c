@@ -100,8 +100,9 @@
  * from there (lz4 on python pages: 6.9 us a page from fresh entries, 5.0
  * copied, 4.2 from warm ones).  With hardware-assisted paging a fresh
  * entry costs ~10 ns more than a used one, and the copy is pure loss
- * (fault_bench reclaim/raw 0.63 with it, 0.74-0.82 without), so
- * reclaim_create() measures which machine it is on: fresh_entries_costly().
+ * (fault_bench reclaim/raw 0.63 with it, 0.74-0.82 without), so the
+ * reclaimer measures which machine it is on at its first batch:
+ * choose_source().
  */
 #define WARM_PAGES 64
 /* what a first access must cost over a second one for the copy to pay */
@@ -988,19 +989,19 @@ static bool fresh_entries_costly(struct reclaim *r)
 	return costly;
 }
 
-/*
- * At the first batch, not at create: every process started under the
- * shim creates an engine, most never reclaim, and fork+exec stays cheap.
- * Without the warm buffer (no memory for it) pages are compressed from
- * staging: slower on such a guest, as correct.
- */
-static _Atomic int force_warm = -1;
+static _Atomic int force_warm = -1; /* reclaim_force_warm_copy() */
 
 void reclaim_force_warm_copy(int warm)
 {
 	atomic_store(&force_warm, warm);
 }
 
+/*
+ * At the first batch, not at create: every process started under the
+ * shim creates an engine, most never reclaim, and fork+exec stays cheap.
+ * Without the warm buffer (no memory for it) pages are compressed from
+ * staging: slower on such a guest, as correct.
+ */
 static void choose_source(struct reclaim *r)
 {
 	r->source_chosen = true;
