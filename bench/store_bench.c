@@ -42,8 +42,10 @@
  *     what a pool with no waste and entries of no size would reach; gap =
  *     1 - effective / ideal (target for zsmalloc <= 5 %);
  *   - metadata bytes per stored page (target <= 48): index_entry_bytes(),
- *     the slab pages holding the entries (each 4 KiB slab holds 84 entries
- *     of 48 bytes behind a 64-byte header, plus at most one spare slab).
+ *     the slab pages holding the entries, the index's leaves and chunks
+ *     (16-byte entries, 252 to a 4 KiB slab; 8 bytes of slot per page in
+ *     512-byte leaves, 7 to a slab; 128 bytes per 2 MiB chunk; plus at
+ *     most one spare slab per cache).
  *     The index's fixed part (tree roots and locks: a few KiB per store,
  *     whatever the number of entries) is not per page and is left out.
  *

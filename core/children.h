@@ -9,7 +9,7 @@
  * the reclaimer had in staging are copied in at once.  From then on the
  * child's faults, discards, moves and own forks arrive on its descriptor
  * and are handled here like the parent's, against its view.  fork()+exec
- * costs the view (48 bytes per stored page, no decompression); the view
+ * costs the view (16 bytes per stored page and its slot, no decompression); the view
  * goes when the child execs or exits.
  *
  * The child is served, not reclaimed: its pages never leave it again.

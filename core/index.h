@@ -1,6 +1,9 @@
 /*
- * index — the stored pages' entries, keyed by page address in red-black
- * trees (libbsd's <bsd/sys/tree.h>), after zswap's per-swapfile rbtrees.
+ * index — the stored pages' entries, keyed by page address: per shard, a
+ * red-black tree (libbsd's <bsd/sys/tree.h>) of 2 MiB chunks, each an
+ * array of page slots in 64-slot leaves, like the kernel's xarray.  The
+ * fault path finds an entry with a walk over chunks and takes it out by
+ * clearing its slot (index.c says why it is not an rbtree of entries).
  *
  * Sharding.  The user address space below 2^47 (the x86-64 4-level user
  * half) is cut into 8 zones of 16 TiB (zone = addr >> 44), so a key fits
@@ -18,11 +21,10 @@
  * range hold a lock for up to 64 entries at a time.  Every callback
  * documented as "after the lock is dropped" runs with no index lock held.
  * The only nesting is move_range's, which holds a source and a
- * destination tree at once, taken in ascending tree order.  The index
- * calls nothing else while holding a tree lock (pagesrc and the slab are
- * used outside), so a user may hold a tree lock (from a walk callback)
- * and call into the pools: the order is index tree lock, then anything
- * below.
+ * destination tree at once, taken in ascending tree order.  Under a tree
+ * lock the index calls only its slab caches (leaf locks), so a user may
+ * hold a tree lock (from a walk callback) and call into the pools: the
+ * order is index tree lock, then anything below.
  *
  * Entry lifecycle.  index_entry_alloc() gives an entry with refcount 1:
  * the reference the tree will hold once it is inserted.  Every way out of
@@ -35,14 +37,13 @@
  * while the entry is in a tree or referenced by anyone else, with one
  * exception: the store's writeback moves an entry's data from the pool to
  * the file (handle := file offset, INDEX_WRITTEN_BACK set) under a lock
- * its readers take too (core/store.c); link and
- * pgoff belong to the index (a move re-keys an entry in place) and are
- * only meaningful under the tree lock.
+ * its readers take too (core/store.c); pgoff belongs to the index (a
+ * move re-keys an entry in place) and is only meaningful under the tree
+ * lock.
  */
 #ifndef ZSWAPU_INDEX_H
 #define ZSWAPU_INDEX_H
 
-#include <bsd/sys/tree.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -52,7 +53,7 @@
 #define INDEX_ZONE_SHIFT 44
 #define INDEX_ZONES 8
 #define INDEX_ADDR_LIMIT (1UL << 47) /* first address the index refuses */
-#define INDEX_CHUNK_SHIFT 21          /* 2 MiB: pages of one chunk share a tree */
+#define INDEX_CHUNK_SHIFT 21          /* 2 MiB: pages of one chunk share a tree and a chunk */
 #define INDEX_MAX_SHARDS 256
 #define INDEX_PAGE_SIZE 4096UL
 
@@ -64,7 +65,6 @@
 				    (a forked child's view, see store_fork()) */
 
 struct index_entry {
-	RB_ENTRY(index_entry) link; /* 32 bytes; reused as list links once out of the tree */
 	uint32_t pgoff;             /* page number within the zone: (addr >> 12) & 0xffffffff */
 	uint16_t length;            /* compressed bytes; 0 same-filled; 4096 stored as-is */
 	uint8_t flags;              /* INDEX_* */
@@ -72,7 +72,7 @@ struct index_entry {
 	unsigned long handle;       /* pool handle, same-fill word or file offset */
 };
 
-_Static_assert(sizeof(struct index_entry) == 48, "an index entry must be 48 bytes");
+_Static_assert(sizeof(struct index_entry) == 16, "an index entry must be 16 bytes");
 
 struct index;
 
@@ -118,7 +118,8 @@ bool index_entry_put(struct index_entry *e);
  * index_insert() : insert @e at page address @addr.  An entry already there
  * is taken out and returned in *@old (its tree reference now the caller's),
  * else *@old is NULL.  @return 0; -EINVAL for an unaligned address or one
- * at or above INDEX_ADDR_LIMIT.
+ * at or above INDEX_ADDR_LIMIT; -ENOMEM when the slots for @addr could not
+ * be allocated (the index is unchanged, @e still the caller's).
  */
 int index_insert(struct index *idx, uintptr_t addr, struct index_entry *e,
 		 struct index_entry **old);
@@ -167,7 +168,10 @@ ssize_t index_erase_range(struct index *idx, uintptr_t start, uintptr_t end,
  * locks: a concurrent lookup finds it at its old address or at its new
  * one, never at both or neither.
  * @return the number of entries moved; -EINVAL for unaligned arguments,
- * overlapping ranges or a range reaching past INDEX_ADDR_LIMIT.
+ * overlapping ranges or a range reaching past INDEX_ADDR_LIMIT; -ENOMEM
+ * when a destination slot could not be allocated: the entries not moved
+ * then go to @release too (left at the old address they would be handed
+ * to whatever is mapped there next).
  */
 ssize_t index_move_range(struct index *idx, uintptr_t old, uintptr_t new,
 			 size_t len, index_release_fn release, void *arg);
@@ -189,7 +193,7 @@ unsigned int index_shards(const struct index *idx);
 /* index_count() : entries in the index (exact when no call is running). */
 size_t index_count(struct index *idx);
 
-/* index_entry_bytes() : memory held for entries (slab pages). */
+/* index_entry_bytes() : memory held for entries, chunks and leaves (slab pages). */
 size_t index_entry_bytes(struct index *idx);
 
 #endif

@@ -564,13 +564,12 @@ static long commit_batch(struct reclaim *r)
 		if (r->batch.state[i] != MOVED) {
 			if (!err)
 				store_abort(r->store, &prep);
-		} else if (err) {
-			/* poor compression or no pool memory: the page goes back */
+		} else if (err || store_commit(r->store, r->batch.addr[i], &prep)) {
+			/* poor compression or no pool or index memory: the page goes back */
 			count(r, C_POOR, 1);
 			ref_mark(r, r->batch.addr[i]);
 			retry |= return_page(r, i) == -EAGAIN;
 		} else {
-			store_commit(r->store, r->batch.addr[i], &prep);
 			profile_stored(r->batch.addr[i]);
 			r->batch.state[i] = STORED;
 			stored++;

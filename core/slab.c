@@ -191,3 +191,8 @@ void slab_get_stats(struct slab_cache *c, struct slab_stats *st)
 	st->bytes = c->pages * PAGESRC_PAGE_SIZE;
 	pthread_mutex_unlock(&c->lock);
 }
+
+size_t slab_bytes(struct slab_cache *c)
+{
+	return atomic_load_explicit(&c->pages, memory_order_relaxed) * PAGESRC_PAGE_SIZE;
+}

@@ -441,7 +441,11 @@ static int fork_fn(struct index_entry *e, uintptr_t addr, void *arg)
 		return 1;
 	}
 	count_stored(d, ne, +1);
-	index_insert(d->index, addr, ne, &old); /* a fresh index: no old entry */
+	if (index_insert(d->index, addr, ne, &old)) { /* a fresh index: no old entry */
+		entry_put(d, ne);
+		a->err = -ENOMEM;
+		return 1;
+	}
 	return 0;
 }
 
@@ -579,13 +583,20 @@ int store_commit(struct store *s, uintptr_t addr, struct store_prep *prep)
 	/*
 	 * Counted before it is visible, so a racing load never uncounts it
 	 * first; once inserted, e may be loaded and freed at any moment, so
-	 * nothing of it is read after index_insert() (which cannot fail now).
+	 * nothing of it is read after index_insert().
 	 */
 	count_stored(s, e, +1);
-	bool lru = has_pool_object(e) && s->wb;
-	if (has_pool_object(e))
-		stats_count_csize(s->st, e->length);
-	index_insert(s->index, addr, e, &old);
+	bool pooled = has_pool_object(e), lru = pooled && s->wb;
+	uint16_t length = e->length;
+	int err = index_insert(s->index, addr, e, &old);
+	if (err) { /* no memory for the index's slots: the caller keeps the page */
+		stats_inc(s->st, STAT_REJECT_ALLOC_FAIL);
+		count_stored(s, e, -1);
+		free_entry(s, e);
+		return err;
+	}
+	if (pooled)
+		stats_count_csize(s->st, length);
 	if (lru) /* the age writeback goes by */
 		writeback_lru_push(s->wb, addr);
 	stats_inc(s->st, STAT_STORES);
@@ -748,6 +759,8 @@ int store_move(struct store *s, uintptr_t old_addr, uintptr_t new_addr, size_t l
 {
 	ssize_t n = index_move_range(s->index, old_addr, new_addr, len,
 				     release_invalidated, s);
+	if (n == -ENOMEM)
+		log_error("out of memory moving stored pages with mremap: some are lost");
 	return n < 0 ? (int)n : 0;
 }
 

@@ -115,7 +115,11 @@ struct store_prep {
 };
 
 int store_prepare(struct store *s, const void *page, struct store_prep *prep);
-/* store_commit() : 0; -EINVAL for a bad @addr (the prepared page is dropped). */
+/*
+ * store_commit() : 0; -EINVAL for a bad @addr, -ENOMEM when the index has
+ * no memory for its slots (either way the prepared page is dropped: the
+ * caller still has the page and must keep it).
+ */
 int store_commit(struct store *s, uintptr_t addr, struct store_prep *prep);
 void store_abort(struct store *s, struct store_prep *prep);
 

@@ -26,7 +26,7 @@
  *
  * Entries.  A stored page whose data is in the file has INDEX_WRITTEN_BACK
  * set and its entry's handle holds the object's file offset (its length
- * is the entry's length, as for a pool object): 48 bytes still, nothing
+ * is the entry's length, as for a pool object): 16 bytes still, nothing
  * added.  See core/store.c for the switch from pool to file.
  *
  * I/O.  Two rings: the writer's (one io_uring_submit for a whole batch of

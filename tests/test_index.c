@@ -316,7 +316,8 @@ START_TEST(shadow_ops)
 			 (ssize_t)sh.n);
 	same_pairs(&c.got, &sh, "final erase");
 	ck_assert_uint_eq(index_count(idx), 0);
-	ck_assert_uint_le(index_entry_bytes(idx), PAGE); /* one spare slab at most */
+	/* one spare slab at most per cache: entries, chunks, leaves */
+	ck_assert_uint_le(index_entry_bytes(idx), 3 * PAGE);
 	free(c.got.p);
 	free(sh.p);
 	index_destroy(idx);
@@ -385,7 +386,7 @@ END_TEST
 
 START_TEST(refcounts)
 {
-	ck_assert_uint_eq(sizeof(struct index_entry), 48);
+	ck_assert_uint_eq(sizeof(struct index_entry), 16);
 	struct index *idx;
 	ck_assert_int_eq(index_create(16, &idx), 0);
 	uintptr_t a = 0x7f0000001000;
@@ -677,7 +678,90 @@ START_TEST(four_threads)
 	ck_assert_uint_eq(wrong, 0);
 	ck_assert_uint_gt(live, 0);
 	ck_assert_uint_eq(index_count(idx), 0);
-	ck_assert_uint_le(index_entry_bytes(idx), PAGE);
+	ck_assert_uint_le(index_entry_bytes(idx), 3 * PAGE);
+	index_destroy(idx);
+}
+END_TEST
+
+/*
+ * Memory follows the layout: a dense range costs its entries plus 8 bytes
+ * of slot a page; a lone page its chunk and leaf, which go when it does.
+ * With pagesrc exhausted, an insert fails cleanly and a move drops what it
+ * could not move rather than leaving it at the old address.
+ */
+static size_t pages_in_use(void)
+{
+	struct pagesrc_stats st;
+	pagesrc_get_stats(&st);
+	return st.used_pages;
+}
+
+START_TEST(memory_and_exhaustion)
+{
+	struct index *idx;
+	ck_assert_int_eq(index_create(16, &idx), 0);
+	uintptr_t base = 0x7f0000000000;
+	enum { DENSE = 8192, LONE = 64 };
+	struct index_entry *e, *old;
+	for (unsigned long i = 0; i < DENSE; i++) {
+		e = new_entry(idx, i);
+		ck_assert_int_eq(index_insert(idx, base + i * PAGE, e, &old), 0);
+	}
+	/* 16 + 8 bytes a page, + slab headers and page tails, + a chunk per 2 MiB */
+	ck_assert_uint_le(index_entry_bytes(idx), DENSE * 27 + 3 * PAGE);
+	struct collect c = { .idx = idx, .free_them = 1 };
+	ck_assert_int_eq(index_erase_range(idx, base, base + DENSE * PAGE, collect_release, &c),
+			 DENSE);
+	ck_assert_uint_le(index_entry_bytes(idx), 3 * PAGE);
+	for (unsigned long i = 0; i < LONE; i++) {
+		e = new_entry(idx, i);
+		ck_assert_int_eq(index_insert(idx, base + i * CHUNK, e, &old), 0);
+	}
+	ck_assert_uint_ge(index_entry_bytes(idx), LONE * (512 + 128));
+	ck_assert_uint_le(index_entry_bytes(idx), LONE * (512 + 128 + 16) * 8 / 7 + 3 * PAGE);
+	for (unsigned long i = 0; i < LONE; i++) {
+		ck_assert_int_eq(index_take(idx, base + i * CHUNK, &e), 0);
+		drop(idx, e);
+	}
+	ck_assert_uint_le(index_entry_bytes(idx), 3 * PAGE);
+
+	/* exhaustion: lone pages until a leaf or chunk cannot be had */
+	struct index_entry *spare[4096];
+	for (int i = 0; i < 4096; i++)
+		spare[i] = new_entry(idx, (unsigned long)i);
+	pagesrc_set_limit(pages_in_use() + 8);
+	int n = 0, err = 0;
+	while (n < 4096 && !(err = index_insert(idx, base + (uintptr_t)n * CHUNK, spare[n], &old)))
+		n++;
+	ck_assert_int_eq(err, -ENOMEM);
+	ck_assert_int_gt(n, 0);
+	ck_assert_uint_eq(index_count(idx), (size_t)n);
+	struct index_entry *g;
+	ck_assert_int_eq(index_get(idx, base + (uintptr_t)n * CHUNK, &g), -ENOENT);
+	ck_assert_uint_eq(atomic_load(&spare[n]->refcount), 1); /* still the caller's */
+	/* a move to fresh chunks: what moved is at the destination, the rest released */
+	uintptr_t dst = base - 0x10000000000UL;
+	c.got.n = 0;
+	ssize_t moved = index_move_range(idx, base, dst, (size_t)n * CHUNK, collect_release, &c);
+	pagesrc_set_limit(0);
+	ck_assert_int_eq(moved, -ENOMEM);
+	ck_assert_uint_gt(c.got.n, 0);
+	size_t at_dst = index_count(idx);
+	ck_assert_uint_eq(at_dst + c.got.n, (size_t)n);
+	struct collect w = { .idx = idx };
+	ck_assert_int_eq(index_walk(idx, base, base + (uintptr_t)n * CHUNK, collect_walk, &w), 0);
+	ck_assert_uint_eq(w.got.n, 0); /* nothing left at the old addresses */
+	ck_assert_int_eq(index_walk(idx, dst, dst + (uintptr_t)n * CHUNK, collect_walk, &w), 0);
+	ck_assert_uint_eq(w.got.n, at_dst);
+	for (size_t i = 0; i < w.got.n; i++)
+		ck_assert_uint_eq(w.got.p[i].addr - dst, (uintptr_t)w.got.p[i].e->handle * CHUNK);
+	ck_assert_int_eq(index_erase_range(idx, dst, dst + (uintptr_t)n * CHUNK, collect_release, &c),
+			 (ssize_t)at_dst);
+	for (int i = n; i < 4096; i++)
+		drop(idx, spare[i]);
+	ck_assert_uint_eq(index_count(idx), 0);
+	free(c.got.p);
+	free(w.got.p);
 	index_destroy(idx);
 }
 END_TEST
@@ -691,6 +775,7 @@ Suite *index_suite(void)
 	tcase_add_loop_test(tc, ranges_with_holes, 0, NSHARDS);
 	tcase_add_test(tc, refcounts);
 	tcase_add_test(tc, bad_arguments);
+	tcase_add_test(tc, memory_and_exhaustion);
 	tcase_add_loop_test(tc, four_threads, 0, NSHARDS);
 	suite_add_tcase(s, tc);
 	return s;
