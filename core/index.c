@@ -703,23 +703,25 @@ struct walk_ctx {
 	void *arg;
 };
 
-/*
- * Call fn for the entries of @t in [from, to); the caller holds the lock.
- * *@from becomes the first page number at or after @to holding an entry
- * (ZONE_PAGES when none), for walk_merge()'s cache.
- */
-static int walk_locked(struct tree *t, unsigned int zone, uint64_t *from, uint64_t to,
+/* Call fn for the entries of @t in [from, to); the caller holds the lock. */
+static int walk_locked(struct tree *t, unsigned int zone, uint64_t from, uint64_t to,
 		       const struct walk_ctx *w)
 {
 	struct slot_ref r;
-	for (uint64_t p = *from; next_locked(t, p, to, &r); p++) {
+	for (uint64_t p = from; next_locked(t, p, to, &r); p++) {
 		p = ref_pgoff(&r);
-		int r2 = w->fn(*ref_slot(&r), addr_of(zone, p), w->arg);
-		if (r2)
-			return r2;
+		int ret = w->fn(*ref_slot(&r), addr_of(zone, p), w->arg);
+		if (ret)
+			return ret;
 	}
-	*from = next_locked(t, to, ZONE_PAGES, &r) ? ref_pgoff(&r) : ZONE_PAGES;
 	return 0;
+}
+
+/* The first page number at or after @from holding an entry, or ZONE_PAGES. */
+static uint64_t first_locked(struct tree *t, uint64_t from)
+{
+	struct slot_ref r;
+	return next_locked(t, from, ZONE_PAGES, &r) ? ref_pgoff(&r) : ZONE_PAGES;
 }
 
 /* A range of few chunks: one chunk at a time, in order, each in one tree. */
@@ -733,7 +735,7 @@ static int walk_chunks(struct index *idx, unsigned int zone, uintptr_t start,
 		struct tree *t = &idx->trees[zone * idx->shards + shard_of_chunk(idx, c)];
 		uint64_t from = pgoff_of(lo);
 		pthread_mutex_lock(&t->lock);
-		int r = walk_locked(t, zone, &from, from + pages_between(lo, hi), w);
+		int r = walk_locked(t, zone, from, from + pages_between(lo, hi), w);
 		pthread_mutex_unlock(&t->lock);
 		if (r)
 			return r;
@@ -754,9 +756,8 @@ static int walk_merge(struct index *idx, unsigned int zone, uintptr_t start,
 	uint64_t lo = pgoff_of(start), hi = lo + pages_between(start, end);
 	struct tree *trees = &idx->trees[zone * idx->shards];
 	for (unsigned int s = 0; s < idx->shards; s++) {
-		struct slot_ref r;
 		pthread_mutex_lock(&trees[s].lock);
-		next[s] = next_locked(&trees[s], lo, ZONE_PAGES, &r) ? ref_pgoff(&r) : ZONE_PAGES;
+		next[s] = first_locked(&trees[s], lo);
 		pthread_mutex_unlock(&trees[s].lock);
 	}
 	for (;;) {
@@ -772,9 +773,10 @@ static int walk_merge(struct index *idx, unsigned int zone, uintptr_t start,
 		}
 		if (next[best] >= hi)
 			return 0;
+		uint64_t to = second < hi ? second : hi;
 		pthread_mutex_lock(&trees[best].lock);
-		int r = walk_locked(&trees[best], zone, &next[best],
-				    second < hi ? second : hi, w);
+		int r = walk_locked(&trees[best], zone, next[best], to, w);
+		next[best] = first_locked(&trees[best], to);
 		pthread_mutex_unlock(&trees[best].lock);
 		if (r)
 			return r;
