@@ -645,6 +645,10 @@ static int unpack(struct store *s, const void *src, size_t len, void *dst)
 static int read_pool(struct store *s, const struct index_entry *e, void *dst)
 {
 	const void *src = zpool_map_handle(s->pool, e->handle, ZPOOL_MM_RO);
+	/* The object is cold: ask for all its lines at once, so that their
+	 * misses overlap instead of meeting the decompressor one by one. */
+	for (size_t off = 0; off < e->length; off += 64)
+		__builtin_prefetch((const char *)src + off);
 	int err = unpack(s, src, e->length, dst);
 	zpool_unmap_handle(s->pool, e->handle);
 	return err;
