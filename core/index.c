@@ -21,8 +21,9 @@
  *               of the tree; tree->count is atomic only so index_count()
  *               can read it without the lock (it is written under the
  *               lock).
- *   Chunks and leaves come from and go back to their slabs under the tree
- *   lock: the slab's lock is a leaf (it calls pagesrc with it dropped).
+ *   Chunks and leaves are allocated from their slabs under the tree lock
+ *   (the slab's lock is a leaf: it calls pagesrc with it dropped), and
+ *   freed after the tree lock is dropped (struct garbage).
  * Lock order: one tree lock at a time, except index_move_range(), which
  * holds a source and a destination tree together, locked in ascending
  * tree (address) order; the slab locks come after any tree lock.
@@ -187,30 +188,67 @@ static struct index_entry *lookup_locked(struct tree *t, uint32_t pgoff, struct 
 	return *ref_slot(r);
 }
 
-/* Clear the slot @r (which holds an entry); free what it leaves empty. */
-static void remove_locked(struct index *idx, struct tree *t, const struct slot_ref *r)
+/*
+ * Leaves and chunks emptied under a tree lock, freed once it is dropped:
+ * a free can give pages back to the kernel (pagesrc), a syscall and a TLB
+ * shootdown that a fault waiting on the lock must not sit through.  They
+ * are chained through their own memory: an empty leaf's first slot, a
+ * chunk's left link.
+ */
+struct garbage {
+	struct leaf *leaves;
+	struct chunk *chunks;
+};
+
+static void garbage_chunk(struct garbage *g, struct chunk *c)
+{
+	c->link.rbe_left = g->chunks;
+	g->chunks = c;
+}
+
+static void garbage_free(struct index *idx, struct garbage *g)
+{
+	while (g->leaves) {
+		struct leaf *l = g->leaves;
+		g->leaves = (struct leaf *)l->slot[0];
+		slab_free(&idx->leaves, l);
+	}
+	while (g->chunks) {
+		struct chunk *c = g->chunks;
+		g->chunks = c->link.rbe_left;
+		slab_free(&idx->chunks, c);
+	}
+}
+
+/* Clear the slot @r (which holds an entry); what it leaves empty goes on @g. */
+static void remove_locked(struct tree *t, const struct slot_ref *r, struct garbage *g)
 {
 	struct chunk *c = r->c;
 	*ref_slot(r) = NULL;
 	atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
 	if (--c->filled[r->leaf] == 0) {
-		slab_free(&idx->leaves, c->leaf[r->leaf]);
+		struct leaf *l = c->leaf[r->leaf];
+		l->slot[0] = (struct index_entry *)g->leaves;
+		g->leaves = l;
 		c->leaf[r->leaf] = NULL;
 	}
 	if (--c->count == 0) {
 		RB_REMOVE(chunk_root, &t->root, c);
 		if (t->hint == c)
 			t->hint = NULL;
-		slab_free(&idx->chunks, c);
+		garbage_chunk(g, c);
 	}
 }
 
 /*
  * Put @e at @pgoff; the entry that was there is returned in *@old.
- * -ENOMEM when a chunk or leaf cannot be had (nothing changed then).
+ * -ENOMEM when a chunk or leaf cannot be had (nothing changed then, but a
+ * chunk made for it may be on @g).  Chunks and leaves are allocated here,
+ * under the lock: one in 64 inserts needs a leaf, and the slab takes a
+ * page from pagesrc once in seven leaves.
  */
 static int insert_locked(struct index *idx, struct tree *t, uint32_t pgoff,
-			 struct index_entry *e, struct index_entry **old)
+			 struct index_entry *e, struct index_entry **old, struct garbage *g)
 {
 	struct chunk *c = chunk_find(t, pgoff >> CHUNK_BITS);
 	if (!c) {
@@ -228,7 +266,7 @@ static int insert_locked(struct index *idx, struct tree *t, uint32_t pgoff,
 			if (c->count == 0) { /* made just now: leave no empty chunk */
 				RB_REMOVE(chunk_root, &t->root, c);
 				t->hint = NULL;
-				slab_free(&idx->chunks, c);
+				garbage_chunk(g, c);
 			}
 			return -ENOMEM;
 		}
@@ -419,9 +457,11 @@ int index_insert(struct index *idx, uintptr_t addr, struct index_entry *e,
 	if (!addr_ok(addr))
 		return -EINVAL;
 	struct tree *t = tree_for(idx, addr);
+	struct garbage g = { 0 };
 	pthread_mutex_lock(&t->lock);
-	int err = insert_locked(idx, t, pgoff_of(addr), e, old);
+	int err = insert_locked(idx, t, pgoff_of(addr), e, old, &g);
 	pthread_mutex_unlock(&t->lock);
+	garbage_free(idx, &g);
 	return err;
 }
 
@@ -431,11 +471,13 @@ int index_take(struct index *idx, uintptr_t addr, struct index_entry **out)
 		return -EINVAL;
 	struct tree *t = tree_for(idx, addr);
 	struct slot_ref r;
+	struct garbage g = { 0 };
 	pthread_mutex_lock(&t->lock);
 	struct index_entry *e = lookup_locked(t, pgoff_of(addr), &r);
 	if (e)
-		remove_locked(idx, t, &r);
+		remove_locked(t, &r, &g);
 	pthread_mutex_unlock(&t->lock);
+	garbage_free(idx, &g);
 	if (!e)
 		return -ENOENT;
 	*out = e;
@@ -448,11 +490,13 @@ int index_take_if(struct index *idx, uintptr_t addr, struct index_entry *e)
 		return -EINVAL;
 	struct tree *t = tree_for(idx, addr);
 	struct slot_ref r;
+	struct garbage g = { 0 };
 	pthread_mutex_lock(&t->lock);
 	bool found = lookup_locked(t, pgoff_of(addr), &r) == e;
 	if (found)
-		remove_locked(idx, t, &r);
+		remove_locked(t, &r, &g);
 	pthread_mutex_unlock(&t->lock);
+	garbage_free(idx, &g);
 	return found ? 0 : -ENOENT;
 }
 
@@ -556,16 +600,18 @@ static ssize_t erase_segment(struct index *idx, struct tree *t, unsigned int zon
 	ssize_t total = 0;
 	for (;;) {
 		struct batch b = { .n = 0 };
+		struct garbage g = { 0 };
 		struct slot_ref r;
 		struct index_entry *e;
 		pthread_mutex_lock(&t->lock);
 		while (b.n < BATCH && (e = next_locked(t, lo, hi, &r))) {
 			lo = ref_pgoff(&r);
-			remove_locked(idx, t, &r);
+			remove_locked(t, &r, &g);
 			b.e[b.n] = e;
 			b.addr[b.n++] = addr_of(zone, lo++);
 		}
 		pthread_mutex_unlock(&t->lock);
+		garbage_free(idx, &g);
 		batch_release(&b, ctx);
 		total += b.n;
 		if (b.n < BATCH)
@@ -621,7 +667,8 @@ static void unlock_pair(struct tree *a, struct tree *b)
  */
 static int move_batch_locked(struct index *idx, struct tree *src, struct tree *dst,
 			     unsigned int zone, uint64_t *pos, uint64_t hi,
-			     const struct move_ctx *m, struct batch *replaced, ssize_t *moved)
+			     const struct move_ctx *m, struct batch *replaced, ssize_t *moved,
+			     struct garbage *g)
 {
 	struct slot_ref r;
 	struct index_entry *e;
@@ -631,9 +678,9 @@ static int move_batch_locked(struct index *idx, struct tree *src, struct tree *d
 		if (tree_for(idx, to) != dst)
 			return 0;
 		struct index_entry *prev;
-		if (insert_locked(idx, dst, pgoff_of(to), e, &prev))
+		if (insert_locked(idx, dst, pgoff_of(to), e, &prev, g))
 			return -ENOMEM;
-		remove_locked(idx, src, &r);
+		remove_locked(src, &r, g);
 		if (prev) {
 			replaced->e[replaced->n] = prev;
 			replaced->addr[replaced->n++] = to;
@@ -663,9 +710,11 @@ static ssize_t move_segment(struct index *idx, struct tree *src, unsigned int zo
 			return moved;
 		struct tree *dst = tree_for(idx, move_dest(m, zone, pos));
 		struct batch replaced = { .n = 0 };
+		struct garbage g = { 0 };
 		lock_pair(src, dst);
-		int err = move_batch_locked(idx, src, dst, zone, &pos, hi, m, &replaced, &moved);
+		int err = move_batch_locked(idx, src, dst, zone, &pos, hi, m, &replaced, &moved, &g);
 		unlock_pair(src, dst);
+		garbage_free(idx, &g);
 		batch_release(&replaced, &m->rc);
 		if (err)
 			m->err = err;
