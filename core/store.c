@@ -591,8 +591,7 @@ int store_commit(struct store *s, uintptr_t addr, struct store_prep *prep)
 	int err = index_insert(s->index, addr, e, &old);
 	if (err) { /* no memory for the index's slots: the caller keeps the page */
 		stats_inc(s->st, STAT_REJECT_ALLOC_FAIL);
-		count_stored(s, e, -1);
-		free_entry(s, e);
+		entry_put(s, e); /* still only ours: uncounted and freed */
 		return err;
 	}
 	if (pooled)
