@@ -163,15 +163,23 @@ static struct index_entry **ref_slot(const struct slot_ref *r)
 	return &r->c->leaf[r->leaf]->slot[r->slot];
 }
 
-static struct chunk *chunk_find(struct tree *t, uint32_t key)
+/* Chunk @key or the first one after it: the hint when it is @key, else a search. */
+static struct chunk *chunk_from(struct tree *t, uint32_t key)
 {
 	struct chunk *c = t->hint;
 	if (c && c->key == key)
 		return c;
 	struct chunk probe = { .key = key };
-	c = RB_FIND(chunk_root, &t->root, &probe);
-	if (c)
-		t->hint = c;
+	return RB_NFIND(chunk_root, &t->root, &probe);
+}
+
+/* Chunk @key, or NULL; it becomes the hint. */
+static struct chunk *chunk_find(struct tree *t, uint32_t key)
+{
+	struct chunk *c = chunk_from(t, key);
+	if (!c || c->key != key)
+		return NULL;
+	t->hint = c;
 	return c;
 }
 
@@ -200,6 +208,12 @@ struct garbage {
 	struct chunk *chunks;
 };
 
+static void garbage_leaf(struct garbage *g, struct leaf *l)
+{
+	l->slot[0] = (struct index_entry *)g->leaves;
+	g->leaves = l;
+}
+
 static void garbage_chunk(struct garbage *g, struct chunk *c)
 {
 	c->link.rbe_left = g->chunks;
@@ -227,9 +241,7 @@ static void remove_locked(struct tree *t, const struct slot_ref *r, struct garba
 	*ref_slot(r) = NULL;
 	atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
 	if (--c->filled[r->leaf] == 0) {
-		struct leaf *l = c->leaf[r->leaf];
-		l->slot[0] = (struct index_entry *)g->leaves;
-		g->leaves = l;
+		garbage_leaf(g, c->leaf[r->leaf]);
 		c->leaf[r->leaf] = NULL;
 	}
 	if (--c->count == 0) {
@@ -290,13 +302,8 @@ static struct index_entry *next_locked(struct tree *t, uint64_t lo, uint64_t hi,
 {
 	if (lo >= hi || lo > PGOFF_MASK)
 		return NULL;
-	uint32_t key = (uint32_t)(lo >> CHUNK_BITS);
-	struct chunk *c = t->hint;
-	if (!c || c->key != key) {
-		struct chunk probe = { .key = key };
-		c = RB_NFIND(chunk_root, &t->root, &probe);
-	}
-	for (; c; c = RB_NEXT(chunk_root, &t->root, c)) {
+	for (struct chunk *c = chunk_from(t, (uint32_t)(lo >> CHUNK_BITS)); c;
+	     c = RB_NEXT(chunk_root, &t->root, c)) {
 		uint64_t base = (uint64_t)c->key << CHUNK_BITS;
 		if (base >= hi)
 			return NULL;
