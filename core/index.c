@@ -50,6 +50,15 @@
 #define PGOFF_MASK 0xffffffffUL
 #define ZONE_PAGES (PGOFF_MASK + 1)
 #define BATCH 64 /* entries erased or moved per lock hold */
+/*
+ * Pagesrc pages kept in reserve per chunk or leaf slab (and one more per
+ * cache), which index_move_range() may use when ordinary allocations
+ * fail.  A source range's entries land in at most twice as many chunks
+ * and leaves at the destination, however the shift falls: n structures
+ * need at most 2n + 2 new ones, at most 2 slabs per source slab plus one,
+ * and the source's drained ones are freed along the way.
+ */
+#define MOVE_RESERVE 2
 
 #define LEAF_BITS 6
 #define LEAF_SLOTS (1U << LEAF_BITS)
@@ -358,8 +367,13 @@ static int init_slabs(struct index *idx)
 	err = slab_init(&idx->chunks, sizeof(struct chunk));
 	if (!err) {
 		err = slab_init(&idx->leaves, sizeof(struct leaf));
-		if (!err)
+		if (!err) {
+			/* A move maps each chunk or leaf of its source onto at
+			 * most two at the destination: MOVE_RESERVE. */
+			slab_keep_reserve(&idx->chunks, MOVE_RESERVE);
+			slab_keep_reserve(&idx->leaves, MOVE_RESERVE);
 			return 0;
+		}
 		slab_destroy(&idx->chunks);
 	}
 	slab_destroy(&idx->entries);
@@ -742,7 +756,10 @@ ssize_t index_move_range(struct index *idx, uintptr_t old, uintptr_t new,
 	/* What the destination held goes first; moved entries replace any
 	 * entry inserted there meanwhile. */
 	for_each_segment(idx, new, new + len, erase_segment, &m.rc);
+	/* The kernel has moved the pages: no refusing now (MOVE_RESERVE). */
+	bool was = pagesrc_use_reserve(true);
 	ssize_t moved = for_each_segment(idx, old, old + len, move_segment, &m);
+	pagesrc_use_reserve(was);
 	if (m.err) {
 		/* Left at the old address, an entry would hand its page to
 		 * whatever is mapped there next: drop what did not move. */

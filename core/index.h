@@ -172,7 +172,10 @@ ssize_t index_erase_range(struct index *idx, uintptr_t start, uintptr_t end,
  * overlapping ranges or a range reaching past INDEX_ADDR_LIMIT; -ENOMEM
  * when a destination slot could not be allocated: the entries not moved
  * then go to @release too (left at the old address they would be handed
- * to whatever is mapped there next).
+ * to whatever is mapped there next).  The move allocates from pagesrc's
+ * reserve, where the index keeps twice its own pages: -ENOMEM needs the
+ * reserve used up as well, by moves that follow one another with the
+ * arena full.
  */
 ssize_t index_move_range(struct index *idx, uintptr_t old, uintptr_t new,
 			 size_t len, index_release_fn release, void *arg);

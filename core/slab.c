@@ -78,6 +78,15 @@ int slab_init(struct slab_cache *c, size_t obj_size)
 	return 0;
 }
 
+void slab_keep_reserve(struct slab_cache *c, unsigned int per_slab)
+{
+	pthread_mutex_lock(&c->lock);
+	long held = (long)c->reserve * (long)(atomic_load(&c->pages) + 1);
+	c->reserve = per_slab;
+	pagesrc_reserve_adjust((long)per_slab * (long)(atomic_load(&c->pages) + 1) - held);
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void free_list(struct slab_page *p)
 {
 	while (p) {
@@ -93,6 +102,8 @@ void slab_destroy(struct slab_cache *c)
 	free_list(c->full);
 	if (c->spare)
 		pagesrc_free(c->spare, 1);
+	if (c->reserve)
+		pagesrc_reserve_adjust(-(long)c->reserve * (long)(atomic_load(&c->pages) + 1));
 	pthread_mutex_destroy(&c->lock);
 	memset(c, 0, sizeof(*c));
 }
@@ -139,7 +150,7 @@ int slab_alloc(struct slab_cache *c, void **out)
 		/* A page from pagesrc, fetched without holding our lock. */
 		pthread_mutex_unlock(&c->lock);
 		void *page;
-		int err = pagesrc_alloc(1, &page);
+		int err = pagesrc_alloc_reserving(1, c->reserve, &page);
 		if (err)
 			return err;
 		slab_page_init(c, page);
@@ -175,6 +186,8 @@ void slab_free(struct slab_cache *c, void *obj)
 		if (c->spare) {
 			release = p;
 			c->pages--;
+			if (c->reserve)
+				pagesrc_reserve_adjust(-(long)c->reserve);
 		} else {
 			c->spare = p;
 		}

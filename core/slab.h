@@ -49,6 +49,7 @@ struct slab_cache {
 	struct slab_page *spare;   /* one empty slab kept back, or NULL */
 	size_t live;              /* objects handed out */
 	_Atomic size_t pages;     /* slabs held, spare included; written under the lock */
+	unsigned int reserve;     /* pagesrc reserve kept per slab (slab_keep_reserve) */
 };
 
 struct slab_stats {
@@ -62,6 +63,13 @@ struct slab_stats {
  */
 int slab_init(struct slab_cache *c, size_t obj_size);
 
+/*
+ * slab_keep_reserve() : for as long as @c exists, keep @per_slab pages in
+ * pagesrc's reserve (pagesrc.h) for each slab it holds, and for one more:
+ * for a cache whose objects a must-not-fail operation may need to
+ * duplicate (the index's move).  Call it right after slab_init().
+ */
+void slab_keep_reserve(struct slab_cache *c, unsigned int per_slab);
 /*
  * slab_destroy() : give every page back, live objects included (the owner
  * is expected to have dropped them; no object may be used afterwards).

@@ -45,6 +45,8 @@
 
 /* Set on latency-critical threads (the fault handler): see pagesrc.h. */
 static __thread bool tls_defer __attribute__((tls_model("initial-exec")));
+/* Set around the index's moves: see pagesrc.h, the reserve. */
+static __thread bool tls_use_reserve __attribute__((tls_model("initial-exec")));
 
 struct cached_run {
 	struct cached_run *next;
@@ -64,6 +66,7 @@ static struct pagesrc {
 	uint32_t *released[PAGESRC_MAX_RUN + 1]; /* stacks of page numbers */
 	size_t nreleased[PAGESRC_MAX_RUN + 1];
 	size_t used, ncached, nreleased_pages, limit;
+	size_t reserve; /* pages ordinary allocations leave free */
 	/* CACHE_* and POPULATE_AHEAD, or less under a budget */
 	size_t cache_high, cache_low, cache_hard, populate_ahead;
 } ps = {
@@ -146,6 +149,20 @@ void pagesrc_set_limit(size_t max_pages)
 	pthread_mutex_unlock(&ps.lock);
 }
 
+void pagesrc_reserve_adjust(long delta)
+{
+	pthread_mutex_lock(&ps.lock);
+	ps.reserve += (size_t)delta; /* wraps back for a negative delta */
+	pthread_mutex_unlock(&ps.lock);
+}
+
+bool pagesrc_use_reserve(bool use)
+{
+	bool was = tls_use_reserve;
+	tls_use_reserve = use;
+	return was;
+}
+
 static uintptr_t page_addr(size_t pfn)
 {
 	return ps.pages + pfn * PAGESRC_PAGE_SIZE;
@@ -188,6 +205,11 @@ static uintptr_t take_run_locked(size_t k)
 
 int pagesrc_alloc(size_t npages, void **out)
 {
+	return pagesrc_alloc_reserving(npages, 0, out);
+}
+
+int pagesrc_alloc_reserving(size_t npages, size_t keep, void **out)
+{
 	int err = pagesrc_init();
 	if (err)
 		return err;
@@ -195,7 +217,10 @@ int pagesrc_alloc(size_t npages, void **out)
 		return -EINVAL;
 
 	pthread_mutex_lock(&ps.lock);
-	if (ps.limit && ps.used + npages > ps.limit) {
+	/* One page always fits when used + 1 <= npages: any free run splits. */
+	size_t cap = ps.limit && ps.limit < ps.npages ? ps.limit : ps.npages;
+	size_t kept = tls_use_reserve ? 0 : ps.reserve + keep;
+	if (ps.used + npages + kept > cap) {
 		pthread_mutex_unlock(&ps.lock);
 		return -ENOMEM;
 	}
@@ -233,8 +258,10 @@ int pagesrc_alloc(size_t npages, void **out)
 			put_run_locked(a + npages * PAGESRC_PAGE_SIZE, k - npages,
 				       resident);
 	}
-	if (a)
+	if (a) {
 		ps.used += npages;
+		ps.reserve += keep;
+	}
 	pthread_mutex_unlock(&ps.lock);
 	if (!a)
 		return -ENOMEM;
@@ -394,6 +421,7 @@ void pagesrc_get_stats(struct pagesrc_stats *st)
 	st->cached_pages = ps.ncached;
 	st->released_pages = ps.nreleased_pages;
 	st->high_water = ps.bump;
+	st->reserve_pages = ps.reserve;
 	pthread_mutex_unlock(&ps.lock);
 }
 

@@ -41,6 +41,7 @@ struct pagesrc_stats {
 	size_t cached_pages;   /* freed, still resident, reused first */
 	size_t released_pages; /* freed and given back to the kernel */
 	size_t high_water;     /* bump pointer, in pages */
+	size_t reserve_pages;  /* left free by ordinary allocations */
 };
 
 /*
@@ -72,10 +73,29 @@ void pagesrc_range(uintptr_t *start, uintptr_t *end);
 
 /*
  * pagesrc_set_limit() : cap on pages in use (0 = none).  Used by tests to
- * exercise the pools' -ENOMEM paths and by the engine as a last-resort
- * guard; pools see the cap as an allocation failure.
+ * exercise the -ENOMEM paths of the pools and the index; callers see the
+ * cap as an allocation failure, as they would an exhausted arena.
  */
 void pagesrc_set_limit(size_t max_pages);
+/*
+ * The reserve: pages that ordinary allocations leave free, for a thread
+ * that must not fail once it has started.  The index's move (mremap) is
+ * one: the kernel has already moved the pages, so their entries must
+ * find slots at the new address or be lost; it needs at most twice the
+ * index's own pages, which the index keeps reserved.  Ordinary
+ * allocations fail with -ENOMEM once the arena (or the limit) has no
+ * more than the reserve left.
+ *
+ * pagesrc_alloc_reserving() : pagesrc_alloc(), and add @keep pages to
+ * the reserve in the same step: an ordinary allocation fails unless both
+ * fit.  pagesrc_reserve_adjust() : add @delta pages (negative: remove) to
+ * the reserve.  pagesrc_use_reserve() : on the calling thread, allocations
+ * may (@use) or may not take reserved pages; @return the previous setting,
+ * for the caller to put back.
+ */
+int pagesrc_alloc_reserving(size_t npages, size_t keep, void **out);
+void pagesrc_reserve_adjust(long delta);
+bool pagesrc_use_reserve(bool use);
 
 /* pagesrc_trim() : give every cached page back to the kernel now. */
 void pagesrc_trim(void);

@@ -686,8 +686,9 @@ END_TEST
 /*
  * Memory follows the layout: a dense range costs its entries plus 8 bytes
  * of slot a page; a lone page its chunk and leaf, which go when it does.
- * With pagesrc exhausted, an insert fails cleanly and a move drops what it
- * could not move rather than leaving it at the old address.
+ * With pagesrc exhausted, an insert fails cleanly and a move still finds
+ * its slots, in the reserve the index keeps; with the reserve gone as well
+ * it drops what it could not move rather than leave it at the old address.
  */
 static size_t pages_in_use(void)
 {
@@ -698,6 +699,9 @@ static size_t pages_in_use(void)
 
 START_TEST(memory_and_exhaustion)
 {
+	struct pagesrc_stats st;
+	pagesrc_get_stats(&st);
+	size_t reserve0 = st.reserve_pages;
 	struct index *idx;
 	ck_assert_int_eq(index_create(16, &idx), 0);
 	uintptr_t base = 0x7f0000000000;
@@ -725,44 +729,71 @@ START_TEST(memory_and_exhaustion)
 	}
 	ck_assert_uint_le(index_entry_bytes(idx), 3 * PAGE);
 
-	/* exhaustion: lone pages until a leaf or chunk cannot be had */
-	struct index_entry *spare[4096];
-	for (int i = 0; i < 4096; i++)
+	/*
+	 * Exhaustion: pairs of pages at both ends of every other chunk, until
+	 * a leaf or chunk cannot be had.  Shifted by a page, each source chunk
+	 * and leaf lands in two at the destination: a move's worst case.
+	 */
+	enum { SPARE = 4096 };
+	static struct index_entry *spare[SPARE];
+	for (int i = 0; i < SPARE; i++)
 		spare[i] = new_entry(idx, (unsigned long)i);
-	pagesrc_set_limit(pages_in_use() + 8);
+#define PAIR_ADDR(b, k) ((b) + (uintptr_t)((k) / 2) * 2 * CHUNK + ((k) % 2) * (CHUNK - PAGE))
+	pagesrc_set_limit(pages_in_use() + 64);
 	int n = 0, err = 0;
-	while (n < 4096 && !(err = index_insert(idx, base + (uintptr_t)n * CHUNK, spare[n], &old)))
+	while (n < SPARE && !(err = index_insert(idx, PAIR_ADDR(base, n), spare[n], &old)))
 		n++;
 	ck_assert_int_eq(err, -ENOMEM);
-	ck_assert_int_gt(n, 0);
+	ck_assert_int_gt(n, 64);
 	ck_assert_uint_eq(index_count(idx), (size_t)n);
 	struct index_entry *g;
-	ck_assert_int_eq(index_get(idx, base + (uintptr_t)n * CHUNK, &g), -ENOENT);
+	ck_assert_int_eq(index_get(idx, PAIR_ADDR(base, n), &g), -ENOENT);
 	ck_assert_uint_eq(atomic_load(&spare[n]->refcount), 1); /* still the caller's */
-	/* a move to fresh chunks: what moved is at the destination, the rest released */
-	uintptr_t dst = base - 0x10000000000UL;
+	pagesrc_get_stats(&st);
+	ck_assert_uint_ge(st.reserve_pages, reserve0 + 2 * 4); /* two caches, each 2 x (slabs + 1) */
+
+	/* ordinary allocations fail, yet a move finds its slots in the reserve */
+	size_t span = (size_t)((n + 1) / 2) * 2 * CHUNK;
+	uintptr_t dst = base - 0x10000000000UL + PAGE;
 	c.got.n = 0;
-	ssize_t moved = index_move_range(idx, base, dst, (size_t)n * CHUNK, collect_release, &c);
+	ck_assert_int_eq(index_move_range(idx, base, dst, span, collect_release, &c), n);
+	ck_assert_uint_eq(c.got.n, 0);
+	struct collect w = { .idx = idx };
+	ck_assert_int_eq(index_walk(idx, base, base + span, collect_walk, &w), 0);
+	ck_assert_uint_eq(w.got.n, 0);
+	ck_assert_int_eq(index_walk(idx, dst, dst + span, collect_walk, &w), 0);
+	ck_assert_uint_eq(w.got.n, (size_t)n);
+	for (size_t i = 0; i < w.got.n; i++)
+		ck_assert_uint_eq(w.got.p[i].addr, PAIR_ADDR(dst, w.got.p[i].e->handle));
+
+	/* with the reserve gone too: what moved is at the destination, the
+	 * rest released, nothing left at the old addresses */
+	pagesrc_set_limit(pages_in_use());
+	uintptr_t back = base + PAGE;
+	ssize_t moved = index_move_range(idx, dst, back, span, collect_release, &c);
 	pagesrc_set_limit(0);
 	ck_assert_int_eq(moved, -ENOMEM);
 	ck_assert_uint_gt(c.got.n, 0);
-	size_t at_dst = index_count(idx);
-	ck_assert_uint_eq(at_dst + c.got.n, (size_t)n);
-	struct collect w = { .idx = idx };
-	ck_assert_int_eq(index_walk(idx, base, base + (uintptr_t)n * CHUNK, collect_walk, &w), 0);
-	ck_assert_uint_eq(w.got.n, 0); /* nothing left at the old addresses */
-	ck_assert_int_eq(index_walk(idx, dst, dst + (uintptr_t)n * CHUNK, collect_walk, &w), 0);
-	ck_assert_uint_eq(w.got.n, at_dst);
+	size_t at_back = index_count(idx);
+	ck_assert_uint_eq(at_back + c.got.n, (size_t)n);
+	w.got.n = 0;
+	ck_assert_int_eq(index_walk(idx, dst, dst + span, collect_walk, &w), 0);
+	ck_assert_uint_eq(w.got.n, 0);
+	ck_assert_int_eq(index_walk(idx, back, back + span, collect_walk, &w), 0);
+	ck_assert_uint_eq(w.got.n, at_back);
 	for (size_t i = 0; i < w.got.n; i++)
-		ck_assert_uint_eq(w.got.p[i].addr - dst, (uintptr_t)w.got.p[i].e->handle * CHUNK);
-	ck_assert_int_eq(index_erase_range(idx, dst, dst + (uintptr_t)n * CHUNK, collect_release, &c),
-			 (ssize_t)at_dst);
-	for (int i = n; i < 4096; i++)
+		ck_assert_uint_eq(w.got.p[i].addr, PAIR_ADDR(back, w.got.p[i].e->handle));
+#undef PAIR_ADDR
+	ck_assert_int_eq(index_erase_range(idx, back, back + span, collect_release, &c),
+			 (ssize_t)at_back);
+	for (int i = n; i < SPARE; i++)
 		drop(idx, spare[i]);
 	ck_assert_uint_eq(index_count(idx), 0);
 	free(c.got.p);
 	free(w.got.p);
 	index_destroy(idx);
+	pagesrc_get_stats(&st);
+	ck_assert_uint_eq(st.reserve_pages, reserve0); /* given back whole */
 }
 END_TEST
 

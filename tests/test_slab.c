@@ -206,6 +206,53 @@ START_TEST(out_of_pages)
 END_TEST
 
 /*
+ * A cache that keeps a reserve: two pages for each slab it holds and one
+ * more, given back whole; ordinary allocations leave the reserve alone,
+ * a thread allowed to use it gets it.
+ */
+static size_t reserve_pages(void)
+{
+	struct pagesrc_stats st;
+	pagesrc_get_stats(&st);
+	return st.reserve_pages;
+}
+
+START_TEST(keeps_a_reserve)
+{
+	size_t r0 = reserve_pages();
+	struct slab_cache c;
+	ck_assert_int_eq(slab_init(&c, 256), 0);
+	slab_keep_reserve(&c, 2);
+	ck_assert_uint_eq(reserve_pages(), r0 + 2);
+	void *objs[15 * 3];
+	for (int i = 0; i < 15 * 3; i++) /* 15 to a slab */
+		ck_assert_int_eq(slab_alloc(&c, &objs[i]), 0);
+	ck_assert_uint_eq(reserve_pages(), r0 + 2 * (3 + 1));
+	/* room past the reserve for one slab and the two pages it adds to it */
+	pagesrc_set_limit(used_pages() + reserve_pages() + 1 + 2);
+	void *more[15 * 3];
+	int n = 0;
+	while (n < 15 * 3 && slab_alloc(&c, &more[n]) == 0)
+		n++;
+	ck_assert_int_eq(n, 15);
+	bool was = pagesrc_use_reserve(true);
+	ck_assert_int_eq(slab_alloc(&c, &more[n++]), 0);
+	ck_assert(pagesrc_use_reserve(was));
+	while (n < 15 * 3 && slab_alloc(&c, &more[n]) == 0)
+		n++;
+	ck_assert_int_eq(n, 15 * 2); /* the slab taken from the reserve, no more */
+	pagesrc_set_limit(0);
+	for (int i = 0; i < n; i++)
+		slab_free(&c, more[i]);
+	for (int i = 0; i < 15 * 3; i++)
+		slab_free(&c, objs[i]);
+	ck_assert_uint_eq(reserve_pages(), r0 + 2 * (1 + 1)); /* the spare */
+	slab_destroy(&c);
+	ck_assert_uint_eq(reserve_pages(), r0);
+}
+END_TEST
+
+/*
  * Four threads allocate, tag, check and free; a quarter of the objects are
  * handed through a shared mailbox and freed by another thread.
  */
@@ -316,6 +363,7 @@ Suite *slab_suite(void)
 	tcase_add_test(tc, memory_follows_objects);
 	tcase_add_test(tc, destroy_with_live_objects);
 	tcase_add_test(tc, out_of_pages);
+	tcase_add_test(tc, keeps_a_reserve);
 	tcase_add_test(tc, four_threads);
 	suite_add_tcase(s, tc);
 	return s;
