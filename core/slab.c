@@ -81,10 +81,11 @@ int slab_init(struct slab_cache *c, size_t obj_size)
 void slab_keep_reserve(struct slab_cache *c, unsigned int per_slab)
 {
 	pthread_mutex_lock(&c->lock);
-	long held = (long)c->reserve * (long)(atomic_load(&c->pages) + 1);
+	long slabs = (long)atomic_load(&c->pages) + 1;
+	long delta = ((long)per_slab - (long)c->reserve) * slabs;
 	c->reserve = per_slab;
-	pagesrc_reserve_adjust((long)per_slab * (long)(atomic_load(&c->pages) + 1) - held);
 	pthread_mutex_unlock(&c->lock);
+	pagesrc_reserve_adjust(delta);
 }
 
 static void free_list(struct slab_page *p)
@@ -186,15 +187,16 @@ void slab_free(struct slab_cache *c, void *obj)
 		if (c->spare) {
 			release = p;
 			c->pages--;
-			if (c->reserve)
-				pagesrc_reserve_adjust(-(long)c->reserve);
 		} else {
 			c->spare = p;
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (release)
+	if (release) {
 		pagesrc_free(release, 1);
+		if (c->reserve)
+			pagesrc_reserve_adjust(-(long)c->reserve);
+	}
 }
 
 void slab_get_stats(struct slab_cache *c, struct slab_stats *st)
