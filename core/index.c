@@ -21,9 +21,11 @@
  *               of the tree; tree->count is atomic only so index_count()
  *               can read it without the lock (it is written under the
  *               lock).
- *   Chunks and leaves are allocated from their slabs under the tree lock
- *   (the slab's lock is a leaf: it calls pagesrc with it dropped), and
- *   freed after the tree lock is dropped (struct garbage).
+ *   Chunks and leaves are allocated before a tree lock is taken (struct
+ *   provision) and freed after it is dropped (struct garbage): the slabs
+ *   take pages from pagesrc and give them back, which may mean a syscall
+ *   (populating ahead, giving memory back) that a fault waiting on the
+ *   tree lock must not sit through.
  * Lock order: one tree lock at a time, except index_move_range(), which
  * holds a source and a destination tree together, locked in ascending
  * tree (address) order; the slab locks come after any tree lock.
@@ -243,6 +245,45 @@ static void garbage_free(struct index *idx, struct garbage *g)
 	}
 }
 
+/*
+ * A chunk and a leaf for an insert that needs them, allocated with no tree
+ * lock held: an insert that finds it needs one returns -EAGAIN and says
+ * which (need_*); the caller drops the lock, fills the provision and
+ * tries again.  One insert in 64 needs a leaf.  What is left over (another
+ * thread made the chunk or leaf meanwhile) is freed afterwards.
+ */
+struct provision {
+	struct chunk *chunk;
+	struct leaf *leaf;
+	bool need_chunk, need_leaf;
+};
+
+static int provision_fill(struct index *idx, struct provision *p)
+{
+	if (p->need_chunk && !p->chunk) {
+		if (slab_alloc(&idx->chunks, (void **)&p->chunk))
+			return -ENOMEM;
+		memset(p->chunk, 0, sizeof(*p->chunk));
+	}
+	if (p->need_leaf && !p->leaf) {
+		if (slab_alloc(&idx->leaves, (void **)&p->leaf))
+			return -ENOMEM;
+		memset(p->leaf, 0, sizeof(*p->leaf));
+	}
+	p->need_chunk = p->need_leaf = false;
+	return 0;
+}
+
+static void provision_free(struct index *idx, struct provision *p)
+{
+	if (p->chunk)
+		slab_free(&idx->chunks, p->chunk);
+	if (p->leaf)
+		slab_free(&idx->leaves, p->leaf);
+	p->chunk = NULL;
+	p->leaf = NULL;
+}
+
 /* Clear the slot @r (which holds an entry); what it leaves empty goes on @g. */
 static void remove_locked(struct tree *t, const struct slot_ref *r, struct garbage *g)
 {
@@ -263,35 +304,30 @@ static void remove_locked(struct tree *t, const struct slot_ref *r, struct garba
 
 /*
  * Put @e at @pgoff; the entry that was there is returned in *@old.
- * -ENOMEM when a chunk or leaf cannot be had (nothing changed then, but a
- * chunk made for it may be on @g).  Chunks and leaves are allocated here,
- * under the lock: one in 64 inserts needs a leaf, and the slab takes a
- * page from pagesrc once in seven leaves.
+ * -EAGAIN when a chunk or leaf is needed that @p does not hold (nothing
+ * changed then; @p says what to provide).
  */
-static int insert_locked(struct index *idx, struct tree *t, uint32_t pgoff,
-			 struct index_entry *e, struct index_entry **old, struct garbage *g)
+static int insert_locked(struct tree *t, uint32_t pgoff, struct index_entry *e,
+			 struct index_entry **old, struct provision *p)
 {
 	struct chunk *c = chunk_find(t, pgoff >> CHUNK_BITS);
-	if (!c) {
-		if (slab_alloc(&idx->chunks, (void **)&c))
-			return -ENOMEM;
-		memset(c, 0, sizeof(*c));
+	unsigned int l = (pgoff >> LEAF_BITS) & (CHUNK_LEAVES - 1);
+	bool need_chunk = !c, need_leaf = !c || !c->leaf[l];
+	if ((need_chunk && !p->chunk) || (need_leaf && !p->leaf)) {
+		p->need_chunk = need_chunk;
+		p->need_leaf = need_leaf;
+		return -EAGAIN;
+	}
+	if (need_chunk) {
+		c = p->chunk;
+		p->chunk = NULL;
 		c->key = pgoff >> CHUNK_BITS;
 		RB_INSERT(chunk_root, &t->root, c);
 		t->hint = c;
 	}
-	unsigned int l = (pgoff >> LEAF_BITS) & (CHUNK_LEAVES - 1);
-	if (!c->leaf[l]) {
-		if (slab_alloc(&idx->leaves, (void **)&c->leaf[l])) {
-			c->leaf[l] = NULL;
-			if (c->count == 0) { /* made just now: leave no empty chunk */
-				RB_REMOVE(chunk_root, &t->root, c);
-				t->hint = NULL;
-				garbage_chunk(g, c);
-			}
-			return -ENOMEM;
-		}
-		memset(c->leaf[l], 0, sizeof(struct leaf));
+	if (need_leaf) {
+		c->leaf[l] = p->leaf;
+		p->leaf = NULL;
 	}
 	struct index_entry **s = &c->leaf[l]->slot[pgoff & (LEAF_SLOTS - 1)];
 	*old = *s;
@@ -478,11 +514,16 @@ int index_insert(struct index *idx, uintptr_t addr, struct index_entry *e,
 	if (!addr_ok(addr))
 		return -EINVAL;
 	struct tree *t = tree_for(idx, addr);
-	struct garbage g = { 0 };
-	pthread_mutex_lock(&t->lock);
-	int err = insert_locked(idx, t, pgoff_of(addr), e, old, &g);
-	pthread_mutex_unlock(&t->lock);
-	garbage_free(idx, &g);
+	struct provision p = { 0 };
+	int err;
+	for (;;) {
+		pthread_mutex_lock(&t->lock);
+		err = insert_locked(t, pgoff_of(addr), e, old, &p);
+		pthread_mutex_unlock(&t->lock);
+		if (err != -EAGAIN || (err = provision_fill(idx, &p)))
+			break;
+	}
+	provision_free(idx, &p);
 	return err;
 }
 
@@ -684,12 +725,13 @@ static void unlock_pair(struct tree *a, struct tree *b)
  * goes on @replaced.  The destination slot is filled before the source's
  * is cleared, so a chunk holding both is never empty in between.  Source
  * and destination never overlap, so a moved entry is not met again.
- * -ENOMEM when a destination slot cannot be had: that entry stays.
+ * -EAGAIN when the destination needs a chunk or leaf that @p does not
+ * hold: that entry stays, at *@pos.
  */
 static int move_batch_locked(struct index *idx, struct tree *src, struct tree *dst,
 			     unsigned int zone, uint64_t *pos, uint64_t hi,
 			     const struct move_ctx *m, struct batch *replaced, ssize_t *moved,
-			     struct garbage *g)
+			     struct garbage *g, struct provision *p)
 {
 	struct slot_ref r;
 	struct index_entry *e;
@@ -699,8 +741,8 @@ static int move_batch_locked(struct index *idx, struct tree *src, struct tree *d
 		if (tree_for(idx, to) != dst)
 			return 0;
 		struct index_entry *prev;
-		if (insert_locked(idx, dst, pgoff_of(to), e, &prev, g))
-			return -ENOMEM;
+		if (insert_locked(dst, pgoff_of(to), e, &prev, p))
+			return -EAGAIN;
 		remove_locked(src, &r, g);
 		if (prev) {
 			replaced->e[replaced->n] = prev;
@@ -719,6 +761,7 @@ static ssize_t move_segment(struct index *idx, struct tree *src, unsigned int zo
 	struct move_ctx *m = ctx;
 	ssize_t moved = 0;
 	uint64_t pos = lo;
+	struct provision p = { 0 };
 	for (;;) {
 		/* peek at the next entry to learn which tree it goes to */
 		struct slot_ref r;
@@ -728,18 +771,23 @@ static ssize_t move_segment(struct index *idx, struct tree *src, unsigned int zo
 			pos = ref_pgoff(&r);
 		pthread_mutex_unlock(&src->lock);
 		if (!more || m->err)
-			return moved;
+			break;
 		struct tree *dst = tree_for(idx, move_dest(m, zone, pos));
 		struct batch replaced = { .n = 0 };
 		struct garbage g = { 0 };
 		lock_pair(src, dst);
-		int err = move_batch_locked(idx, src, dst, zone, &pos, hi, m, &replaced, &moved, &g);
+		int err = move_batch_locked(idx, src, dst, zone, &pos, hi, m, &replaced, &moved,
+					    &g, &p);
 		unlock_pair(src, dst);
 		garbage_free(idx, &g);
 		batch_release(&replaced, &m->rc);
+		if (err == -EAGAIN)
+			err = provision_fill(idx, &p);
 		if (err)
 			m->err = err;
 	}
+	provision_free(idx, &p);
+	return moved;
 }
 
 ssize_t index_move_range(struct index *idx, uintptr_t old, uintptr_t new,

@@ -22,10 +22,10 @@
  * documented as "after the lock is dropped" runs with no index lock held.
  * The only nesting is move_range's, which holds a source and a
  * destination tree at once, taken in ascending tree order.  Under a tree
- * lock the index calls only its slab caches, to allocate (leaf locks; what
- * empties is freed after the lock is dropped), so a user may hold a tree
- * lock (from a walk callback) and call into the pools: the order is index
- * tree lock, then anything below.
+ * lock the index calls nothing else: chunks and leaves are allocated
+ * before it is taken and freed after it is dropped, so a user may hold a
+ * tree lock (from a walk callback) and call into the pools: the order is
+ * index tree lock, then anything below.
  *
  * Entry lifecycle.  index_entry_alloc() gives an entry with refcount 1:
  * the reference the tree will hold once it is inserted.  Every way out of
