@@ -404,8 +404,6 @@ static int init_slabs(struct index *idx)
 	if (!err) {
 		err = slab_init(&idx->leaves, sizeof(struct leaf));
 		if (!err) {
-			/* A move maps each chunk or leaf of its source onto at
-			 * most two at the destination: MOVE_RESERVE. */
 			slab_keep_reserve(&idx->chunks, MOVE_RESERVE);
 			slab_keep_reserve(&idx->leaves, MOVE_RESERVE);
 			return 0;

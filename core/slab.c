@@ -103,8 +103,7 @@ void slab_destroy(struct slab_cache *c)
 	free_list(c->full);
 	if (c->spare)
 		pagesrc_free(c->spare, 1);
-	if (c->reserve)
-		pagesrc_reserve_adjust(-(long)c->reserve * (long)(atomic_load(&c->pages) + 1));
+	slab_keep_reserve(c, 0); /* what the cache kept goes back whole */
 	pthread_mutex_destroy(&c->lock);
 	memset(c, 0, sizeof(*c));
 }
