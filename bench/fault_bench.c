@@ -35,7 +35,11 @@
  *               forked: it touches the same pages in the same order and
  *               checks them; its faults are served from its view of the
  *               parent's store (core/children.c) by the same fault threads.
- * With --runs N each figure is the median over N runs.  Reclaim and raw
+ * With --runs N each figure is the median over N runs, and each ratio is
+ * the median of the runs' own ratios: the floor and zswapu of one run are
+ * measured seconds apart, so a machine that slows down for a while (these
+ * are shared guests) moves both, while the medians of the two figures may
+ * come from different runs.  Reclaim and raw
  * compression are timed in the calling thread's CPU time (the reclaim runs
  * in it): per core, and unaffected by other work on the machine.  Fault
  * latencies are wall time, as a program sees them.
@@ -896,6 +900,7 @@ static void kernel_measure(const struct bench_opts *o, size_t npages, struct ker
 struct run {
 	struct lat native, decomp, floor, fault, child;
 	double reclaim_s, raw_s;
+	double p50_vs_floor, p99_vs_floor, reclaim_vs_raw; /* within this run */
 };
 
 static int one_run(const struct setup *s, struct run *r)
@@ -909,6 +914,11 @@ static int one_run(const struct setup *s, struct run *r)
 		err = measure_floor(s, &placements[0], &r->floor);
 	if (!err)
 		err = measure_zswapu(s, &placements[0], &r->fault, &r->child, &r->reclaim_s);
+	if (!err) {
+		r->p50_vs_floor = r->fault.p50 / (r->floor.p50 + r->decomp.p50);
+		r->p99_vs_floor = r->fault.p99 / (r->floor.p99 + r->decomp.p99);
+		r->reclaim_vs_raw = r->raw_s / r->reclaim_s; /* same bytes: speed ratio */
+	}
 	return err;
 }
 
@@ -969,6 +979,7 @@ struct result {
 	double reclaim_s, raw_s;
 	double reclaim_pages_s, reclaim_mb_s, raw_mb_s, reclaim_vs_raw;
 	double p50_vs_floor, p99_vs_floor;
+	double p50_vs_floor_medians; /* of the medians, for comparison */
 };
 
 static void summarise(const struct run *runs, int n, size_t npages, struct result *res)
@@ -981,13 +992,14 @@ static void summarise(const struct run *runs, int n, size_t npages, struct resul
 	res->child = lat_median(runs, n, offsetof(struct run, child));
 	res->raw_s = median_at(runs, n, offsetof(struct run, raw_s));
 	res->reclaim_s = median_at(runs, n, offsetof(struct run, reclaim_s));
-	res->p50_vs_floor = res->fault.p50 / (res->floor.p50 + res->decomp.p50);
-	res->p99_vs_floor = res->fault.p99 / (res->floor.p99 + res->decomp.p99);
+	res->p50_vs_floor = median_at(runs, n, offsetof(struct run, p50_vs_floor));
+	res->p50_vs_floor_medians = res->fault.p50 / (res->floor.p50 + res->decomp.p50);
+	res->p99_vs_floor = median_at(runs, n, offsetof(struct run, p99_vs_floor));
 	double bytes = (double)npages * PAGE;
 	res->reclaim_pages_s = (double)npages / res->reclaim_s;
 	res->reclaim_mb_s = bytes / 1e6 / res->reclaim_s;
 	res->raw_mb_s = bytes / 1e6 / res->raw_s;
-	res->reclaim_vs_raw = res->reclaim_mb_s / res->raw_mb_s;
+	res->reclaim_vs_raw = median_at(runs, n, offsetof(struct run, reclaim_vs_raw));
 }
 
 /* ---- report ---------------------------------------------------------- */
@@ -1048,8 +1060,9 @@ static void print_table(const struct bench_opts *o, const struct pageset *ps,
 		print_lat_row("kernel zswap fault-in", &kl, k->source);
 	else
 		printf("%-28s %9s  (%s)\n", "kernel zswap fault-in", "-", k->note);
-	printf("\nzswapu p50 / (floor p50 + decompress p50) = %.2f; p99 likewise = %.2f; "
-	       "p50 / kernel p50 = ", r->p50_vs_floor, r->p99_vs_floor);
+	printf("\nzswapu p50 / (floor p50 + decompress p50) = %.2f (within each run, median; "
+	       "of the medians above %.2f);\np99 likewise = %.2f; p50 / kernel p50 = ",
+	       r->p50_vs_floor, r->p50_vs_floor_medians, r->p99_vs_floor);
 	if (k->have)
 		printf("%.2f\n", r->fault.p50 / k->p50);
 	else
@@ -1181,6 +1194,7 @@ static void print_json(const struct bench_opts *o, const struct pageset *ps,
 	bench_json_num(&j, "decompress_p50_ns", r->decomp.p50, 0);
 	bench_json_num(&j, "decompress_p99_ns", r->decomp.p99, 0);
 	bench_json_num(&j, "p50_vs_floor", r->p50_vs_floor, 3);
+	bench_json_num(&j, "p50_vs_floor_of_medians", r->p50_vs_floor_medians, 3);
 	bench_json_num(&j, "p99_vs_floor", r->p99_vs_floor, 3);
 	bench_json_num(&j, "kernel_p50_ns", k->have ? k->p50 : NAN, 0);
 	bench_json_num(&j, "kernel_p99_ns", k->have ? k->p99 : NAN, 0);
