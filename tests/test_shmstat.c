@@ -167,7 +167,24 @@ enum { TORN_SAMPLES = 20000 };
 struct torn {
 	struct shmstat_writer w;
 	_Atomic bool done;
+	_Atomic long reads; /* successful reads, both readers */
 };
+
+/*
+ * Every so many samples the writer lets the readers finish a read: back to
+ * back it can overtake a slow reader (under ThreadSanitizer) 4000 times in
+ * a row, and shmstat_read() then gives up with -EAGAIN as for a writer
+ * stuck mid-sample.  The engine writes every 100 ms; the bursts between
+ * the pauses are what tests the seqlock.
+ */
+#define TORN_BURST 64
+
+static void let_readers_read(struct torn *t)
+{
+	long want = atomic_load(&t->reads) + 2;
+	for (int i = 0; i < 50000 && atomic_load(&t->reads) < want; i++)
+		usleep(20); /* at most ~1 s: a stuck reader fails on its own */
+}
 
 static void *writer_main(void *arg)
 {
@@ -180,6 +197,8 @@ static void *writer_main(void *arg)
 		 * reader could be overtaken forever */
 		if (k % 4 == 0)
 			usleep(10);
+		if (k % TORN_BURST == 0)
+			let_readers_read(t);
 	}
 	atomic_store(&t->done, true);
 	return NULL;
@@ -203,6 +222,7 @@ static void *reader_main(void *arg)
 			last = k;
 		}
 		reads++;
+		atomic_fetch_add(&t->reads, 1);
 	}
 	free(s);
 	shmstat_close(&r);
