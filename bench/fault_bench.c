@@ -903,6 +903,12 @@ struct run {
 	double p50_vs_floor, p99_vs_floor, reclaim_vs_raw; /* within this run */
 };
 
+/* The ratio: fault-in against the floor plus decompression. */
+static double vs_floor(double fault, double floor, double decomp)
+{
+	return fault / (floor + decomp);
+}
+
 static int one_run(const struct setup *s, struct run *r)
 {
 	int err = measure_native(s, &r->native);
@@ -915,8 +921,8 @@ static int one_run(const struct setup *s, struct run *r)
 	if (!err)
 		err = measure_zswapu(s, &placements[0], &r->fault, &r->child, &r->reclaim_s);
 	if (!err) {
-		r->p50_vs_floor = r->fault.p50 / (r->floor.p50 + r->decomp.p50);
-		r->p99_vs_floor = r->fault.p99 / (r->floor.p99 + r->decomp.p99);
+		r->p50_vs_floor = vs_floor(r->fault.p50, r->floor.p50, r->decomp.p50);
+		r->p99_vs_floor = vs_floor(r->fault.p99, r->floor.p99, r->decomp.p99);
 		r->reclaim_vs_raw = r->raw_s / r->reclaim_s; /* same bytes: speed ratio */
 	}
 	return err;
@@ -948,8 +954,8 @@ static int run_sweep(const struct setup *s, const struct lat *decomp, struct swe
 			err = measure_zswapu(s, &placements[p], &w->fault[p], NULL, &reclaim_s);
 		if (err)
 			break;
-		w->p50_vs_floor[p] = w->fault[p].p50 / (w->floor[p].p50 + decomp->p50);
-		w->p99_vs_floor[p] = w->fault[p].p99 / (w->floor[p].p99 + decomp->p99);
+		w->p50_vs_floor[p] = vs_floor(w->fault[p].p50, w->floor[p].p50, decomp->p50);
+		w->p99_vs_floor[p] = vs_floor(w->fault[p].p99, w->floor[p].p99, decomp->p99);
 		if (w->fault[p].p50 < w->fault[w->best].p50)
 			w->best = p;
 	}
@@ -993,7 +999,7 @@ static void summarise(const struct run *runs, int n, size_t npages, struct resul
 	res->raw_s = median_at(runs, n, offsetof(struct run, raw_s));
 	res->reclaim_s = median_at(runs, n, offsetof(struct run, reclaim_s));
 	res->p50_vs_floor = median_at(runs, n, offsetof(struct run, p50_vs_floor));
-	res->p50_vs_floor_medians = res->fault.p50 / (res->floor.p50 + res->decomp.p50);
+	res->p50_vs_floor_medians = vs_floor(res->fault.p50, res->floor.p50, res->decomp.p50);
 	res->p99_vs_floor = median_at(runs, n, offsetof(struct run, p99_vs_floor));
 	double bytes = (double)npages * PAGE;
 	res->reclaim_pages_s = (double)npages / res->reclaim_s;
