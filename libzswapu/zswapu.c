@@ -264,5 +264,6 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	st->wb_live_bytes = c[STAT_WB_LIVE_BYTES];
 	st->faults_held = s.handler.faults_held;
 	st->held_us = s.handler.held_us;
+	st->limit_unreachable = s.reclaim.limit_unreachable;
 	return 0;
 }

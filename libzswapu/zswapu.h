@@ -80,8 +80,10 @@ struct zswapu_options {
  * a page while the process is over it waits (about a millisecond, 20 ms at
  * most) until the reclaimer has made room, as the kernel reclaims before it
  * charges a page to a cgroup.  When the pool alone fills the limit (no
- * writeback file) or nothing is left to take, the process runs over its
- * limit rather than wait for nothing.
+ * writeback file), nothing is left to take, or taking all that is left
+ * would not get under (memory the engine does not manage is over the
+ * limit: limit_unreachable in the stats), the process runs over its limit
+ * rather than wait for nothing.
  */
 
 /*
@@ -229,6 +231,11 @@ struct zswapu_stats {
 	 * process was over its limit wait for the reclaimer to make room */
 	uint64_t faults_held;                 /* faults held so */
 	uint64_t held_us;                     /* their waits, summed */
+	uint64_t limit_unreachable;           /* passes of the reclaimer after which
+						 usage stayed over the limit by more
+						 than all it could take (memory the
+						 engine does not manage): faults not
+						 held, the reclaimer rests 20 ms-1 s */
 };
 
 /*

@@ -985,6 +985,7 @@ static void print_stats(const struct zswapu_stats *st)
 		{ "wb_live_bytes", st->wb_live_bytes },
 		{ "faults_held", st->faults_held },
 		{ "held_us", st->held_us },
+		{ "limit_unreachable", st->limit_unreachable },
 		{ "failed", st->failed },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)

@@ -956,11 +956,13 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	}
 	fprintf(stderr,
 		"torture(mode %d%s): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
-		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu, chunks remapped %lu\n",
+		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu, chunks remapped %lu, "
+		"limit out of reach %lu\n",
 		mode, wp ? ", wp" : "", (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
 		(unsigned long)st.faults_from_store, (unsigned long)st.reclaimed_pages,
 		(unsigned long)st.reclaim_batches, (unsigned long)st.stores,
-		(unsigned long)st.loads, (unsigned long)t.remaps);
+		(unsigned long)st.loads, (unsigned long)t.remaps,
+		(unsigned long)st.limit_unreachable);
 	ck_assert_uint_eq(t.bad, 0);
 	if (mode == 2) /* most chunks lie in one mapping: most moves happen */
 		ck_assert_uint_gt(t.remaps, 100);
@@ -1001,6 +1003,15 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	 * so they must take the region out four times over, not 1 in 20.
 	 */
 	uint64_t want = ops / 20 < 4 * t.npages ? ops / 20 : 4 * t.npages;
+#if defined(__SANITIZE_THREAD__)
+	/*
+	 * TSan's shadow of a page stays when the page leaves and grows with
+	 * the run: the limit is soon out of reach (limit_unreachable), and the
+	 * hand takes the region out in passes between rests of up to 1 s.
+	 * Measured: 1/16.5 to 1/18 of the operations faulted from the store.
+	 */
+	want /= 2;
+#endif
 	ck_assert_uint_gt(st.reclaimed_pages, want);
 	ck_assert_uint_gt(st.faults_from_store, want);
 	free((void *)t.seq);
@@ -1311,6 +1322,14 @@ START_TEST(fork_without_fork_events)
 }
 END_TEST
 
+/* The engine's counters once every fault has returned; then it goes. */
+static void last_snapshot(struct engine *e, struct engine_snapshot *snap)
+{
+	engine_sync(e);
+	engine_snapshot(e, snap);
+	engine_destroy(e);
+}
+
 /*
  * A first fill of fresh registered memory, sequential, while the
  * reclaimer takes pages out of the same region under a tight limit:
@@ -1334,9 +1353,7 @@ START_TEST(first_fill_zero_ahead)
 	for (int i = 0; i < N; i++)
 		bad += !page_ok(m + i * PAGE, i, 2);
 	struct engine_snapshot snap;
-	engine_sync(e);
-	engine_snapshot(e, &snap);
-	engine_destroy(e);
+	last_snapshot(e, &snap);
 	ck_assert_int_eq(bad, 0);
 	ck_assert_uint_gt(snap.handler.zero_ahead_pages, N / 2);
 	ck_assert_uint_lt(snap.handler.faults_zero, N / 4);
@@ -1395,9 +1412,7 @@ START_TEST(limit_held_against_a_fast_writer)
 	for (int i = 0; i < N; i++)
 		bad += !page_ok(m + i * PAGE, i, 3);
 	struct engine_snapshot snap;
-	engine_sync(e);
-	engine_snapshot(e, &snap);
-	engine_destroy(e);
+	last_snapshot(e, &snap);
 	fprintf(stderr, "limit_held: limit %zu KiB, program peak %zu KiB; %llu faults held "
 		"for %llu us in all\n", o.reclaim.limit_bytes >> 10, peak >> 10,
 		(unsigned long long)snap.handler.faults_held,
@@ -1405,6 +1420,48 @@ START_TEST(limit_held_against_a_fast_writer)
 	ck_assert_int_eq(bad, 0);
 	ck_assert_uint_gt(snap.handler.faults_held, 0);
 	ck_assert_uint_le(peak, o.reclaim.limit_bytes + SLACK);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/*
+ * Memory the engine does not manage puts the process over its limit by
+ * more than the managed pages could ever free.  Holding faults then waits
+ * for nothing: each would wait its 20 ms (the 40,960 faults here: 13
+ * minutes, against the case's 60 s timeout).  The reclaimer must see the
+ * limit is out of reach and let them through.
+ */
+START_TEST(limit_out_of_reach_is_not_held)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 4096, OUTSIDE = 64 << 20, ROUNDS = 10 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 1);
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.limit_bytes = program_rss() + (2 << 20);
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	uint8_t *out = map(OUTSIDE); /* not registered: the engine's limit cannot touch it */
+	memset(out, 0x5a, OUTSIDE);
+	int bad = 0;
+	uint32_t x = 1;
+	for (int k = 0; k < ROUNDS * N; k++) { /* random: no readahead */
+		x = x * 1103515245u + 12345u;
+		uint32_t i = (x >> 8) % N;
+		bad += !page_ok(m + i * PAGE, i, 1);
+	}
+	struct engine_snapshot snap;
+	last_snapshot(e, &snap);
+	fprintf(stderr, "limit_out_of_reach: %llu times out of reach; %llu faults, %llu held "
+		"for %llu us in all\n", (unsigned long long)snap.reclaim.limit_unreachable,
+		(unsigned long long)snap.handler.faults, (unsigned long long)snap.handler.faults_held,
+		(unsigned long long)snap.handler.held_us);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_gt(snap.reclaim.limit_unreachable, 0);
+	munmap(out, OUTSIDE);
 	munmap(m, N * PAGE);
 }
 END_TEST
@@ -1695,9 +1752,7 @@ START_TEST(wp_writes_race_detach)
 	int bad = 0;
 	for (size_t i = 0; i < N; i++)
 		bad += !page_ok(m + i * PAGE, i, seq[i]);
-	engine_sync(e);
-	engine_snapshot(e, &snap);
-	engine_destroy(e);
+	last_snapshot(e, &snap);
 	for (size_t i = 0; i < N; i++)
 		bad += !page_ok(m + i * PAGE, i, seq[i]);
 	fprintf(stderr, "wp race: %lu writes, %ld pages stored in %d rounds, %lu writes to "
@@ -1833,6 +1888,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, limit_held_against_a_fast_writer);
+	tcase_add_test(tc, limit_out_of_reach_is_not_held);
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);

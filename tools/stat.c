@@ -189,11 +189,14 @@ static void print_screen(FILE *f, const struct view *v, const struct shmstat_sam
 		limit ? bytes(limit, a, sizeof(a)) : "none",
 		limit ? (in->limit_pool ? " (pool counted)" : " (pool not counted)") : "",
 		(unsigned long long)in->cold_age_ms, val(v, "failed") ? "; FAILED: unmanaged" : "");
+	uint64_t unreach = val(v, "reclaim_limit_unreachable");
 	if (limit)
-		fprintf(f, "  %-12s %s of %s limit (%.0f %%); managed %s in %llu ranges\n",
+		fprintf(f, "  %-12s %s of %s limit (%.0f %%); managed %s in %llu ranges%s\n",
 			"resident", bytes(rss, a, sizeof(a)), bytes(limit, b, sizeof(b)),
 			100.0 * rss / limit, bytes(val(v, "managed_bytes"), c, sizeof(c)),
-			(unsigned long long)val(v, "regions"));
+			(unsigned long long)val(v, "regions"),
+			/* why a process runs over its limit without being slowed */
+			unreach && rss > limit ? "; limit out of reach (unmanaged memory over it)" : "");
 	else
 		fprintf(f, "  %-12s %s (no limit); managed %s in %llu ranges\n", "resident",
 			bytes(rss, a, sizeof(a)), bytes(val(v, "managed_bytes"), c, sizeof(c)),
