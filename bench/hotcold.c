@@ -183,13 +183,14 @@ static const char shim_src[] =
 	"		   \"readahead_pages=%llu reclaimed_pages=%llu stored_pages=%llu \"\n"
 	"		   \"pool_total_size=%llu compressed_bytes=%llu \"\n"
 	"		   \"same_filled_pages=%llu zero_filled_pages=%llu anon_rss_bytes=%llu \"\n"
-	"		   \"failed=%llu\\n\", name,\n"
+	"		   \"limit_unreachable=%llu failed=%llu\\n\", name,\n"
 	"		(unsigned long long)z->faults,\n"
 	"		(unsigned long long)z->faults_zero, (unsigned long long)z->readahead_pages,\n"
 	"		(unsigned long long)z->reclaimed_pages, (unsigned long long)z->stored_pages,\n"
 	"		(unsigned long long)z->pool_total_size, (unsigned long long)z->compressed_bytes,\n"
 	"		(unsigned long long)z->same_filled_pages, (unsigned long long)z->zero_filled_pages,\n"
-	"		(unsigned long long)z->anon_rss_bytes, (unsigned long long)z->failed);\n"
+	"		(unsigned long long)z->anon_rss_bytes,\n"
+	"		(unsigned long long)z->limit_unreachable, (unsigned long long)z->failed);\n"
 	"}\n"
 	"\n"
 	"__attribute__((destructor)) static void shim_fini(void)\n"
@@ -313,7 +314,7 @@ static int build_binaries(struct paths *p)
 /* One snapshot line of the shim's file. */
 struct snap {
 	double faults, faults_zero, readahead, reclaimed, stored, pool, compressed, same, zero, anon_rss,
-		failed;
+		unreachable, failed;
 };
 
 struct mode {
@@ -370,6 +371,7 @@ static const struct {
 	SNAP_KEY("same_filled_pages", same),
 	SNAP_KEY("zero_filled_pages", zero),
 	SNAP_KEY("anon_rss_bytes", anon_rss),
+	SNAP_KEY("limit_unreachable", unreachable),
 	SNAP_KEY("failed", failed),
 #undef SNAP_KEY
 };
@@ -702,6 +704,8 @@ static void print_json(const struct config *c, const struct mode *m, const struc
 		{ "access_end_anon_rss_bytes", m->managed ? b->anon_rss : NAN, 0 },
 		{ "access_end_pool_bytes", m->managed ? b->pool : NAN, 0 },
 		{ "limit_usage_bytes", f->usage, 0 },
+		/* 0 when the limit could always be reached (core/reclaim.c) */
+		{ "limit_unreachable", m->managed ? r->end.unreachable : NAN, 0 },
 	};
 	for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]); k++)
 		bench_json_num(&j, nums[k].key, nums[k].v, nums[k].prec);
@@ -735,6 +739,9 @@ static void print_verdict(const struct config *c, const struct result *res,
 			(double)res[k].peak_rss / (1 << 20),
 			goal_met(f) ? "met" : f->limit_held ? "MISSED" : "MISSED (over its limit: "
 								  "not comparable)");
+		if (res[k].end.unreachable > 0)
+			fprintf(out, "  %-22s limit out of reach %.0f times (memory outside the "
+				     "managed ranges over it)\n", "", res[k].end.unreachable);
 	}
 }
 
