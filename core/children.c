@@ -53,6 +53,7 @@ struct children {
 	uint8_t *zero; /* a zero page for write faults */
 	uintptr_t probe;
 	bool warned;
+	struct resolve_backlog backlog; /* the messages of the child being served */
 	struct children_counters cnt;
 	children_new_fn on_new; /* children_on_new() */
 	void *on_new_arg;
@@ -265,7 +266,13 @@ static void child_msg(struct children *c, struct child *ch, const struct uffd_ms
 		break;
 	case UFFD_EVENT_REMAP:
 		drop_retries(ch, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len);
-		store_move(ch->store, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		if (store_move(ch->store, m->arg.remap.from, m->arg.remap.to,
+			       m->arg.remap.len) == -ENOMEM)
+			atomic_fetch_add_explicit(&c->cnt.remap_placed,
+						  resolve_unmoved(&ch->u, ch->store, c->buf,
+								  m->arg.remap.from, m->arg.remap.to,
+								  m->arg.remap.len, &c->backlog),
+						  memory_order_relaxed);
 		break;
 	case UFFD_EVENT_FORK: /* a grandchild: what this child misses, it misses */
 		children_fork(c, (int)m->arg.fork.ufd, &ch->u, ch->store, NULL, NULL);
@@ -279,11 +286,11 @@ static void child_msg(struct children *c, struct child *ch, const struct uffd_ms
 static bool serve_one(struct children *c, struct child *ch, bool readable)
 {
 	if (readable) {
-		struct uffd_msg msgs[MSGS];
-		ssize_t r;
-		while ((r = read(ch->u.fd, msgs, sizeof(msgs))) > 0)
-			for (ssize_t k = 0; k < r / (ssize_t)sizeof(msgs[0]); k++)
-				child_msg(c, ch, &msgs[k]);
+		struct uffd_msg m;
+		/* with what resolve_unmoved() reads meanwhile */
+		while (resolve_backlog_read(&c->backlog, ch->u.fd, MSGS) > 0)
+			while (resolve_backlog_pop(&c->backlog, &m))
+				child_msg(c, ch, &m);
 	}
 	unsigned int nr = ch->nretry;
 	struct child_retry r[CHILD_RETRY_MAX];

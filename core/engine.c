@@ -104,6 +104,7 @@ struct engine {
 	unsigned int ra_win;   /* pages read ahead on such a fault */
 	uint8_t *zero; /* zero pages for write faults (1 + RESOLVE_AHEAD_MAX) */
 	bool in_events;  /* the handler holds evlock (handle_msg from the read loop) */
+	struct resolve_backlog backlog; /* role: messages read, not yet handled */
 
 	pthread_mutex_t req_lock, req_mu;
 	pthread_cond_t req_cv;
@@ -405,7 +406,11 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 		inc(e, EC_events_remap);
 		drop_retries(e, from, from + len);
 		/* moves staged pages and the store's entries under one lock */
-		reclaim_event_remap(e->reclaim, from, to, len);
+		if (reclaim_event_remap(e->reclaim, from, to, len) == -ENOMEM)
+			atomic_fetch_add_explicit(&e->cnt[EC_remap_placed],
+						  resolve_unmoved(&e->uffd, e->store, e->buf,
+								  from, to, len, &e->backlog),
+						  memory_order_relaxed);
 		if (region_move(e->regions, from, to, len))
 			log_warn("region table full: %#lx.. no longer reclaimed", (unsigned long)to);
 		break;
@@ -413,6 +418,17 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 	default:
 		break;
 	}
+}
+
+/* Read what the uffd holds and handle it, with what is read meanwhile
+ * (resolve_unmoved()).  @return messages read first, or -errno. */
+static ssize_t handle_msgs(struct engine *e)
+{
+	ssize_t n = resolve_backlog_read(&e->backlog, e->uffd.fd, MSGS);
+	struct uffd_msg m;
+	while (resolve_backlog_pop(&e->backlog, &m))
+		handle_msg(e, &m);
+	return n;
 }
 
 /* ---- requests (bring pages back) ---- */
@@ -523,10 +539,7 @@ static void step_aside(struct engine *e)
 			all.cursor += PAGE;
 			continue;
 		}
-		struct uffd_msg msgs[MSGS];
-		ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			handle_msg(e, &msgs[i]);
+		handle_msgs(e);
 		run_retries(e);
 	}
 	/* said before the program can touch a lost page: SIGBUS may end it */
@@ -549,20 +562,16 @@ static void step_aside(struct engine *e)
  */
 static ssize_t read_and_handle(struct engine *e)
 {
-	struct uffd_msg msgs[MSGS];
 	reclaim_events_lock(e->reclaim);
-	ssize_t n = read(e->uffd.fd, msgs, sizeof(msgs));
-	int rerr = errno;
 	e->in_events = true;
-	for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-		handle_msg(e, &msgs[i]);
+	ssize_t n = handle_msgs(e);
 	e->in_events = false;
 	reclaim_events_unlock(e->reclaim);
 	if (n < 0)
-		return rerr == EAGAIN || rerr == EINTR ? 0 : -rerr;
+		return n == -EAGAIN || n == -EINTR ? 0 : n;
 	if (e->nretry)
 		run_retries(e);
-	return n / (ssize_t)sizeof(msgs[0]);
+	return n;
 }
 
 /*
@@ -1050,6 +1059,7 @@ void engine_snapshot(struct engine *e, struct engine_snapshot *out)
 	out->handler.child_faults_store = atomic_load(&cc->faults_store);
 	out->handler.children_exited = atomic_load(&cc->exited);
 	out->handler.forks_refused = atomic_load(&cc->refused);
+	out->handler.remap_placed += atomic_load(&cc->remap_placed);
 	out->features = e->uffd.features;
 	out->regions = region_count(e->regions);
 	out->region_bytes = region_bytes(e->regions);

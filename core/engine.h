@@ -60,6 +60,7 @@ void engine_options_default(struct engine_options *o);
 	X(events_remove, "madvise/remove events")                             \
 	X(events_unmap, "munmap events")                                      \
 	X(events_remap, "mremap events")                                      \
+	X(remap_placed, "stored pages put in at an mremap's destination (no index memory)") \
 	X(pages_brought_back, "pages put back by hot/unregister/shutdown/fork")  \
 	X(readahead_pages, "stored pages brought in ahead of a sequential scan") \
 	X(zero_ahead_pages, "never-stored pages zero-filled ahead of a first fill") \

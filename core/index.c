@@ -806,13 +806,9 @@ ssize_t index_move_range(struct index *idx, uintptr_t old, uintptr_t new,
 	bool was = pagesrc_use_reserve(true);
 	ssize_t moved = for_each_segment(idx, old, old + len, move_segment, &m);
 	pagesrc_use_reserve(was);
-	if (m.err) {
-		/* Left at the old address, an entry would hand its page to
-		 * whatever is mapped there next: drop what did not move. */
-		for_each_segment(idx, old, old + len, erase_segment, &m.rc);
-		return m.err;
-	}
-	return moved;
+	/* what did not move stays at the old address, for the caller to
+	 * put in place another way (index.h) */
+	return m.err ? m.err : moved;
 }
 
 /* ---- walk ------------------------------------------------------------------------ */

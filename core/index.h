@@ -171,8 +171,9 @@ ssize_t index_erase_range(struct index *idx, uintptr_t start, uintptr_t end,
  * @return the number of entries moved; -EINVAL for unaligned arguments,
  * overlapping ranges or a range reaching past INDEX_ADDR_LIMIT; -ENOMEM
  * when a destination slot could not be allocated: the entries not moved
- * then go to @release too (left at the old address they would be handed
- * to whatever is mapped there next).  The move allocates from pagesrc's
+ * are then still at their old addresses, and the caller must take them
+ * out before anything else looks there (left, they would be handed to
+ * whatever is mapped there next).  The move allocates from pagesrc's
  * reserve, where the index keeps twice its own pages: -ENOMEM needs the
  * reserve used up as well, by moves that follow one another with the
  * arena full.

@@ -396,7 +396,7 @@ static uintptr_t quarantine_clip(struct reclaim *r, uintptr_t start, uintptr_t e
 	return stop;
 }
 
-void reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t len)
+int reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t len)
 {
 	while (atomic_load(&r->batch.phase) == MOVING &&
 	       from < atomic_load(&r->batch.hi) && from + len > atomic_load(&r->batch.lo))
@@ -408,8 +408,9 @@ void reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t
 		for (unsigned int i = 0; i < r->batch.n; i++)
 			if (r->batch.addr[i] >= from && r->batch.addr[i] < from + len)
 				r->batch.addr[i] = r->batch.addr[i] - from + to;
-	store_move(r->store, from, to, len);
+	int err = store_move(r->store, from, to, len);
 	pthread_mutex_unlock(&r->batch.lock);
+	return err;
 }
 
 bool reclaim_is_staging(struct reclaim *r, uintptr_t start, uintptr_t end)

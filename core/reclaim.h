@@ -184,7 +184,12 @@ void reclaim_copy_staged(struct reclaim *r, struct uffd *to);
 
 void reclaim_events_lock(struct reclaim *r);
 void reclaim_events_unlock(struct reclaim *r);
-void reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t len);
+/*
+ * reclaim_event_remap() : (handler, under evlock) pages of [@from, @from +
+ * @len) now live at @to: those in staging and the store's entries follow.
+ * @return store_move()'s: on -ENOMEM the caller puts in what stayed.
+ */
+int reclaim_event_remap(struct reclaim *r, uintptr_t from, uintptr_t to, size_t len);
 /* reclaim_is_staging() : events for the staging area are the engine's own. */
 bool reclaim_is_staging(struct reclaim *r, uintptr_t start, uintptr_t end);
 

@@ -4,11 +4,22 @@
 #include "core/resolve.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "core/log.h"
+#include "core/stats.h"
 #include "core/store.h"
 #include "core/uffd.h"
 
 #define PAGE 4096UL
+/*
+ * Copies are refused (-EAGAIN) while an event is queued, and after it is
+ * read until the thread that raised it has run (the kernel's
+ * mmap_changing): a scheduling round once the events are read.
+ */
+#define UNMOVED_WAIT_NS (100ull * 1000 * 1000)
 
 int resolve_stored(struct uffd *u, struct store *s, void *buf, uintptr_t addr)
 {
@@ -89,4 +100,112 @@ int resolve_zero(struct uffd *u, const void *zero, uintptr_t addr, bool write)
 	if (err == -EEXIST)
 		uffd_wake(u, addr, PAGE);
 	return err == -EEXIST || err == -ENOENT || err == -ESRCH ? 0 : err;
+}
+
+ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max)
+{
+	if (b->head + b->n + max > RESOLVE_BACKLOG_MAX) {
+		memmove(b->m, b->m + b->head, b->n * sizeof(b->m[0]));
+		b->head = 0;
+	}
+	if (max > RESOLVE_BACKLOG_MAX - b->n)
+		max = RESOLVE_BACKLOG_MAX - b->n;
+	if (!max)
+		return 0;
+	ssize_t r = read(fd, &b->m[b->head + b->n], max * sizeof(b->m[0]));
+	if (r < 0)
+		return -errno;
+	b->n += (unsigned int)(r / (ssize_t)sizeof(b->m[0]));
+	return r / (ssize_t)sizeof(b->m[0]);
+}
+
+bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out)
+{
+	if (!b->n)
+		return false;
+	*out = b->m[b->head++];
+	if (!--b->n)
+		b->head = 0;
+	return true;
+}
+
+/* A message in @b that changes [@start, @end) or forks the process. */
+static bool backlog_touches(const struct resolve_backlog *b, uintptr_t start, uintptr_t end)
+{
+	for (unsigned int i = b->head; i < b->head + b->n; i++) {
+		const struct uffd_msg *m = &b->m[i];
+		uintptr_t s = 0, e = 0;
+		switch (m->event) {
+		case UFFD_EVENT_FORK:
+			return true;
+		case UFFD_EVENT_REMOVE:
+		case UFFD_EVENT_UNMAP:
+			s = m->arg.remove.start;
+			e = m->arg.remove.end;
+			break;
+		case UFFD_EVENT_REMAP:
+			s = m->arg.remap.from;
+			e = s + m->arg.remap.len;
+			break;
+		default:
+			continue;
+		}
+		if (s < end && e > start)
+			return true;
+	}
+	return false;
+}
+
+/* Copy @buf in at @dst; while refused, read what waits into @b.  -ECANCELED:
+ * a message after the mremap changed the new range. */
+static int copy_deferring(struct uffd *u, uintptr_t dst, const void *buf, uintptr_t to,
+			  size_t len, struct resolve_backlog *b, uint64_t *deadline)
+{
+	for (;;) {
+		if (backlog_touches(b, to, to + len))
+			return -ECANCELED;
+		int err = uffd_copy(u, dst, buf, PAGE, false);
+		if (err != -EAGAIN)
+			return err;
+		uint64_t t = stats_now_ns();
+		if (!*deadline)
+			*deadline = t + UNMOVED_WAIT_NS;
+		if (t >= *deadline || b->n == RESOLVE_BACKLOG_MAX)
+			return err;
+		/* none to read: read, but its thread has yet to run and say so */
+		if (resolve_backlog_read(b, u->fd, RESOLVE_BACKLOG_MAX) <= 0)
+			sched_yield();
+	}
+}
+
+size_t resolve_unmoved(struct uffd *u, struct store *s, void *buf, uintptr_t from,
+		       uintptr_t to, size_t len, struct resolve_backlog *b)
+{
+	size_t placed = 0, dropped = 0;
+	uint64_t deadline = 0;
+	uintptr_t a, at = from, end = from + len;
+	while (store_first(s, at, end, &a) == 0) {
+		at = a + PAGE; /* one that cannot be read stays for the sweep below */
+		struct store_load ld;
+		if (store_load_begin(s, a, buf, &ld))
+			continue;
+		int err = copy_deferring(u, a - from + to, buf, to, len, b, &deadline);
+		/* taken out whatever came of it: the old address is not its own */
+		store_load_end(s, a, &ld, true);
+		if (err == -EEXIST)
+			uffd_wake(u, a - from + to, PAGE);
+		/* -EEXIST: a newer page is there; -ENOENT/-ESRCH: no mapping */
+		if (!err)
+			placed++;
+		else if (err != -EEXIST && err != -ENOENT && err != -ESRCH)
+			dropped++;
+		if (err == -EAGAIN || err == -ECANCELED)
+			break;
+	}
+	/* what is left could not go in: dropped, not handed to a new mapping */
+	size_t lost = dropped + store_invalidate(s, from, len);
+	if (lost)
+		log_error("%zu stored pages lost in an mremap: no memory for their entries, "
+			  "and they could not be put in at the new address", lost);
+	return placed;
 }

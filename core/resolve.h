@@ -1,15 +1,20 @@
 /*
  * resolve — putting one missing page into an address space through its
  * userfaultfd: the stored copy (an exclusive load) or zeros.  The handler
- * does this for the program and for the forked children it serves.
+ * does this for the program and for the forked children it serves, and
+ * reads their messages through a backlog: placing the pages of an mremap
+ * the store could not follow means reading ahead of the one it handles.
  */
 #ifndef ZSWAPU_RESOLVE_H
 #define ZSWAPU_RESOLVE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-struct uffd;
+#include "core/uffd.h"
+
 struct store;
 
 /*
@@ -39,5 +44,45 @@ int resolve_stored_ahead(struct uffd *u, struct store *s, void *buf, uintptr_t a
  * @return 0 (also when already there or gone), -EAGAIN, other -errno.
  */
 int resolve_zero(struct uffd *u, const void *zero, uintptr_t addr, bool write);
+
+/*
+ * A uffd's messages read and not yet handled, oldest first.  The thread
+ * that reads the uffd reads into it and pops them one at a time;
+ * resolve_unmoved(), called for one of them, reads more into it while it
+ * waits and looks at what is there: all of it came after.
+ */
+#define RESOLVE_BACKLOG_MAX 128
+struct resolve_backlog {
+	unsigned int head, n; /* m[head, head + n) */
+	struct uffd_msg m[RESOLVE_BACKLOG_MAX];
+};
+
+/*
+ * resolve_backlog_read() : read up to @max messages from @fd (non-blocking)
+ * behind those @b holds.  @return messages read; 0 for none or no room;
+ * -errno of the read (-EAGAIN: none waiting).
+ */
+ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max);
+/* resolve_backlog_pop() : the oldest message into *@out; false when empty. */
+bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out);
+
+/*
+ * resolve_unmoved() : after an mremap of [@from, @from + @len) to @to that
+ * store_move() could not follow (-ENOMEM), put each page still stored in
+ * the old range in at its new address, decompressed through @buf.  Only
+ * from the thread that read the mremap event, before it handles anything
+ * read after it (@b): nothing else may look at the old range meanwhile.
+ *
+ * Copies are refused until every event queued has been read, and the
+ * munmap of the old range comes as one right after: so it reads what
+ * waits into @b, to be handled next.  Pages that cannot go in are dropped
+ * and said on stderr: unreadable ones, and all that are left when @b is
+ * full, when the copies are still refused after a while, or when a
+ * message in @b says the new range changed again (removed, moved, or the
+ * process forked: the child would miss them).
+ * @return pages put in.
+ */
+size_t resolve_unmoved(struct uffd *u, struct store *s, void *buf, uintptr_t from,
+		       uintptr_t to, size_t len, struct resolve_backlog *b);
 
 #endif

@@ -762,8 +762,6 @@ int store_move(struct store *s, uintptr_t old_addr, uintptr_t new_addr, size_t l
 {
 	ssize_t n = index_move_range(s->index, old_addr, new_addr, len,
 				     release_invalidated, s);
-	if (n == -ENOMEM)
-		log_error("out of memory moving stored pages with mremap, reserve included: some are lost");
 	return n < 0 ? (int)n : 0;
 }
 

@@ -167,7 +167,10 @@ size_t store_invalidate(struct store *s, uintptr_t addr, size_t len);
  * store_move() : the entries of [@old_addr, @old_addr + @len) now belong
  * at @new_addr + offset (mremap); what was stored at the destination is
  * dropped (counted as invalidates).  @return 0; -EINVAL for unaligned
- * arguments or ranges reaching past 2^47.
+ * arguments or ranges reaching past 2^47; -ENOMEM when the index found no
+ * memory for some, reserve included: those are still at @old_addr, for
+ * the caller to put in at their new address (resolve_unmoved()) before
+ * anything else looks there.
  */
 int store_move(struct store *s, uintptr_t old_addr, uintptr_t new_addr, size_t len);
 

@@ -1137,6 +1137,13 @@ START_TEST(torture_fork_wp)
 }
 END_TEST
 
+static void last_snapshot(struct engine *e, struct engine_snapshot *snap)
+{
+	engine_sync(e);
+	engine_snapshot(e, snap);
+	engine_destroy(e);
+}
+
 /* ---- munmap and mremap while reclaimed ---- */
 
 START_TEST(unmap_and_remap)
@@ -1168,6 +1175,104 @@ START_TEST(unmap_and_remap)
 		ck_assert(page_ok(moved + i * PAGE, N / 2 + i, 4));
 	}
 	zswapu_shutdown();
+}
+END_TEST
+
+/* Move the @chunks chunks at @m one page past a chunk boundary; count the
+ * pages of remap_without_index_memory that read back wrong there. */
+static int remap_and_check(uint8_t *m, unsigned int chunks, bool tight)
+{
+	size_t chunk = 512 * PAGE, len = chunks * chunk;
+	uint8_t *to = map(len + 2 * chunk);
+	to = (uint8_t *)(((uintptr_t)to + chunk - 1) & ~(uintptr_t)(chunk - 1)) + PAGE;
+	if (tight) {
+		struct pagesrc_stats ps;
+		pagesrc_get_stats(&ps);
+		pagesrc_set_limit(ps.used_pages); /* the reserve out of reach too */
+	}
+	ck_assert_ptr_eq(mremap(m, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to), to);
+	int bad = 0;
+	for (unsigned int c = 0; c < chunks; c++)
+		for (int k = 0; k < 2; k++)
+			bad += !page_ok(to + (c * 512 + k * 63) * PAGE, c * 2 + k, 8);
+	if (tight)
+		pagesrc_set_limit(0);
+	return bad;
+}
+
+/*
+ * An mremap whose stored pages find no room in the index, reserve
+ * included (an arena too small, strict overcommit): the kernel has moved
+ * the pages already, so they go in at their new address, decompressed,
+ * rather than be lost.  Two stored pages at both ends of the first leaf
+ * of each chunk, moved by one page: each needs two leaves there.
+ * _i & 1: WP detach; _i & 2: a forked child moves its copy.
+ */
+START_TEST(remap_without_index_memory)
+{
+	enum { CHUNKS = 512 }; /* 2 MiB chunks of the index */
+	size_t chunk = 512 * PAGE, len = CHUNKS * chunk;
+	uint8_t *m = map(len + chunk);
+	m = (uint8_t *)(((uintptr_t)m + chunk - 1) & ~(uintptr_t)(chunk - 1));
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.detach = _i & 1 ? RECLAIM_DETACH_WP : RECLAIM_DETACH_AUTO;
+	struct engine *e;
+	int err = engine_create(&o, &e);
+	if (err == -EOPNOTSUPP || err == -ENOSYS || err == -EPERM) {
+		fprintf(stderr, "SKIP %s: userfaultfd unusable here\n", __func__);
+		return;
+	}
+	ck_assert_int_eq(err, 0);
+	for (unsigned int c = 0; c < CHUNKS; c++)
+		for (int k = 0; k < 2; k++)
+			fill_page(m + (c * 512 + k * 63) * PAGE, c * 2 + k, 8);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, len), 0);
+	ck_assert_int_eq(engine_reclaim(e, (uintptr_t)m, len), 2 * CHUNKS);
+	struct engine_snapshot snap;
+	if (!(_i & 2)) {
+		int bad = remap_and_check(m, CHUNKS, true);
+		last_snapshot(e, &snap);
+		ck_assert_int_eq(bad, 0);
+		ck_assert_uint_gt(snap.handler.remap_placed, 0);
+		ck_assert_uint_eq(snap.handler.faults_store + snap.handler.remap_placed, 2 * CHUNKS);
+		ck_assert_uint_eq(snap.handler.faults_zero, 0);
+		ck_assert(!snap.failed);
+		return;
+	}
+	int go[2];
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char c;
+		_exit(read(go[0], &c, 1) == 1 && remap_and_check(m, CHUNKS, false) == 0 ? 0 : 3);
+	}
+	/* the child's view taken (its index allocates), then the arena full */
+	do
+		engine_snapshot(e, &snap);
+	while (snap.handler.forks == 0 && !snap.handler.forks_refused && usleep(1000) == 0);
+	ck_assert_uint_eq(snap.handler.forks, 1);
+	struct pagesrc_stats ps;
+	pagesrc_get_stats(&ps);
+	pagesrc_set_limit(ps.used_pages);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	pagesrc_set_limit(0);
+	close(go[0]);
+	close(go[1]);
+	int bad = 0;
+	for (unsigned int c = 0; c < CHUNKS; c++) /* the parent's copy, untouched */
+		for (int k = 0; k < 2; k++)
+			bad += !page_ok(m + (c * 512 + k * 63) * PAGE, c * 2 + k, 8);
+	last_snapshot(e, &snap);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_gt(snap.handler.remap_placed, 0);
+	ck_assert_uint_eq(snap.handler.child_faults_store + snap.handler.remap_placed, 2 * CHUNKS);
+	ck_assert(!snap.failed);
 }
 END_TEST
 
@@ -1323,13 +1428,6 @@ START_TEST(fork_without_fork_events)
 END_TEST
 
 /* The engine's counters once every fault has returned; then it goes. */
-static void last_snapshot(struct engine *e, struct engine_snapshot *snap)
-{
-	engine_sync(e);
-	engine_snapshot(e, snap);
-	engine_destroy(e);
-}
-
 /*
  * A first fill of fresh registered memory, sequential, while the
  * reclaimer takes pages out of the same region under a tight limit:
@@ -1880,6 +1978,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, swapped_out_pages_kept, 0, 2);
 	tcase_add_loop_test(tc, guard_regions_skipped, 0, 2);
 	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
+	tcase_add_loop_test(tc, remap_without_index_memory, 0, 4);
 	tcase_add_loop_test(tc, fork_child_sees_everything, 0, 2);
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
