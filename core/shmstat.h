@@ -135,8 +135,10 @@ int shmstat_open(const char *dir, pid_t pid, struct shmstat_reader *r);
 /*
  * shmstat_read() : copy the current sample into @out (never torn).  Names
  * and row counts are checked, so a damaged file yields bounded data.
- * @return 0; -EAGAIN the writer stayed in the middle of a sample
- * (it died there, or is stopped): the caller may check shmstat_alive().
+ * @return 0; -EAGAIN no whole sample within the tries: the writer stayed
+ * in the middle of one (it died there, or is stopped) or rewrote it each
+ * time (a reader slower than its writer): the caller may check
+ * shmstat_alive().
  */
 int shmstat_read(const struct shmstat_reader *r, struct shmstat_sample *out);
 
