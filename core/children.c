@@ -146,34 +146,34 @@ static int fill(struct children *c, struct uffd *u, struct store *s, bool consum
 void children_fork(struct children *c, int fd, const struct uffd *from, struct store *src,
 		   children_staged_fn staged, void *staged_arg)
 {
-	struct child *ch;
-	if (pagesrc_alloc(CHILD_PAGES, (void **)&ch)) {
-		/* not even room to talk to it: closing the descriptor lets the
-		 * kernel unregister the child, which then reads zeros for
-		 * stored pages; say so loudly */
-		log_error("no memory to serve a forked child: its stored pages are lost to it");
-		close(fd);
-		count(&c->cnt.refused);
-		return;
+	struct uffd u;
+	uffd_from_fd(fd, from->features, &u);
+	struct child *ch = NULL;
+	int err = c->n == CHILDREN_MAX ? -ENOSPC
+				       : pagesrc_alloc(CHILD_PAGES, (void **)&ch) ? -ENOMEM : 0;
+	if (!err) {
+		memset(ch, 0, sizeof(*ch));
+		ch->u = u;
+		stats_init(&ch->stats);
+		err = store_fork(src, &ch->stats, &ch->store);
+		if (err)
+			pagesrc_free(ch, CHILD_PAGES);
 	}
-	memset(ch, 0, sizeof(*ch));
-	uffd_from_fd(fd, from->features, &ch->u);
-	stats_init(&ch->stats);
-	int err = c->n == CHILDREN_MAX ? -ENOSPC : store_fork(src, &ch->stats, &ch->store);
 	if (staged)
-		staged(staged_arg, &ch->u);
+		staged(staged_arg, &u);
 	if (err) {
 		/* The child is not running yet (the kernel waits for this
-		 * event before it starts it), so a full copy now is exact. */
+		 * event before it starts it), so a full copy now is exact;
+		 * it needs no memory but the decompression page. */
 		if (!c->warned) {
 			log_warn("cannot keep serving a forked child (%s): copying its pages now",
 				 err == -ENOSPC ? "too many children" : "no memory");
 			c->warned = true;
 		}
-		if (fill(c, &ch->u, src, false))
+		if (fill(c, &u, src, false))
 			log_error("copying pages into a forked child failed: it may read zeros");
 		count(&c->cnt.refused);
-		child_free(ch);
+		uffd_close(&u);
 		return;
 	}
 	c->c[c->n++] = ch;
