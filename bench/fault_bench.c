@@ -448,7 +448,7 @@ static int measure_floor(const struct setup *s, const struct placement *p, struc
 	if (!err) {
 		place_handler(p);
 		/* as the engine: fault threads where it would have them */
-		err = fthreads_start(f.u.fd, p->threads, p->spin_us, floor_take, &f, &ft);
+		err = fthreads_start(f.u.fd, p->threads, p->spin_us, floor_take, NULL, &f, &ft);
 		if (!err && !ft)
 			err = -pthread_create(&t, NULL, floor_handler, &f);
 		place_faulter(p);

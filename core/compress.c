@@ -291,6 +291,14 @@ int compress_decompress(const struct compress_cfg *cfg, const void *src,
 	return n == COMPRESS_PAGE_SIZE ? 0 : -EIO;
 }
 
+int compress_decompress_ready(const struct compress_cfg *cfg)
+{
+	if (cfg->algo != COMPRESS_ZSTD)
+		return 0;
+	struct tctx *t = ctx_get();
+	return t ? zstd_dctx_get(t) : -ENOMEM;
+}
+
 /* ---- names ------------------------------------------------------------ */
 
 /* Strict decimal int: the whole string, no blanks, in [lo, hi]. */

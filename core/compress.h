@@ -76,6 +76,14 @@ int compress_decompress(const struct compress_cfg *cfg, const void *src,
 			size_t len, void *dst);
 
 /*
+ * compress_decompress_ready() : give the calling thread now what
+ * compress_decompress() with @cfg would allocate on its first call (a
+ * zstd context; lz4 needs none), so that it never fails for memory
+ * later.  @return 0 or -ENOMEM.
+ */
+int compress_decompress_ready(const struct compress_cfg *cfg);
+
+/*
  * compress_same_filled() : true when the page is one 8-byte word repeated
  * (zero-filled pages included); the word is stored in *@value.  Cheap
  * enough to run on every page before compressing it.

@@ -554,6 +554,20 @@ static void step_aside(struct engine *e)
 	atomic_store(&e->stepped_aside, true);
 }
 
+/*
+ * Each thread that resolves faults, as it starts: what its loads would
+ * allocate, now.  Left to the first load, that could meet a full arena,
+ * fail the engine, and the bring-back would then need the same memory.
+ */
+static void load_ready(void *arg)
+{
+	struct engine *e = arg;
+	int err = store_load_ready(e->store);
+	if (err)
+		log_warn("no memory for a fault thread's decompression context yet: %s",
+			 strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+}
+
 /* ---- the handler thread ---- */
 
 /*
@@ -597,6 +611,7 @@ static void *handler_main(void *arg)
 	struct engine *e = arg;
 	bool burst = true;
 	pthread_setname_np(pthread_self(), "zswapu-handler"); /* for top -H, perf, gdb */
+	load_ready(e);
 	/* with fault threads the uffd is theirs: the handler reads it only
 	 * when it is up anyway (requests, retries, children, failure) */
 	bool poll_uffd = !e->fthreads;
@@ -900,7 +915,7 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	if (!err) {
 		/* first: the handler looks whether there are any */
 		int ferr = fthreads_start(e->uffd.fd, o->fault_threads, o->spin_us, take_faults,
-					  e, &e->fthreads);
+					  load_ready, e, &e->fthreads);
 		if (ferr)
 			log_warn("fault threads: %s; one handler serves every fault",
 				 strerrordesc_np(-ferr) ? strerrordesc_np(-ferr) : "unknown error");

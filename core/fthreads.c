@@ -49,6 +49,7 @@ struct fthreads {
 	_Atomic bool watching; /* any was ever watched: looks poll epfd too */
 	uint64_t spin_ns;
 	fthreads_take_fn take;
+	fthreads_ready_fn ready;
 	void *arg;
 	unsigned int n;       /* threads the hand-over counts on */
 	unsigned int started; /* threads to join */
@@ -142,6 +143,8 @@ static void *fthread_main(void *arg)
 	CPU_SET(t->cpu, &s);
 	/* best effort: a cpuset may have taken the CPU away since */
 	pthread_setaffinity_np(pthread_self(), sizeof(s), &s);
+	if (f->ready)
+		f->ready(f->arg);
 	while (!atomic_load(&f->stop)) {
 		unsigned int p = atomic_load_explicit(&f->primary, memory_order_relaxed);
 		if (p != t->idx && (p + 1) % f->n == t->idx && in_burst(f, stats_now_ns())) {
@@ -166,7 +169,7 @@ static void *fthread_main(void *arg)
 }
 
 int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_take_fn take_fn,
-		   void *arg, struct fthreads **out)
+		   fthreads_ready_fn ready, void *arg, struct fthreads **out)
 {
 	*out = NULL;
 	cpu_set_t cpus;
@@ -188,7 +191,7 @@ int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_tak
 	if (err)
 		return err;
 	*f = (struct fthreads){ .fd = fd, .spin_ns = spin_us * 1000ull, .take = take_fn,
-				.arg = arg, .n = n };
+				.ready = ready, .arg = arg, .n = n };
 	f->stopfd = fdguard_adopt(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	f->epfd = f->stopfd < 0 ? -1 : fdguard_adopt(epoll_create1(EPOLL_CLOEXEC));
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = f->stopfd };

@@ -41,15 +41,19 @@ struct fthreads;
  * < 0 when reading failed: the threads then stop. */
 typedef long (*fthreads_take_fn)(void *arg);
 
+/* Called once by each thread as it starts (NULL: nothing to do). */
+typedef void (*fthreads_ready_fn)(void *arg);
+
 /*
  * fthreads_start() : one thread per CPU the calling thread may run on, at
- * most @want (0: FTHREADS_AUTO), each polling @fd (O_NONBLOCK) and calling
- * @take(@arg) as above.  None on one CPU or with @want 1 (*@out NULL, 0
- * returned): a single handler then is on the faulting CPU anyway, or the
- * caller asked for it.  @return 0 or -errno (nothing started).
+ * most @want (0: FTHREADS_AUTO), each calling @ready(@arg) once, then
+ * polling @fd (O_NONBLOCK) and calling @take(@arg) as above.  None on one
+ * CPU or with @want 1 (*@out NULL, 0 returned): a single handler then is
+ * on the faulting CPU anyway, or the caller asked for it.
+ * @return 0 or -errno (nothing started).
  */
 int fthreads_start(int fd, unsigned int want, unsigned int spin_us, fthreads_take_fn take,
-		   void *arg, struct fthreads **out);
+		   fthreads_ready_fn ready, void *arg, struct fthreads **out);
 
 /*
  * fthreads_watch() : poll @fd (O_NONBLOCK) too, and call take() when it

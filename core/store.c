@@ -680,6 +680,14 @@ static int read_entry(struct store *s, const struct index_entry *e, void *dst)
 	return err ? err : unpack(s, buf, e->length, dst);
 }
 
+int store_load_ready(struct store *s)
+{
+	int err = compress_decompress_ready(&s->cfg);
+	if (!err && root_of(s)->wb && !thread_buf())
+		err = -ENOMEM;
+	return err;
+}
+
 int store_load_begin(struct store *s, uintptr_t addr, void *dst, struct store_load *ld)
 {
 	ld->t0 = stats_now_ns();

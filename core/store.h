@@ -148,6 +148,17 @@ struct store_load {
 };
 
 int store_load_begin(struct store *s, uintptr_t addr, void *dst, struct store_load *ld);
+
+/*
+ * store_load_ready() : allocate now what loads by the calling thread
+ * would on their first call (the decompression context, the buffer for
+ * reading from the writeback file), so that they never fail for memory:
+ * a fault thread's first load may come with the arena full, and the
+ * engine stepping aside over it would need the same memory to bring the
+ * pages back.  For the threads that resolve faults, when they start.
+ * @return 0 or -ENOMEM.
+ */
+int store_load_ready(struct store *s);
 void store_load_end(struct store *s, uintptr_t addr, struct store_load *ld, bool consumed);
 
 /*

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/compress.h"
 #include "core/engine.h"
 #include "core/fthreads.h"
 #include "core/reclaim.h"
@@ -83,6 +84,14 @@ static bool page_ok(const uint8_t *p, uint64_t page, uint64_t seq)
 	uint8_t ref[PAGE];
 	fill_page(ref, page, seq);
 	return memcmp(p, ref, PAGE) == 0;
+}
+
+static uint64_t checksum(const uint8_t *m, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < len; i += 8)
+		h = (h ^ *(const uint64_t *)(m + i)) * 1099511628211ULL;
+	return h;
 }
 
 /*
@@ -1170,6 +1179,50 @@ static void last_snapshot(struct engine *e, struct engine_snapshot *snap)
 	engine_destroy(e);
 }
 
+/*
+ * Faults with the arena full, on threads that never loaded a page before:
+ * what their loads need is theirs from the start.  _i 0: zstd's
+ * decompression context; _i 1: the buffer for reading the writeback file
+ * (a 64 KiB pool, the rest written back).  Made on the first load, they
+ * failed there (-ENOMEM), the engine stepped aside, and the handler, which
+ * had never loaded either, could not bring the pages back: every one was
+ * lost (poisoned, SIGBUS here).
+ */
+START_TEST(loads_without_memory)
+{
+	enum { N = 1024 };
+	uint8_t *m = map_filled(N, 11);
+	uint64_t want = checksum(m, N * PAGE);
+	char dir[] = "/tmp/zswapu-loads-XXXXXX";
+	struct engine_options o;
+	engine_options_default(&o);
+	if (_i == 0) {
+		ck_assert_int_eq(compress_parse("zstd", &o.store.compressor), 0);
+	} else {
+		ck_assert_ptr_nonnull(mkdtemp(dir));
+		o.store.max_pool = 64 << 10;
+		o.store.writeback_dir = dir;
+	}
+	struct engine *e = engine_with_stored(&o, m, N * PAGE, N, __func__);
+	if (!e)
+		return;
+	struct pagesrc_stats ps;
+	pagesrc_get_stats(&ps);
+	pagesrc_set_limit(ps.used_pages);
+	uint64_t got = checksum(m, N * PAGE);
+	pagesrc_set_limit(0);
+	struct engine_snapshot snap;
+	last_snapshot(e, &snap);
+	if (_i == 1) {
+		ck_assert_int_eq(rmdir(dir), 0);
+		ck_assert_uint_gt(snap.store.c[STAT_WRITTEN_BACK_PAGES], N / 2);
+	}
+	ck_assert(!snap.failed);
+	ck_assert_uint_eq(got, want);
+	ck_assert_uint_eq(snap.handler.faults_store + snap.handler.readahead_pages, N);
+}
+END_TEST
+
 /* ---- munmap and mremap while reclaimed ---- */
 
 START_TEST(unmap_and_remap)
@@ -1347,14 +1400,6 @@ START_TEST(remap_without_index_memory)
 END_TEST
 
 /* ---- fork ---- */
-
-static uint64_t checksum(const uint8_t *m, size_t len)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < len; i += 8)
-		h = (h ^ *(const uint64_t *)(m + i)) * 1099511628211ULL;
-	return h;
-}
 
 START_TEST(fork_child_sees_everything)
 {
@@ -2062,6 +2107,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, kernel_mode_access, 0, 2);
 	tcase_add_loop_test(tc, swapped_out_pages_kept, 0, 2);
 	tcase_add_loop_test(tc, guard_regions_skipped, 0, 2);
+	tcase_add_loop_test(tc, loads_without_memory, 0, 2);
 	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
 	tcase_add_loop_test(tc, remap_without_index_memory, 0, 4);
 	tcase_add_loop_test(tc, fork_child_sees_everything, 0, 2);
