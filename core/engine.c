@@ -564,7 +564,8 @@ static void load_ready(void *arg)
 	struct engine *e = arg;
 	int err = store_load_ready(e->store);
 	if (err)
-		log_warn("no memory for a fault thread's decompression context yet: %s",
+		log_warn("a fault-resolving thread could not set up its load buffers (%s): "
+			 "its first load tries again",
 			 strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
 }
 
