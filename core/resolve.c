@@ -129,41 +129,56 @@ bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out)
 	return true;
 }
 
-/* A message in @b that changes [@start, @end) or forks the process. */
-static bool backlog_touches(const struct resolve_backlog *b, uintptr_t start, uintptr_t end)
+/* What the messages read after the mremap say of the page going in at @dst. */
+enum later { LATER_NONE, LATER_GONE, LATER_CANCEL };
+
+/*
+ * LATER_GONE: a later munmap or discard covers @dst, which is then to read
+ * as the program left it (not there, or zeros): the page is dropped, not
+ * lost.  LATER_CANCEL: the new range moves again, or the process forks (a
+ * child would miss what goes in now).
+ */
+static enum later later_for(const struct resolve_backlog *b, uintptr_t to, size_t len,
+			    uintptr_t dst)
 {
+	enum later v = LATER_NONE;
 	for (unsigned int i = b->head; i < b->head + b->n; i++) {
 		const struct uffd_msg *m = &b->m[i];
-		uintptr_t s = 0, e = 0;
 		switch (m->event) {
 		case UFFD_EVENT_FORK:
-			return true;
+			return LATER_CANCEL;
+		case UFFD_EVENT_REMAP:
+			if (m->arg.remap.from < to + len && m->arg.remap.from + m->arg.remap.len > to)
+				return LATER_CANCEL;
+			break;
 		case UFFD_EVENT_REMOVE:
 		case UFFD_EVENT_UNMAP:
-			s = m->arg.remove.start;
-			e = m->arg.remove.end;
-			break;
-		case UFFD_EVENT_REMAP:
-			s = m->arg.remap.from;
-			e = s + m->arg.remap.len;
+			if (m->arg.remove.start <= dst && dst < m->arg.remove.end)
+				v = LATER_GONE;
 			break;
 		default:
-			continue;
+			break;
 		}
-		if (s < end && e > start)
-			return true;
 	}
-	return false;
+	return v;
 }
 
-/* Copy @buf in at @dst; while refused, read what waits into @b.  -ECANCELED:
- * a message after the mremap changed the new range. */
+/*
+ * Copy @buf in at @dst; while refused, read what waits into @b.
+ * -ECANCELED and -ESTALE: what later_for() says, seen before the copy.
+ */
 static int copy_deferring(struct uffd *u, uintptr_t dst, const void *buf, uintptr_t to,
 			  size_t len, struct resolve_backlog *b, uint64_t *deadline)
 {
 	for (;;) {
-		if (backlog_touches(b, to, to + len))
+		switch (later_for(b, to, len, dst)) {
+		case LATER_CANCEL:
 			return -ECANCELED;
+		case LATER_GONE:
+			return -ESTALE;
+		case LATER_NONE:
+			break;
+		}
 		int err = uffd_copy(u, dst, buf, PAGE, false);
 		if (err != -EAGAIN)
 			return err;
@@ -190,14 +205,18 @@ size_t resolve_unmoved(struct uffd *u, struct store *s, void *buf, uintptr_t fro
 		if (store_load_begin(s, a, buf, &ld))
 			continue;
 		int err = copy_deferring(u, a - from + to, buf, to, len, b, &deadline);
-		/* taken out whatever came of it: the old address is not its own */
-		store_load_end(s, a, &ld, true);
+		/* taken out whatever came of it: the old address is not its own
+		 * (one the program discarded since counts as invalidated) */
+		store_load_end(s, a, &ld, err != -ESTALE);
+		if (err == -ESTALE)
+			store_invalidate(s, a, PAGE);
 		if (err == -EEXIST)
 			uffd_wake(u, a - from + to, PAGE);
-		/* -EEXIST: a newer page is there; -ENOENT/-ESRCH: no mapping */
+		/* -EEXIST: a newer page is there; -ENOENT/-ESRCH: no mapping;
+		 * -ESTALE: the program unmapped or discarded it since */
 		if (!err)
 			placed++;
-		else if (err != -EEXIST && err != -ENOENT && err != -ESRCH)
+		else if (err != -EEXIST && err != -ENOENT && err != -ESRCH && err != -ESTALE)
 			dropped++;
 		if (err == -EAGAIN || err == -ECANCELED)
 			break;

@@ -75,11 +75,12 @@ bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out);
  *
  * Copies are refused until every event queued has been read, and the
  * munmap of the old range comes as one right after: so it reads what
- * waits into @b, to be handled next.  Pages that cannot go in are dropped
- * and said on stderr: unreadable ones, and all that are left when @b is
- * full, when the copies are still refused after a while, or when a
- * message in @b says the new range changed again (removed, moved, or the
- * process forked: the child would miss them).
+ * waits into @b, to be handled next.  A page that a message in @b unmaps
+ * or discards at its new address is dropped (as the program would have
+ * it).  Pages that cannot go in are dropped and said on stderr:
+ * unreadable ones, and all that are left when @b is full, when the copies
+ * are still refused after a while, or when a message in @b moves the new
+ * range again or forks the process (the child would miss them).
  * @return pages put in.
  */
 size_t resolve_unmoved(struct uffd *u, struct store *s, void *buf, uintptr_t from,

@@ -1264,11 +1264,20 @@ END_TEST
 struct remap_reader {
 	pthread_t t;
 	uint8_t *to;
-	unsigned int chunks;
+	unsigned int chunks, discarded; /* the first @discarded may read zeros */
 	_Atomic bool *moved;
 	long bad, reads;
 	uint64_t sum;
 };
+
+/* A page of remap_without_index_memory as it must read once the move is
+ * over: its data, or zeros in the chunks a thread discarded meanwhile. */
+static bool remap_page_ok(const struct remap_reader *r, unsigned int c, int k)
+{
+	static const uint8_t zero[PAGE];
+	const uint8_t *p = REMAP_PAGE(r->to, c, k);
+	return page_ok(p, c * 2 + k, 8) || (c < r->discarded && memcmp(p, zero, PAGE) == 0);
+}
 
 /*
  * A thread reading the destination while the move is handled: its faults
@@ -1284,30 +1293,51 @@ static void *remap_reader_main(void *arg)
 		last = atomic_load(r->moved);
 		for (unsigned int c = 0; c < r->chunks; c++)
 			for (int k = 0; k < 2; k++) {
-				const uint8_t *p = REMAP_PAGE(r->to, c, k);
 				if (last)
-					r->bad += !page_ok(p, c * 2 + k, 8);
+					r->bad += !remap_page_ok(r, c, k);
 				else
-					r->sum += *(const volatile uint64_t *)p;
+					r->sum += *(const volatile uint64_t *)REMAP_PAGE(r->to, c, k);
 				r->reads++;
 			}
 	}
 	return NULL;
 }
 
-/* Move the @chunks chunks at @m one page past a chunk boundary, with
- * @nreaders threads reading there meanwhile; count the pages that read
- * back wrong. */
-static long remap_and_check(uint8_t *m, unsigned int chunks, bool tight, int nreaders)
+/*
+ * A thread discarding the first r->discarded chunks of the destination
+ * with MADV_DONTNEED, over and over, from before the move until after it:
+ * its REMOVE events come while the move is handled, read ahead with it.
+ */
+static void *remap_discarder_main(void *arg)
+{
+	struct remap_reader *r = arg;
+	for (int after = 0; after < 10; after += atomic_load(r->moved)) {
+		ck_assert_int_eq(madvise(r->to, r->discarded * 512 * PAGE, MADV_DONTNEED), 0);
+		r->reads++;
+	}
+	return NULL;
+}
+
+/*
+ * Move the @chunks chunks at @m one page past a chunk boundary, with
+ * @nreaders threads reading there meanwhile, and one discarding the
+ * first @discard chunks if not 0; count the pages that read back wrong.
+ */
+static long remap_and_check(uint8_t *m, unsigned int chunks, bool tight, int nreaders,
+			    unsigned int discard)
 {
 	size_t chunk = 512 * PAGE, len = chunks * chunk;
 	uint8_t *to = map(len + 2 * chunk);
 	to = (uint8_t *)(((uintptr_t)to + chunk - 1) & ~(uintptr_t)(chunk - 1)) + PAGE;
 	_Atomic bool moved = false;
-	struct remap_reader rd[2];
-	for (int i = 0; i < nreaders; i++) {
-		rd[i] = (struct remap_reader){ .to = to, .chunks = chunks, .moved = &moved };
-		ck_assert_int_eq(pthread_create(&rd[i].t, NULL, remap_reader_main, &rd[i]), 0);
+	struct remap_reader rd[3];
+	int n = nreaders + (discard > 0);
+	for (int i = 0; i < n; i++) {
+		rd[i] = (struct remap_reader){ .to = to, .chunks = chunks, .discarded = discard,
+					       .moved = &moved };
+		ck_assert_int_eq(pthread_create(&rd[i].t, NULL,
+						i < nreaders ? remap_reader_main : remap_discarder_main,
+						&rd[i]), 0);
 	}
 	if (tight) {
 		struct pagesrc_stats ps;
@@ -1317,14 +1347,15 @@ static long remap_and_check(uint8_t *m, unsigned int chunks, bool tight, int nre
 	ck_assert_ptr_eq(mremap(m, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to), to);
 	atomic_store(&moved, true);
 	long bad = 0;
-	for (unsigned int c = 0; c < chunks; c++)
-		for (int k = 0; k < 2; k++)
-			bad += !page_ok(REMAP_PAGE(to, c, k), c * 2 + k, 8);
-	for (int i = 0; i < nreaders; i++) {
+	for (int i = 0; i < n; i++) {
 		pthread_join(rd[i].t, NULL);
 		bad += rd[i].bad;
-		ck_assert_int_ge(rd[i].reads, 2 * chunks);
+		ck_assert_int_ge(rd[i].reads, i < nreaders ? 2 * chunks : 10);
 	}
+	struct remap_reader all = { .to = to, .chunks = chunks, .discarded = discard };
+	for (unsigned int c = 0; c < chunks; c++)
+		for (int k = 0; k < 2; k++)
+			bad += !remap_page_ok(&all, c, k);
 	if (tight)
 		pagesrc_set_limit(0);
 	return bad;
@@ -1336,7 +1367,8 @@ static long remap_and_check(uint8_t *m, unsigned int chunks, bool tight, int nre
  * the pages already, so they go in at their new address, decompressed,
  * rather than be lost.  Two stored pages at both ends of the first leaf
  * of each chunk, moved by one page: each needs two leaves there.
- * _i & 1: WP detach; _i & 2: a forked child moves its copy.
+ * _i & 1: WP detach; _i & 2: a forked child moves its copy; _i & 4: a
+ * thread discards a quarter of the destination meanwhile (not with 2).
  */
 START_TEST(remap_without_index_memory)
 {
@@ -1355,21 +1387,26 @@ START_TEST(remap_without_index_memory)
 		return;
 	struct engine_snapshot snap;
 	if (!(_i & 2)) {
-		long bad = remap_and_check(m, CHUNKS, true, 2);
+		unsigned int discard = _i & 4 ? CHUNKS / 4 : 0;
+		long bad = remap_and_check(m, CHUNKS, true, 2, discard);
 		last_snapshot(e, &snap);
 		ck_assert_int_eq(bad, 0);
 		ck_assert_uint_gt(snap.handler.remap_placed, 0);
-		ck_assert_uint_eq(snap.handler.faults_store + snap.handler.remap_placed, 2 * CHUNKS);
+		if (!discard)
+			ck_assert_uint_eq(snap.handler.faults_store + snap.handler.remap_placed,
+					  2 * CHUNKS);
 		ck_assert(!snap.failed);
 		return;
 	}
+	if (_i & 4)
+		return; /* the discarding variants are the process's own */
 	int go[2];
 	ck_assert_int_eq(pipe(go), 0);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		char c;
-		_exit(read(go[0], &c, 1) == 1 && remap_and_check(m, CHUNKS, false, 0) == 0 ? 0 : 3);
+		_exit(read(go[0], &c, 1) == 1 && remap_and_check(m, CHUNKS, false, 0, 0) == 0 ? 0 : 3);
 	}
 	/* the child's view taken (its index allocates), then the arena full */
 	do
@@ -2109,7 +2146,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, guard_regions_skipped, 0, 2);
 	tcase_add_loop_test(tc, loads_without_memory, 0, 2);
 	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
-	tcase_add_loop_test(tc, remap_without_index_memory, 0, 4);
+	tcase_add_loop_test(tc, remap_without_index_memory, 0, 8);
 	tcase_add_loop_test(tc, fork_child_sees_everything, 0, 2);
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
