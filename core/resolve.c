@@ -21,6 +21,16 @@
  */
 #define UNMOVED_WAIT_NS (100ull * 1000 * 1000)
 
+/*
+ * A copy that failed with -EEXIST (a newer page is already there) or
+ * -ENOENT/-ESRCH (the mapping or the process is gone) leaves nothing to
+ * keep: the page's place is settled either way.
+ */
+static bool settled(int err)
+{
+	return err == -EEXIST || err == -ENOENT || err == -ESRCH;
+}
+
 int resolve_stored(struct uffd *u, struct store *s, void *buf, uintptr_t addr)
 {
 	struct store_load ld;
@@ -32,11 +42,7 @@ int resolve_stored(struct uffd *u, struct store *s, void *buf, uintptr_t addr)
 		store_load_end(s, addr, &ld, false);
 		return err;
 	}
-	/*
-	 * -EEXIST: a newer page is already there; -ENOENT/-ESRCH: the mapping or
-	 * the process is gone.  Either way the stored copy is dead.
-	 */
-	bool ok = err == 0 || err == -EEXIST || err == -ENOENT || err == -ESRCH;
+	bool ok = err == 0 || settled(err); /* else the stored copy is still needed */
 	store_load_end(s, addr, &ld, ok);
 	if (err == -EEXIST)
 		uffd_wake(u, addr, PAGE);
@@ -83,9 +89,8 @@ int resolve_stored_ahead(struct uffd *u, struct store *s, void *buf, uintptr_t a
 			store_load_end(s, addr + i * PAGE, &ld[i], false);
 		return err;
 	}
-	/* as in resolve_stored(): -EEXIST/-ENOENT/-ESRCH leave nothing to keep
-	 * for the faulting page; the pages after the ones that went in stay */
-	bool ok0 = in > 0 || err == -EEXIST || err == -ENOENT || err == -ESRCH;
+	/* the pages after the ones that went in stay stored */
+	bool ok0 = in > 0 || settled(err);
 	for (unsigned int i = 0; i < n; i++)
 		store_load_end(s, addr + i * PAGE, &ld[i], i < in || (i == 0 && ok0));
 	if (in == 0 && err == -EEXIST)
@@ -99,7 +104,7 @@ int resolve_zero(struct uffd *u, const void *zero, uintptr_t addr, bool write)
 	int err = write ? uffd_copy(u, addr, zero, PAGE, false) : uffd_zeropage(u, addr, PAGE, false);
 	if (err == -EEXIST)
 		uffd_wake(u, addr, PAGE);
-	return err == -EEXIST || err == -ENOENT || err == -ESRCH ? 0 : err;
+	return settled(err) ? 0 : err;
 }
 
 ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max)
@@ -212,11 +217,10 @@ size_t resolve_unmoved(struct uffd *u, struct store *s, void *buf, uintptr_t fro
 			store_invalidate(s, a, PAGE);
 		if (err == -EEXIST)
 			uffd_wake(u, a - from + to, PAGE);
-		/* -EEXIST: a newer page is there; -ENOENT/-ESRCH: no mapping;
-		 * -ESTALE: the program unmapped or discarded it since */
+		/* -ESTALE: the program unmapped or discarded it since */
 		if (!err)
 			placed++;
-		else if (err != -EEXIST && err != -ENOENT && err != -ESRCH && err != -ESTALE)
+		else if (!settled(err) && err != -ESTALE)
 			dropped++;
 		if (err == -EAGAIN || err == -ECANCELED)
 			break;

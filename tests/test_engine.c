@@ -175,6 +175,15 @@ static struct engine *engine_with_stored(const struct engine_options *o, void *m
 	return e;
 }
 
+/* The engine's arena full: pagesrc capped at the pages in use, its
+ * reserve out of reach too (pagesrc_set_limit(0) lifts it). */
+static void arena_full(void)
+{
+	struct pagesrc_stats ps;
+	pagesrc_get_stats(&ps);
+	pagesrc_set_limit(ps.used_pages);
+}
+
 /* @n pages filled (generation @seq), registered, and all of them stored. */
 static uint8_t *map_stored(size_t n, uint64_t seq)
 {
@@ -1206,9 +1215,7 @@ START_TEST(loads_without_memory)
 	struct engine *e = engine_with_stored(&o, m, N * PAGE, N, __func__);
 	if (!e)
 		return;
-	struct pagesrc_stats ps;
-	pagesrc_get_stats(&ps);
-	pagesrc_set_limit(ps.used_pages);
+	arena_full();
 	uint64_t got = checksum(m, N * PAGE);
 	pagesrc_set_limit(0);
 	struct engine_snapshot snap;
@@ -1339,11 +1346,8 @@ static long remap_and_check(uint8_t *m, unsigned int chunks, bool tight, int nre
 						i < nreaders ? remap_reader_main : remap_discarder_main,
 						&rd[i]), 0);
 	}
-	if (tight) {
-		struct pagesrc_stats ps;
-		pagesrc_get_stats(&ps);
-		pagesrc_set_limit(ps.used_pages); /* the reserve out of reach too */
-	}
+	if (tight)
+		arena_full();
 	ck_assert_ptr_eq(mremap(m, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to), to);
 	atomic_store(&moved, true);
 	long bad = 0;
@@ -1413,9 +1417,7 @@ START_TEST(remap_without_index_memory)
 		engine_snapshot(e, &snap);
 	while (snap.handler.forks == 0 && !snap.handler.forks_refused && usleep(1000) == 0);
 	ck_assert_uint_eq(snap.handler.forks, 1);
-	struct pagesrc_stats ps;
-	pagesrc_get_stats(&ps);
-	pagesrc_set_limit(ps.used_pages);
+	arena_full();
 	ck_assert_int_eq(write(go[1], "x", 1), 1);
 	int status;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -1566,11 +1568,8 @@ START_TEST(fork_served_at_once)
 	struct engine *e = engine_with_stored(&o, m, N * PAGE, N, __func__);
 	if (!e)
 		return;
-	if (_i == 1) {
-		struct pagesrc_stats ps;
-		pagesrc_get_stats(&ps);
-		pagesrc_set_limit(ps.used_pages);
-	}
+	if (_i == 1)
+		arena_full();
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
