@@ -989,6 +989,8 @@ int engine_register(struct engine *e, uintptr_t start, size_t len)
 	err = region_add(e->regions, start, start + len);
 	if (err)
 		uffd_unregister(&e->uffd, start, len);
+	else
+		reclaim_memory_added(e->reclaim);
 	return err;
 }
 

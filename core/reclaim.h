@@ -120,6 +120,13 @@ void reclaim_force_warm_copy(int warm);
  */
 void reclaim_set_unknown_hook(void (*fn)(void));
 
+/*
+ * reclaim_memory_added() : a range was registered.  A reclaimer resting
+ * because its regions held nothing to take (over the mark) starts again
+ * at once instead of at the end of the rest.
+ */
+void reclaim_memory_added(struct reclaim *r);
+
 /* Called by the fault handler thread only. */
 
 /*
