@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fdguard.h"
 #include "core/log.h"
 #include "core/stats.h"
 #include "core/store.h"
@@ -117,11 +118,19 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 		max = RESOLVE_BACKLOG_MAX - b->n;
 	if (!max)
 		return 0;
-	ssize_t r = read(fd, &b->m[b->head + b->n], max * sizeof(b->m[0]));
+	struct uffd_msg *m = &b->m[b->head + b->n];
+	ssize_t r = read(fd, m, max * sizeof(b->m[0]));
 	if (r < 0)
 		return -errno;
-	b->n += (unsigned int)(r / (ssize_t)sizeof(b->m[0]));
-	return r / (ssize_t)sizeof(b->m[0]);
+	unsigned int got = (unsigned int)(r / (ssize_t)sizeof(b->m[0]));
+	/* The read installed each fork event's descriptor at the lowest free
+	 * number, and the forking thread runs on: out of the program's way
+	 * now, not when the event's turn comes (fdguard.h). */
+	for (unsigned int i = 0; i < got; i++)
+		if (m[i].event == UFFD_EVENT_FORK)
+			m[i].arg.fork.ufd = (uint32_t)fdguard_adopt((int)m[i].arg.fork.ufd);
+	b->n += got;
+	return got;
 }
 
 bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out)

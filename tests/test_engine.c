@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -23,14 +24,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/swap.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/compress.h"
 #include "core/engine.h"
+#include "core/fdguard.h"
 #include "core/fthreads.h"
 #include "core/reclaim.h"
+#include "core/resolve.h"
 #include "core/uffd.h"
 #include "core/writeback.h"
 #include "libzswapu/zswapu.h"
@@ -1549,6 +1553,73 @@ START_TEST(fork_child_view_reaped)
 }
 END_TEST
 
+static void *fork_and_exit(void *arg)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	*(pid_t *)arg = pid;
+	return NULL;
+}
+
+/*
+ * A fork event's descriptor is installed at the lowest free number when
+ * the event is read, and the forking thread runs on at once.  A program
+ * may count on that number staying free (dash runs `cmd > file` as
+ * close(1), then dup2(f, 1)).  It must be out of the low numbers when
+ * resolve_backlog_read() returns, not when the event's turn comes: an
+ * mremap whose pages go in one by one (resolve_unmoved()) can keep that
+ * waiting up to 100 ms.  Before, the descriptor sat at the lowest number.
+ */
+START_TEST(fork_descriptor_moves_up_when_read)
+{
+	SKIP_WITHOUT_UFFD();
+	struct rlimit saved, rl;
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	rl = saved;
+	rl.rlim_cur = 1024;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	struct uffd u;
+	ck_assert_int_eq(uffd_open(UFFD_WANT_FEATURES, &u), 0);
+	if (!uffd_has(&u, UFFD_FEATURE_EVENT_FORK)) {
+		fprintf(stderr, "SKIP %s: no fork events\n", __func__);
+		uffd_close(&u);
+		setrlimit(RLIMIT_NOFILE, &saved);
+		return;
+	}
+	uint8_t *m = map(16 * PAGE);
+	ck_assert_int_eq(uffd_register(&u, (uintptr_t)m, 16 * PAGE, false), 0);
+	int low = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(low, 0);
+	close(low);
+	pid_t pid = -1;
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, fork_and_exit, &pid), 0);
+	struct pollfd p = { .fd = u.fd, .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 10000), 1);
+	static struct resolve_backlog b;
+	ck_assert_int_eq(resolve_backlog_read(&b, u.fd, 8), 1);
+	int next = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct uffd_msg msg;
+	ck_assert(resolve_backlog_pop(&b, &msg));
+	ck_assert_int_eq(msg.event, UFFD_EVENT_FORK);
+	fprintf(stderr, "fork_descriptor: lowest free %d, the child's uffd %u\n", low,
+		msg.arg.fork.ufd);
+	ck_assert_int_eq(next, low);
+	ck_assert_int_ge(msg.arg.fork.ufd, 1024 - 128);
+	ck_assert(fdguard_owned((int)msg.arg.fork.ufd));
+	close(next);
+	fdguard_close((int)msg.arg.fork.ufd);
+	pthread_join(t, NULL);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	uffd_close(&u);
+	munmap(m, 16 * PAGE);
+	setrlimit(RLIMIT_NOFILE, &saved);
+}
+END_TEST
+
 /*
  * Forks the engine does not serve page by page: the child has every
  * stored page before it runs.  _i 0: without fork events (older kernels),
@@ -2213,6 +2284,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
+	tcase_add_test(tc, fork_descriptor_moves_up_when_read);
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, limit_held_against_a_fast_writer);
