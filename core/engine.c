@@ -149,6 +149,12 @@ static void wake_handler(struct engine *e)
 	(void)w;
 }
 
+/* reclaim_on_room(): the held faults go on now */
+static void room_made(void *arg)
+{
+	wake_handler(arg);
+}
+
 static void engine_fail(struct engine *e, const char *what, int err)
 {
 	if (atomic_exchange(&e->failed, true))
@@ -189,7 +195,8 @@ static void served_data(struct engine *e, int how, uintptr_t addr)
 /*
  * Back-pressure (reclaim_over_limit()): a fault that would add a page
  * while the process is over its limit waits in the retry queue, its
- * thread asleep, until the reclaimer has made room; THROTTLE_MAX_NS at
+ * thread asleep, until the reclaimer has made room (it says so:
+ * room_made(); the handler also looks every millisecond); THROTTLE_MAX_NS at
  * most, so a reclaimer that cannot keep up slows the program down but
  * never stops it.  True when the fault is held.
  */
@@ -925,8 +932,10 @@ int engine_create(const struct engine_options *o, struct engine **out)
 		err = pagesrc_thread_create(&e->handler, handler_main, e, &e->handler_stack);
 		e->handler_running = !err;
 	}
-	if (!err)
+	if (!err) {
+		reclaim_on_room(e->reclaim, room_made, e);
 		err = reclaim_start(e->reclaim);
+	}
 	if (err) {
 		fthreads_stop(e->fthreads);
 		if (e->handler_running) {

@@ -191,6 +191,9 @@ struct reclaim {
 	_Atomic uint64_t seen_ns;      /* ... when */
 	_Atomic uint64_t installed;    /* faults counted since */
 	_Atomic bool able;             /* the reclaimer can bring usage down */
+	_Atomic bool held;             /* a fault waits for room: see room_usage() */
+	void (*room_fn)(void *);       /* reclaim_on_room() */
+	void *room_arg;
 	_Atomic size_t own;            /* engine_own() */
 	_Atomic uint64_t own_ns;       /* ... looked at then */
 	uint64_t able_again_ns;        /* reclaimer only: gave up until then */
@@ -1154,10 +1157,32 @@ bool reclaim_over_limit(struct reclaim *r)
 	if (now_ns() - atomic_load_explicit(&r->seen_ns, memory_order_relaxed) >= FRESH_NS &&
 	    usage(r) <= r->o.limit_bytes)
 		return false;
+	atomic_store_explicit(&r->held, true, memory_order_relaxed);
 	pthread_mutex_lock(&r->ctl);
 	pthread_cond_signal(&r->wake);
 	pthread_mutex_unlock(&r->ctl);
 	return true;
+}
+
+void reclaim_on_room(struct reclaim *r, void (*fn)(void *), void *arg)
+{
+	r->room_fn = fn;
+	r->room_arg = arg;
+}
+
+/*
+ * usage(), and when it is under the limit with a fault held, the held
+ * faults are told (reclaim_on_room()) instead of finding out at their
+ * next look, a millisecond later.  xz under a 2.4 MiB limit, every fault
+ * held: 34,000 held faults waited 40 s of its 62 s run that way.
+ */
+static size_t room_usage(struct reclaim *r)
+{
+	size_t u = usage(r);
+	if (u <= r->o.limit_bytes && atomic_load_explicit(&r->held, memory_order_relaxed) &&
+	    atomic_exchange(&r->held, false) && r->room_fn)
+		r->room_fn(r->room_arg);
+	return u;
 }
 
 /* see reclaim_set_unknown_hook() */
@@ -1437,12 +1462,12 @@ static void *reclaim_thread(void *arg)
 		/* out of reach, faults stay free until a pass says otherwise */
 		if (r->o.limit_bytes && !r->unreach_ns && now_ns() >= r->able_again_ns)
 			atomic_store(&r->able, true);
-		if (r->o.limit_bytes && usage(r) > high) {
+		if (r->o.limit_bytes && room_usage(r) > high) {
 			/* reclaim until below the low mark or a whole pass found nothing */
 			long since_wrap = 0;
 			int wraps = 0;
 			unsigned long added_then = 0; /* r->added when wraps became 1 */
-			while (!should_stop(r) && usage(r) > low) {
+			while (!should_stop(r) && room_usage(r) > low) {
 				bool wrapped;
 				if (wraps >= 2) {
 					/* nothing to take: wait instead of passing over

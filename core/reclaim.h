@@ -127,6 +127,13 @@ void reclaim_set_unknown_hook(void (*fn)(void));
  */
 void reclaim_memory_added(struct reclaim *r);
 
+/*
+ * reclaim_on_room() : @fn(@arg) is called on the reclaimer's thread (so it
+ * must not block) when usage has come under the limit while a fault was
+ * held (reclaim_over_limit() said true).  Set before reclaim_start().
+ */
+void reclaim_on_room(struct reclaim *r, void (*fn)(void *), void *arg);
+
 /* Called by the fault handler thread only. */
 
 /*
