@@ -23,7 +23,7 @@
 # ..." adds or overrides settings for the zswapu runs.
 # --quick (what `make check` runs) shrinks every workload about fivefold,
 # xz's input 200-fold: xz sizes its tables to the input, all of them hot
-# and incompressible, so under 30 % it thrashes (600 KB: ~2 min).
+# and incompressible, so under 30 % it thrashes (600 KB: 40-60 s).
 # With CASE names, runs only those.  Exit status 1 when any check fails.
 set -u
 
