@@ -999,7 +999,7 @@ int engine_register(struct engine *e, uintptr_t start, size_t len)
 	if (err)
 		uffd_unregister(&e->uffd, start, len);
 	else
-		reclaim_memory_added(e->reclaim);
+		reclaim_memory_added(e->reclaim, len);
 	return err;
 }
 

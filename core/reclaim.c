@@ -179,9 +179,10 @@ struct reclaim {
 	uint64_t last_compact_ns;
 	uint64_t win_moved, win_stored, backoff_ns; /* thrash_check(), reclaimer only */
 	uint64_t unreach_ns; /* reclaimer only: see out_of_reach() */
-	/* registrations so far, under ctl: see idle_wait() */
-	_Atomic unsigned long added;
-	bool resting_for_added;
+	/* bytes registered so far, changed under ctl: see idle_wait() */
+	_Atomic uint64_t added;
+	uint64_t wake_at_added; /* under ctl: a rest ends when added reaches it */
+	size_t shortfall;       /* reclaimer only: see out_of_reach() */
 
 	_Atomic uint64_t cnt[14]; /* struct reclaim_counters, in order */
 	void *thread_stack;
@@ -1290,39 +1291,41 @@ static bool should_stop(struct reclaim *r)
 }
 
 /*
- * Wait @ns, or until woken.  With @since (a value of r->added), also not
- * past a registration after it: a rest because the regions held nothing
- * to take ends when memory is added (the shim registering what grew).
- * Resting on regardless let mallocchurn's start, 1 MiB/ms, run 20 ms
- * unchecked: peaks of 27-35 MiB under an 11 MiB limit.  True when memory
- * was added.
+ * Wait @ns, or until woken.  With @until (a value r->added is to reach;
+ * 0: none), also not past the registration that takes r->added there: a
+ * rest because the regions held too little to take ends when enough
+ * memory is added (the shim registering what grew, after the reclaimer
+ * asked it to look).  Resting on regardless let mallocchurn's start,
+ * 1 MiB/ms, run 20 ms unchecked: peaks of 27-35 MiB under an 11 MiB
+ * limit.  True when that much was added.
  */
-static bool idle_wait(struct reclaim *r, uint64_t ns, const unsigned long *since)
+static bool idle_wait(struct reclaim *r, uint64_t ns, uint64_t until)
 {
 	pthread_mutex_lock(&r->ctl);
 	r->in_batch_loop = false;
 	pthread_cond_broadcast(&r->paused_cv);
-	bool added = since && atomic_load(&r->added) != *since;
+	bool added = until && atomic_load(&r->added) >= until;
 	if (!r->stop && !added) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		uint64_t t = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec + ns;
 		ts.tv_sec = t / 1000000000ull;
 		ts.tv_nsec = t % 1000000000ull;
-		r->resting_for_added = since != NULL;
+		r->wake_at_added = until;
 		pthread_cond_timedwait(&r->wake, &r->ctl, &ts);
-		r->resting_for_added = false;
-		added = since && atomic_load(&r->added) != *since;
+		r->wake_at_added = 0;
+		added = until && atomic_load(&r->added) >= until;
 	}
 	pthread_mutex_unlock(&r->ctl);
 	return added;
 }
 
-void reclaim_memory_added(struct reclaim *r)
+void reclaim_memory_added(struct reclaim *r, size_t len)
 {
 	pthread_mutex_lock(&r->ctl);
-	atomic_fetch_add(&r->added, 1);
-	if (r->resting_for_added)
+	uint64_t now = atomic_load(&r->added) + len;
+	atomic_store(&r->added, now);
+	if (r->wake_at_added && now >= r->wake_at_added)
 		pthread_cond_signal(&r->wake);
 	pthread_mutex_unlock(&r->ctl);
 }
@@ -1428,14 +1431,15 @@ static bool out_of_reach(struct reclaim *r)
 	uintptr_t s, e;
 	if (!region_next(r->regions, 0, &s, &e))
 		return false; /* none yet: "nothing to take" waits for them */
-	size_t u = usage(r), lim = r->o.limit_bytes;
+	size_t u = usage(r), lim = r->o.limit_bytes, mr = 0;
 	if (u <= lim + lim / REACH_SLACK_DIV ||
-	    managed_resident(r) >= u - lim - lim / REACH_SLACK_DIV) {
+	    (mr = managed_resident(r)) >= u - lim - lim / REACH_SLACK_DIV) {
 		if (r->unreach_ns && now_ns() >= r->able_again_ns)
 			atomic_store(&r->able, true); /* back-pressure helps again */
 		r->unreach_ns = 0;
 		return false;
 	}
+	r->shortfall = u - lim - lim / REACH_SLACK_DIV - mr;
 	r->unreach_ns = r->unreach_ns ? 2 * r->unreach_ns : GIVE_UP_NS;
 	if (r->unreach_ns > BACKOFF_MAX_NS)
 		r->unreach_ns = BACKOFF_MAX_NS;
@@ -1466,7 +1470,7 @@ static void *reclaim_thread(void *arg)
 			/* reclaim until below the low mark or a whole pass found nothing */
 			long since_wrap = 0;
 			int wraps = 0;
-			unsigned long added_then = 0; /* r->added when wraps became 1 */
+			uint64_t added_then = 0; /* r->added when wraps became 1 */
 			while (!should_stop(r) && room_usage(r) > low) {
 				bool wrapped;
 				if (wraps >= 2) {
@@ -1476,34 +1480,34 @@ static void *reclaim_thread(void *arg)
 					if (usage(r) > r->o.limit_bytes)
 						give_up(r, GIVE_UP_NS);
 					/* the second pass saw all added before the first ended */
-					if (idle_wait(r, GIVE_UP_NS, &added_then))
+					if (idle_wait(r, GIVE_UP_NS, added_then + 1))
 						r->able_again_ns = now_ns();
 					break;
 				}
 				if (store_pool_full(r->store)) {
 					/* pool at its cap, no file: every page would come back */
 					give_up(r, IDLE_POLL_NS);
-					idle_wait(r, IDLE_POLL_NS, NULL);
+					idle_wait(r, IDLE_POLL_NS, 0);
 					break;
 				}
 				long n = hand_step(r, &wrapped);
 				if (n < 0) {
 					give_up(r, GIVE_UP_NS);
-					idle_wait(r, GIVE_UP_NS, NULL);
+					idle_wait(r, GIVE_UP_NS, 0);
 					break;
 				}
 				maybe_compact(r);
 				uint64_t rest = thrash_check(r);
 				if (rest) {
 					give_up(r, rest);
-					idle_wait(r, rest, NULL);
+					idle_wait(r, rest, 0);
 					break;
 				}
 				since_wrap += n;
 				if (wrapped) {
 					wraps = since_wrap ? 0 : wraps + 1;
 					since_wrap = 0;
-					unsigned long added = atomic_load(&r->added);
+					uint64_t added = atomic_load(&r->added);
 					if (wraps == 1)
 						added_then = added;
 					bool far = out_of_reach(r);
@@ -1513,7 +1517,8 @@ static void *reclaim_thread(void *arg)
 						unknown_hook();
 					if (far) {
 						give_up(r, r->unreach_ns);
-						idle_wait(r, r->unreach_ns, &added);
+						/* memory that may close the gap */
+						idle_wait(r, r->unreach_ns, added + r->shortfall);
 						break;
 					}
 				}
@@ -1534,7 +1539,7 @@ static void *reclaim_thread(void *arg)
 		}
 		maybe_compact(r);
 		if (!work)
-			idle_wait(r, IDLE_POLL_NS, NULL);
+			idle_wait(r, IDLE_POLL_NS, 0);
 	}
 	atomic_store(&r->able, false);
 	pthread_mutex_lock(&r->ctl);

@@ -121,11 +121,12 @@ void reclaim_force_warm_copy(int warm);
 void reclaim_set_unknown_hook(void (*fn)(void));
 
 /*
- * reclaim_memory_added() : a range was registered.  A reclaimer resting
- * because its regions held nothing to take (over the mark) starts again
- * at once instead of at the end of the rest.
+ * reclaim_memory_added() : @len bytes were registered.  A reclaimer
+ * resting because its regions held nothing to take (over the mark), or
+ * too little to bring usage under the limit, starts again at once when
+ * enough was added, instead of at the end of the rest.
  */
-void reclaim_memory_added(struct reclaim *r);
+void reclaim_memory_added(struct reclaim *r, size_t len);
 
 /*
  * reclaim_on_room() : @fn(@arg) is called on the reclaimer's thread (so it

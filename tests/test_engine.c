@@ -1808,31 +1808,32 @@ static uint64_t mono_ms(void)
 }
 
 /*
- * The reclaimer rests when its regions hold nothing to take, up to 1 s
- * while the limit stays out of reach.  Memory registered during a rest is
- * what the LD_PRELOAD shim found after the reclaimer asked it to look, so
- * the rest must end there.  Before, mallocchurn's start (1 MiB a ms) ran
- * 20 ms unchecked while the reclaimer rested past the registration: peaks
- * of 27-35 MiB under an 11 MiB limit, one run in eight.  Here the
- * registration comes right as a 1 s rest begins; broken, nothing is taken
- * for that second.
+ * The reclaimer rests when its regions hold too little to take, up to 1 s
+ * while the limit stays out of reach.  Memory registered during a rest,
+ * enough to bring usage within reach, is what the LD_PRELOAD shim found
+ * after the reclaimer asked it to look, so the rest must end there.
+ * Before, mallocchurn's start (1 MiB a ms) ran 20 ms unchecked while the
+ * reclaimer rested past the registration: peaks of 27-35 MiB under an
+ * 11 MiB limit, one run in eight.  Here the 64 MiB that put the process
+ * out of reach is registered right as a 1 s rest begins; broken, nothing
+ * is taken for that second.  (A registration too small to matter does not
+ * end the rest: a program mapping a little at a time would otherwise
+ * undo the rests.)
  */
 START_TEST(rest_ends_when_memory_is_registered)
 {
 	SKIP_WITHOUT_UFFD();
-	enum { N = 1024, OUTSIDE = 64 << 20, MAX_REST_MS = 1000, WAIT_MS = 500 };
-	uint8_t *out = map(OUTSIDE), *m = map(N * PAGE);
+	enum { N = 16384, SEED = 16, MAX_REST_MS = 1000, WAIT_MS = 500 };
+	uint8_t *m = map(N * PAGE), *seed = map(SEED * PAGE);
 	struct engine_options o;
 	engine_options_default(&o);
 	o.reclaim.limit_bytes = program_rss() + (8 << 20);
-	memset(out, 0x5a, OUTSIDE); /* not registered: out of the engine's reach */
-	for (int i = 0; i < N; i++)
+	for (int i = 0; i < N; i++) /* not registered yet: out of the engine's reach */
 		fill_page(m + i * PAGE, i, 1);
 	struct engine *e;
 	ck_assert_int_eq(engine_create(&o, &e), 0);
 	/* something registered, so that the limit counts as out of reach */
-	uint8_t *seed = map(16 * PAGE);
-	ck_assert_int_eq(engine_register(e, (uintptr_t)seed, 16 * PAGE), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)seed, SEED * PAGE), 0);
 	/* rests of 20, 40, ... 640 ms, then one of MAX_REST_MS begins */
 	struct engine_snapshot snap;
 	uint64_t give_up = mono_ms() + 10 * MAX_REST_MS;
@@ -1857,8 +1858,7 @@ START_TEST(rest_ends_when_memory_is_registered)
 		bad += !page_ok(m + i * PAGE, i, 1);
 	last_snapshot(e, &snap);
 	ck_assert_int_eq(bad, 0);
-	munmap(seed, 16 * PAGE);
-	munmap(out, OUTSIDE);
+	munmap(seed, SEED * PAGE);
 	munmap(m, N * PAGE);
 }
 END_TEST
