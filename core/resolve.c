@@ -122,14 +122,27 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 	ssize_t r = read(fd, m, max * sizeof(b->m[0]));
 	if (r < 0)
 		return -errno;
-	unsigned int got = (unsigned int)(r / (ssize_t)sizeof(b->m[0]));
-	/* The read installed each fork event's descriptor at the lowest free
-	 * number, and the forking thread runs on: out of the program's way
-	 * now, not when the event's turn comes (fdguard.h). */
-	for (unsigned int i = 0; i < got; i++)
+	unsigned int got = (unsigned int)(r / (ssize_t)sizeof(b->m[0])), kept = 0;
+	for (unsigned int i = 0; i < got; i++) {
+		/* The read installed a fork event's descriptor at the lowest
+		 * free number, and the forking thread runs on: out of the
+		 * program's way now, not when the event's turn comes. */
 		if (m[i].event == UFFD_EVENT_FORK)
 			m[i].arg.fork.ufd = (uint32_t)fdguard_adopt((int)m[i].arg.fork.ufd);
-	b->n += got;
+		/* A discard right behind the same discard changes nothing (no
+		 * page came in between: that would be a fault, or one of our
+		 * copies, which wait while messages are read ahead).  A thread
+		 * discarding in a loop while resolve_unmoved() read ahead
+		 * filled the backlog: the pages still to go in were lost. */
+		const struct uffd_msg *prev = kept ? &m[kept - 1]
+					    : b->n ? &b->m[b->head + b->n - 1] : NULL;
+		if (prev && m[i].event == UFFD_EVENT_REMOVE && prev->event == UFFD_EVENT_REMOVE &&
+		    prev->arg.remove.start == m[i].arg.remove.start &&
+		    prev->arg.remove.end == m[i].arg.remove.end)
+			continue;
+		m[kept++] = m[i];
+	}
+	b->n += kept;
 	return got;
 }
 

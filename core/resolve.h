@@ -61,7 +61,8 @@ struct resolve_backlog {
  * resolve_backlog_read() : read up to @max messages from @fd (non-blocking)
  * behind those @b holds.  @return messages read; 0 for none or no room;
  * -errno of the read (-EAGAIN: none waiting).  A fork event's descriptor
- * is moved out of the low numbers (fdguard_adopt()) before it returns.
+ * is moved out of the low numbers (fdguard_adopt()) before it returns; a
+ * discard (REMOVE) right behind an identical one is not kept.
  */
 ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max);
 /* resolve_backlog_pop() : the oldest message into *@out; false when empty. */
