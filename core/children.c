@@ -170,9 +170,11 @@ void children_fork(struct children *c, int fd, const struct uffd *from, struct s
 				 err == -ENOSPC ? "too many children" : "no memory");
 			c->warned = true;
 		}
+		/* counted first: the child may be done, and its parent looking,
+		 * before fill() returns */
+		count(&c->cnt.refused);
 		if (fill(c, &u, src, false))
 			log_error("copying pages into a forked child failed: it may read zeros");
-		count(&c->cnt.refused);
 		uffd_close(&u);
 		return;
 	}
