@@ -1877,6 +1877,13 @@ static uint64_t mono_ms(void)
 START_TEST(rest_ends_when_memory_is_registered)
 {
 	SKIP_WITHOUT_UFFD();
+#if defined(__SANITIZE_THREAD__)
+	/* the shadow of what is filled (several times its size) counts in
+	 * the resident size too: registering the 64 MiB cannot close the
+	 * gap, and the rest rightly goes on (1009 ms) */
+	fprintf(stderr, "SKIP %s: TSan's shadow memory counts in the resident size\n", __func__);
+	return;
+#endif
 	enum { N = 16384, SEED = 16, MAX_REST_MS = 1000, WAIT_MS = 500 };
 	uint8_t *m = map(N * PAGE), *seed = map(SEED * PAGE);
 	struct engine_options o;
