@@ -126,6 +126,22 @@ static bool uffd_usable(void)
 		}                                                             \
 	} while (0)
 
+/*
+ * TSan's shadow memory, several times what the program touches and never
+ * given back, counts in the resident size a limit is held to: tests of
+ * what happens at or beyond a limit cannot hold there (@why: measured).
+ */
+#if defined(__SANITIZE_THREAD__)
+#define SKIP_UNDER_TSAN_SHADOW(why)                                           \
+	do {                                                                  \
+		fprintf(stderr, "SKIP %s: TSan's shadow memory counts in the "  \
+			"resident size (%s)\n", __func__, why);                \
+		return;                                                       \
+	} while (0)
+#else
+#define SKIP_UNDER_TSAN_SHADOW(why) (void)0
+#endif
+
 static void *map(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -1772,13 +1788,7 @@ static size_t program_rss(void)
 START_TEST(limit_held_against_a_fast_writer)
 {
 	SKIP_WITHOUT_UFFD();
-#if defined(__SANITIZE_THREAD__)
-	/* its shadow memory, several times what the program touches and
-	 * never given back, counts in the resident size the limit is held
-	 * to: the limit cannot be held (measured: 321 MiB against 17) */
-	fprintf(stderr, "SKIP %s: TSan's shadow memory counts in the resident size\n", __func__);
-	return;
-#endif
+	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: 321 MiB against 17");
 	enum { N = 16384, SLACK = 2 << 20 };
 	uint8_t *m = map(N * PAGE);
 	struct engine_options o;
@@ -1854,13 +1864,6 @@ START_TEST(limit_out_of_reach_is_not_held)
 }
 END_TEST
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * The reclaimer rests when its regions hold too little to take, up to 1 s
  * while the limit stays out of reach.  Memory registered during a rest,
@@ -1877,13 +1880,7 @@ static uint64_t mono_ms(void)
 START_TEST(rest_ends_when_memory_is_registered)
 {
 	SKIP_WITHOUT_UFFD();
-#if defined(__SANITIZE_THREAD__)
-	/* the shadow of what is filled (several times its size) counts in
-	 * the resident size too: registering the 64 MiB cannot close the
-	 * gap, and the rest rightly goes on (1009 ms) */
-	fprintf(stderr, "SKIP %s: TSan's shadow memory counts in the resident size\n", __func__);
-	return;
-#endif
+	SKIP_UNDER_TSAN_SHADOW("registering the 64 MiB cannot close the gap: the rest goes on");
 	enum { N = 16384, SEED = 16, MAX_REST_MS = 1000, WAIT_MS = 500 };
 	uint8_t *m = map(N * PAGE), *seed = map(SEED * PAGE);
 	struct engine_options o;
@@ -1897,19 +1894,19 @@ START_TEST(rest_ends_when_memory_is_registered)
 	ck_assert_int_eq(engine_register(e, (uintptr_t)seed, SEED * PAGE), 0);
 	/* rests of 20, 40, ... 640 ms, then one of MAX_REST_MS begins */
 	struct engine_snapshot snap;
-	uint64_t give_up = mono_ms() + 10 * MAX_REST_MS;
+	uint64_t give_up = stats_now_ns() / 1000000 + 10 * MAX_REST_MS;
 	do {
 		usleep(200);
 		engine_snapshot(e, &snap);
-	} while (snap.reclaim.limit_unreachable < 7 && mono_ms() < give_up);
+	} while (snap.reclaim.limit_unreachable < 7 && stats_now_ns() / 1000000 < give_up);
 	ck_assert_uint_ge(snap.reclaim.limit_unreachable, 7);
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = stats_now_ns() / 1000000;
 	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
 	do {
 		usleep(1000);
 		engine_snapshot(e, &snap);
-	} while (!snap.reclaim.stored && mono_ms() - t0 < MAX_REST_MS + WAIT_MS);
-	uint64_t took = mono_ms() - t0;
+	} while (!snap.reclaim.stored && stats_now_ns() / 1000000 - t0 < MAX_REST_MS + WAIT_MS);
+	uint64_t took = stats_now_ns() / 1000000 - t0;
 	fprintf(stderr, "rest_ends: first pages taken %llu ms after the registration\n",
 		(unsigned long long)took);
 	ck_assert_uint_gt(snap.reclaim.stored, 0);
