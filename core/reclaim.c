@@ -184,7 +184,7 @@ struct reclaim {
 	uint64_t wake_at_added; /* under ctl: a rest ends when added reaches it */
 	size_t shortfall;       /* reclaimer only: see out_of_reach() */
 
-	_Atomic uint64_t cnt[14]; /* struct reclaim_counters, in order */
+	_Atomic uint64_t cnt[15]; /* struct reclaim_counters, in order */
 	void *thread_stack;
 
 	/* back-pressure: see reclaim_over_limit() */
@@ -202,7 +202,7 @@ struct reclaim {
 
 enum { C_BATCHES, C_MOVED, C_STORED, C_POOR, C_REFAULT_STAGING, C_DROPPED,
        C_BUSY, C_PASSES, C_SKIPPED_REF, C_COMPACTED, C_REFAULTS, C_BACKOFFS,
-       C_WP_WRITES, C_UNREACHABLE };
+       C_WP_WRITES, C_UNREACHABLE, C_REFUSED };
 
 static void count(struct reclaim *r, int c, uint64_t n)
 {
@@ -693,10 +693,28 @@ static int detach_move(struct reclaim *r, uintptr_t start, uintptr_t end, const 
 				 * set merges adjacent registrations) and MOVE
 				 * takes one VMA per call: halve until a part
 				 * fits, grow again after each success, a binary
-				 * search for the boundary.  One page refused is
-				 * a real error.
+				 * search for the boundary, down to one page.
 				 */
 				cap = want / 2 & ~(PAGE - 1);
+				err = 0;
+				continue;
+			}
+			if (err == -EINVAL && !moved) {
+				/*
+				 * MOVE refuses this page's mapping: another
+				 * protection than staging's (mprotect: V8 flips
+				 * its code pages and decommits heap pages so,
+				 * glibc's arenas too), mlocked behind the shim's
+				 * back, no longer anonymous.  The page stays
+				 * where it is; the rest of the run is still
+				 * taken (ending the batch here left every page
+				 * behind such a mapping resident).  The next
+				 * pass skips it too (referenced).
+				 */
+				count(r, C_REFUSED, 1);
+				ref_mark(r, start + done);
+				done += PAGE;
+				cap = PAGE;
 				err = 0;
 				continue;
 			}
@@ -1737,6 +1755,7 @@ const char *reclaim_counter_name(unsigned int i)
 		"batches", "moved", "stored", "returned_poor", "refaulted_staging",
 		"dropped", "busy", "passes", "skipped_referenced", "compacted_pages",
 		"refaults", "thrash_backoffs", "wp_write_faults", "limit_unreachable",
+		"refused",
 	};
 	_Static_assert(sizeof(names) / sizeof(names[0]) * sizeof(uint64_t) ==
 			       sizeof(struct reclaim_counters),

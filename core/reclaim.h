@@ -73,7 +73,8 @@ struct reclaim_options {
 struct reclaim_counters {
 	uint64_t batches, moved, stored, returned_poor, refaulted_staging,
 		dropped, busy, passes, skipped_referenced, compacted_pages, refaults,
-		thrash_backoffs, wp_write_faults, limit_unreachable;
+		thrash_backoffs, wp_write_faults, limit_unreachable,
+		refused; /* pages MOVE would not take (another protection, mlocked) */
 };
 
 struct reclaim;

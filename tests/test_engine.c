@@ -1958,6 +1958,49 @@ START_TEST(readahead_stops_at_a_mapping_end)
 END_TEST
 
 /*
+ * A range whose mappings differ in protection (mprotect: V8's code and
+ * decommitted heap pages, glibc's arenas).  MOVE refuses a page whose
+ * mapping is not like staging's (-EINVAL); the pages behind it must still
+ * be taken.  Broken, the batch ended at the first read-only page: 64 of
+ * the 160 writable pages stored.  WP copies what it can read (the
+ * read-only pages too, not the inaccessible ones).  Every byte stays.
+ */
+START_TEST(reclaim_passes_pages_move_refuses)
+{
+	MODE(_i);
+	SKIP_WITHOUT_UFFD();
+	start(0);
+	enum { N = 256, RO = 64, NRO = 64, NONE = 192, NNONE = 32 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 6);
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
+	ck_assert_int_eq(mprotect(m + RO * PAGE, NRO * PAGE, PROT_READ), 0);
+	ck_assert_int_eq(mprotect(m + NONE * PAGE, NNONE * PAGE, PROT_NONE), 0);
+	long stored = zswapu_reclaim(m, N * PAGE);
+	if (detach_mode == ZSWAPU_DETACH_WP)
+		ck_assert_int_eq(stored, N - NNONE);
+	else
+		ck_assert_int_eq(stored, N - NRO - NNONE);
+	ck_assert_int_eq(mprotect(m + NONE * PAGE, NNONE * PAGE, PROT_READ), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(page_ok(m + i * PAGE, i, 6), "page %d differs", i);
+	ck_assert_int_eq(mprotect(m, N * PAGE, PROT_READ | PROT_WRITE), 0);
+	for (int i = 0; i < N; i += 7)
+		m[i * PAGE + 9]++;
+	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	for (int i = 0; i < N; i++) {
+		uint8_t copy[PAGE];
+		fill_page(copy, i, 6);
+		copy[9] += i % 7 == 0;
+		ck_assert_msg(memcmp(m + i * PAGE, copy, PAGE) == 0, "page %d differs", i);
+	}
+	zswapu_shutdown();
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/*
  * A process-directed signal goes to any thread that does not block it.
  * Run on the fault handler thread, a program's handler that touches a
  * stored page faults where no one can serve it: the program hangs (found
@@ -2350,6 +2393,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, limit_out_of_reach_is_not_held);
 	tcase_add_test(tc, rest_ends_when_memory_is_registered);
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
+	tcase_add_loop_test(tc, reclaim_passes_pages_move_refuses, 0, 2);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
 	tcase_add_test(tc, failsafe_unreadable_pages_raise_sigbus);
