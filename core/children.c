@@ -113,14 +113,20 @@ static void child_free(struct child *ch)
 }
 
 /*
- * Copy every page of @s into the child behind @u.  With @consume the
- * entries go (the child's own view); without, @s is someone else's store
- * and keeps them.  Stops at the first error other than "already there".
+ * Copy every page of @s but those in @absent (NULL: none) into the child
+ * behind @u.  With @consume the entries go (the child's own view);
+ * without, @s is someone else's store and keeps them.  Stops at the first
+ * error other than "already there".
  */
-static int fill(struct children *c, struct uffd *u, struct store *s, bool consume)
+static int fill(struct children *c, struct uffd *u, struct store *s, struct region_set *absent,
+		bool consume)
 {
-	uintptr_t addr = 0;
+	uintptr_t addr = 0, as, ae;
 	while (store_first(s, addr, INDEX_ADDR_LIMIT, &addr) == 0) {
+		if (absent && region_next(absent, addr, &as, &ae) && as == addr) {
+			addr = ae;
+			continue;
+		}
 		int err;
 		if (consume) {
 			err = resolve_stored(u, s, c->buf, addr);
@@ -144,7 +150,7 @@ static int fill(struct children *c, struct uffd *u, struct store *s, bool consum
 }
 
 void children_fork(struct children *c, int fd, const struct uffd *from, struct store *src,
-		   children_staged_fn staged, void *staged_arg)
+		   struct region_set *absent, children_staged_fn staged, void *staged_arg)
 {
 	struct uffd u;
 	uffd_from_fd(fd, from->features, &u);
@@ -159,6 +165,10 @@ void children_fork(struct children *c, int fd, const struct uffd *from, struct s
 		if (err)
 			pagesrc_free(ch, CHILD_PAGES);
 	}
+	/* what the child does not have, its view does not hold */
+	uintptr_t s, e;
+	for (uintptr_t a = 0; !err && absent && region_next(absent, a, &s, &e); a = e)
+		store_invalidate(ch->store, s, e - s);
 	if (staged)
 		staged(staged_arg, &u);
 	if (err) {
@@ -173,7 +183,7 @@ void children_fork(struct children *c, int fd, const struct uffd *from, struct s
 		/* counted first: the child may be done, and its parent looking,
 		 * before fill() returns */
 		count(&c->cnt.refused);
-		if (fill(c, &u, src, false))
+		if (fill(c, &u, src, absent, false))
 			log_error("copying pages into a forked child failed: it may read zeros");
 		uffd_close(&u);
 		return;
@@ -277,7 +287,7 @@ static void child_msg(struct children *c, struct child *ch, const struct uffd_ms
 						  memory_order_relaxed);
 		break;
 	case UFFD_EVENT_FORK: /* a grandchild: what this child misses, it misses */
-		children_fork(c, (int)m->arg.fork.ufd, &ch->u, ch->store, NULL, NULL);
+		children_fork(c, (int)m->arg.fork.ufd, &ch->u, ch->store, NULL, NULL, NULL);
 		break;
 	default:
 		break;
@@ -335,7 +345,7 @@ void children_release_all(struct children *c)
 		struct child *ch = c->c[i];
 		int err;
 		/* EAGAIN: the child is mid-mremap/madvise; read its events */
-		while ((err = fill(c, &ch->u, ch->store, true)) == -EAGAIN)
+		while ((err = fill(c, &ch->u, ch->store, NULL, true)) == -EAGAIN)
 			serve_one(c, ch, true);
 		if (err && err != -ESRCH)
 			log_error("giving a forked child its pages failed (%s): it may read zeros",

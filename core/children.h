@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/region.h"
 #include "core/uffd.h"
 
 #define CHILDREN_MAX 64
@@ -65,14 +66,15 @@ typedef void (*children_staged_fn)(void *arg, struct uffd *child);
 /*
  * children_fork() : take on the child behind descriptor @fd (from a fork
  * event read on @from: the program's descriptor, or a child's for a
- * grandchild) whose missing pages are @src's entries; the caller holds
- * every change to @src off.  @staged, when not NULL, is called once with
- * the child's descriptor.  A child that cannot be kept (table full, no
- * memory for its view) gets all of @src's pages at once instead, is let
- * go, and is counted as refused.
+ * grandchild) whose missing pages are @src's entries but those in
+ * @absent (NULL: none), the ranges a child does not inherit (DONTFORK);
+ * the caller holds every change to @src off.  @staged, when not NULL, is
+ * called once with the child's descriptor.  A child that cannot be kept
+ * (table full, no memory for its view) gets all of @src's pages at once
+ * instead, is let go, and is counted as refused.
  */
 void children_fork(struct children *c, int fd, const struct uffd *from, struct store *src,
-		   children_staged_fn staged, void *staged_arg);
+		   struct region_set *absent, children_staged_fn staged, void *staged_arg);
 
 /* children_pollfds() : fill up to @max pollfds for the children; returns how many. */
 size_t children_pollfds(struct children *c, struct pollfd *p, size_t max);

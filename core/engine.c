@@ -88,6 +88,7 @@ struct engine {
 	struct stats *stats;
 	struct store *store;
 	struct region_set *regions;
+	struct region_set *nofork;   /* MADV_DONTFORK ranges: not in a child */
 	struct reclaim *reclaim;
 
 	pthread_t handler;
@@ -395,15 +396,18 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 			inc(e, m->event == UFFD_EVENT_REMOVE ? EC_events_remove : EC_events_unmap);
 		store_invalidate(e->store, s, end - s);
 		drop_retries(e, s, end);
-		if (m->event == UFFD_EVENT_UNMAP)
+		if (m->event == UFFD_EVENT_UNMAP) {
 			region_remove(e->regions, s, end);
+			region_remove(e->nofork, s, end);
+		}
 		break;
 	}
 	case UFFD_EVENT_FORK:
 		/* the batch held still: its staged pages go to the child too,
 		 * and nothing is committed while the view is taken */
 		reclaim_hold(e->reclaim);
-		children_fork(e->children, (int)m->arg.fork.ufd, &e->uffd, e->store, copy_staged, e);
+		children_fork(e->children, (int)m->arg.fork.ufd, &e->uffd, e->store, e->nofork,
+			      copy_staged, e);
 		reclaim_unhold(e->reclaim);
 		e->kick = true; /* the handler polls the child's uffd from now on */
 		break;
@@ -420,6 +424,10 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 						  memory_order_relaxed);
 		if (region_move(e->regions, from, to, len))
 			log_warn("region table full: %#lx.. no longer reclaimed", (unsigned long)to);
+		/* the mapping keeps its DONTFORK; a full table forgets it (a
+		 * child is then served the parent's pages there: ghosts, see
+		 * engine_fork_advice()) */
+		region_move(e->nofork, from, to, len);
 		break;
 	}
 	default:
@@ -834,6 +842,7 @@ static void engine_free(struct engine *e)
 	children_destroy(e->children); /* before the store their views share */
 	store_destroy(e->store);
 	region_set_destroy(e->regions);
+	region_set_destroy(e->nofork);
 	if (e->stats)
 		pagesrc_free(e->stats, (sizeof(struct stats) + PAGE - 1) / PAGE);
 	if (e->buf)
@@ -909,6 +918,8 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	}
 	if (!err)
 		err = region_set_create(&e->regions);
+	if (!err)
+		err = region_set_create(&e->nofork);
 	if (!err)
 		err = reclaim_create(&ro, &e->uffd, e->store, e->regions, &e->reclaim);
 	if (!err)
@@ -1010,12 +1021,34 @@ int engine_unregister(struct engine *e, uintptr_t start, size_t len)
 		return err;
 	pthread_mutex_lock(&e->req_lock);
 	region_remove(e->regions, start, start + len); /* the hand leaves it */
+	region_remove(e->nofork, start, start + len);
 	reclaim_pause(e->reclaim);                      /* no batch in flight */
 	err = bring_back(e, start, start + len);
 	if (!err)
 		err = uffd_unregister(&e->uffd, start, len);
 	reclaim_resume(e->reclaim);
 	pthread_mutex_unlock(&e->req_lock);
+	return err;
+}
+
+int engine_fork_advice(struct engine *e, uintptr_t start, size_t len, bool dontfork)
+{
+	len = (len + PAGE - 1) & ~(PAGE - 1); /* as madvise rounds it */
+	if (start % PAGE || start + len < start)
+		return -EINVAL;
+	uintptr_t end = start + len, s, t;
+	if (!dontfork) {
+		region_remove(e->nofork, start, end);
+		return 0;
+	}
+	/*
+	 * Only what is registered: unmap and remap events keep those ranges
+	 * current.  Memory not registered changes without a word, and a
+	 * record left over there would take pages from a child that has them.
+	 */
+	int err = 0;
+	for (uintptr_t a = start; !err && region_next(e->regions, a, &s, &t) && s < end; a = t)
+		err = region_add(e->nofork, s, t < end ? t : end);
 	return err;
 }
 

@@ -116,6 +116,18 @@ void engine_destroy(struct engine *e);
 int engine_register(struct engine *e, uintptr_t start, size_t len);
 /* engine_unregister() : bring the range's pages back and stop managing it. */
 int engine_unregister(struct engine *e, uintptr_t start, size_t len);
+/*
+ * engine_fork_advice() : [start, start+len) (@start page-aligned, @len
+ * rounded up as madvise does) is now marked
+ * MADV_DONTFORK (@dontfork) or MADV_DOFORK.  A forked child has no
+ * DONTFORK mapping, and its view must not hold the parent's pages there:
+ * a mapping of its own that came there later (an mremap growing in place)
+ * would read them instead of zeros.  Only the registered part is kept,
+ * and kept current by unmap and remap events and engine_unregister().
+ * @return 0; -EINVAL unaligned; -ENOSPC the table is full (the range is
+ * then not known as DONTFORK).
+ */
+int engine_fork_advice(struct engine *e, uintptr_t start, size_t len, bool dontfork);
 /* engine_reclaim() : compress the range's present pages now; pages stored. */
 long engine_reclaim(struct engine *e, uintptr_t start, size_t len);
 /* engine_map_change_begin/end() : see reclaim_map_change_begin(). */

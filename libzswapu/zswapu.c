@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/engine.h"
 #include "core/log.h"
@@ -201,6 +202,28 @@ ZSWAPU_API void zswapu_map_change_end(void)
 	map_change_engine = NULL;
 	engine_map_change_end(e);
 	put();
+}
+
+ZSWAPU_API int zswapu_fork_advice(void *addr, size_t len, int advice)
+{
+	if (advice != MADV_DONTFORK && advice != MADV_DOFORK)
+		return -EINVAL;
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	int err = engine_fork_advice(e, (uintptr_t)addr, len, advice == MADV_DONTFORK);
+	put();
+	return err;
+}
+
+ZSWAPU_API int zswapu_detach_mode(void)
+{
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	int mode = (int)engine_detach_mode(e);
+	put();
+	return mode;
 }
 
 ZSWAPU_API int zswapu_hot(void *addr, size_t len)

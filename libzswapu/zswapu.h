@@ -171,6 +171,31 @@ ZSWAPU_API void zswapu_map_change_begin(void);
 ZSWAPU_API void zswapu_map_change_end(void);
 
 /*
+ * zswapu_fork_advice() : tell the engine about madvise(@addr, @len,
+ * @advice) with MADV_DONTFORK (call it after madvise() returns) or
+ * MADV_DOFORK (call it before: a fork in between must not lose the
+ * child's pages).  A forked child has no DONTFORK mapping, so the engine
+ * must not keep the parent's stored pages for it there: memory the child
+ * maps there later by growing a registered mapping in place (mremap)
+ * would read them instead of zeros.  Only the registered part of the
+ * range is recorded (a range registered later must be told again); unmap
+ * and mremap events keep the record current.  The LD_PRELOAD shim calls
+ * it from its madvise().  @return 0; -EINVAL other advice or an unaligned
+ * @addr; -ENOSPC the engine's table is full (the range is then not known
+ * as DONTFORK); -ENODEV when not initialised.
+ */
+ZSWAPU_API int zswapu_fork_advice(void *addr, size_t len, int advice);
+
+/*
+ * zswapu_detach_mode() : how the engine takes pages out of the program:
+ * ZSWAPU_DETACH_MOVE or ZSWAPU_DETACH_WP (see above), never AUTO; -ENODEV
+ * when not initialised.  WP zaps pages, which a device writing to a
+ * pinned page (MADV_DONTFORK memory, often) would not see; MOVE refuses
+ * pinned pages.
+ */
+ZSWAPU_API int zswapu_detach_mode(void);
+
+/*
  * zswapu_managed() : 1 when @addr lies in a registered range, else 0 (the
  * LD_PRELOAD shim asks after a large allocation; tests).  0 without an
  * engine.

@@ -1503,6 +1503,64 @@ START_TEST(fork_child_sees_everything)
 }
 END_TEST
 
+/*
+ * A MADV_DONTFORK mapping is not in a forked child, and the child's view
+ * must not hold the parent's pages there: a mapping of the child grown in
+ * place over that range (mremap) reads zeros, as without zswapu.  Broken
+ * (the DONTFORK not recorded), the grown part read the parent's 64 pages.
+ * _i & 2: the parent's engine goes first and hands the child its pages.
+ */
+START_TEST(fork_child_misses_dontfork_pages)
+{
+	MODE(_i & 1);
+	SKIP_WITHOUT_UFFD();
+	enum { N = 64 };
+	uint8_t *m = map(2 * N * PAGE);
+	for (int i = 0; i < 2 * N; i++)
+		fill_page(m + i * PAGE, i, 4);
+	ck_assert_int_eq(madvise(m + N * PAGE, N * PAGE, MADV_DONTFORK), 0);
+	start(0);
+	ck_assert_int_eq(zswapu_register(m, 2 * N * PAGE), 0);
+	ck_assert_int_eq(zswapu_fork_advice(m + N * PAGE, N * PAGE, MADV_DONTFORK), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, 2 * N * PAGE), 2 * N);
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char c;
+		if ((_i & 2) && read(p[0], &c, 1) != 1)
+			_exit(4);
+		int bad = 0;
+		for (int i = 0; i < N; i++)
+			bad += !page_ok(m + i * PAGE, i, 4);
+		if (mremap(m, N * PAGE, 2 * N * PAGE, 0) != m)
+			_exit(5);
+		size_t nonzero = 0;
+		for (size_t k = N * PAGE; k < 2 * N * PAGE; k++)
+			nonzero += m[k] != 0;
+		_exit(bad ? 3 : nonzero ? 6 : 0);
+	}
+	if (_i & 2) {
+		zswapu_shutdown();
+		ck_assert_int_eq(write(p[1], "x", 1), 1);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	close(p[0]);
+	close(p[1]);
+	ck_assert(WIFEXITED(status));
+	ck_assert_msg(WEXITSTATUS(status) == 0, "child: %s",
+		      WEXITSTATUS(status) == 6 ? "the parent's pages where zeros belong"
+		      : WEXITSTATUS(status) == 3 ? "its own pages differ" : "mremap failed");
+	for (int i = 0; i < 2 * N; i++)
+		ck_assert_msg(page_ok(m + i * PAGE, i, 4), "page %d differs", i);
+	if (!(_i & 2))
+		zswapu_shutdown();
+	munmap(m, 2 * N * PAGE);
+}
+END_TEST
+
 START_TEST(fork_exec_and_spawn)
 {
 	MODE(_i);
@@ -2382,6 +2440,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, unmap_and_remap, 0, 2);
 	tcase_add_loop_test(tc, remap_without_index_memory, 0, 8);
 	tcase_add_loop_test(tc, fork_child_sees_everything, 0, 2);
+	tcase_add_loop_test(tc, fork_child_misses_dontfork_pages, 0, 4);
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
