@@ -54,6 +54,8 @@ struct discover {
 	struct range pending[DISCOVER_KEEP_MAX];
 	size_t npending;
 	char *buf;
+	unsigned int keep_flags; /* MAPS_VM_* that keep a VMA resident */
+	bool fork_ops;           /* tell DONTFORK apart (discover_manage_dontfork) */
 	struct discover_stats st;
 };
 
@@ -76,6 +78,7 @@ int discover_create(const char *maps, const char *smaps, discover_fn fn, void *a
 	d->smaps = smaps ? smaps : "/proc/self/smaps";
 	d->fn = fn;
 	d->arg = arg;
+	d->keep_flags = MAPS_VM_KEEP_RESIDENT;
 	pthread_mutex_init(&d->keep_lock, NULL);
 	err = pagesrc_alloc(TABLE_PAGES, (void **)&d->known);
 	if (!err)
@@ -290,6 +293,12 @@ static void record(struct discover *d, uintptr_t s, uintptr_t e, bool out)
 
 /* ---- scanning ----------------------------------------------------------------------- */
 
+void discover_manage_dontfork(struct discover *d)
+{
+	d->keep_flags &= ~MAPS_VM_DONTCOPY;
+	d->fork_ops = true;
+}
+
 void discover_keep_out(struct discover *d, uintptr_t start, uintptr_t end)
 {
 	pthread_mutex_lock(&d->keep_lock);
@@ -319,6 +328,20 @@ static bool take_keep_requests(struct discover *d)
 }
 
 /*
+ * A full scan's word on whether managed [s, e) is DONTFORK, for what raw
+ * system calls marked or unmarked (the shim's madvise() tells the engine
+ * itself).  @return 0, or -ECANCELED/-ENODEV from the callback.
+ */
+static int fork_op(struct discover *d, const struct maps_vma *v, uintptr_t s, uintptr_t e)
+{
+	if (!d->fork_ops || !v->has_flags)
+		return 0;
+	int err = d->fn(v->flags & MAPS_VM_DONTCOPY ? DISCOVER_DONTFORK : DISCOVER_DOFORK, s,
+			e - s, d->arg);
+	return err == -ECANCELED || err == -ENODEV ? err : 0;
+}
+
+/*
  * One candidate piece [s, e) of VMA @v: register it, leave it, or take it
  * out, and record what it is.  @return 1 registered, 0, or an error that
  * ends the scan.
@@ -330,7 +353,7 @@ static int classify(struct discover *d, const struct maps_vma *v, uintptr_t s, u
 	/* a full scan trusts the VmFlags over the table (munlock, a failed
 	 * registration worth retrying); a quick one trusts the table */
 	bool keep = overlaps_pending(d, s, e) ||
-		    (full ? (v->flags & MAPS_VM_KEEP_RESIDENT) : overlaps_kept_out(d, s, e));
+		    (full ? (v->flags & d->keep_flags) : overlaps_kept_out(d, s, e));
 	if (keep && full)
 		d->st.kept_out++;
 	if (keep) {
@@ -346,7 +369,7 @@ static int classify(struct discover *d, const struct maps_vma *v, uintptr_t s, u
 	}
 	if (was_managed(d->known, d->nknown, s, e) && (!full || uffd)) {
 		record(d, s, e, false); /* registered by an earlier scan */
-		return 0;
+		return fork_op(d, v, s, e);
 	}
 	if (*nospace) {
 		record(d, s, e, true);
@@ -356,7 +379,8 @@ static int classify(struct discover *d, const struct maps_vma *v, uintptr_t s, u
 	if (!err) {
 		d->st.registered++;
 		record(d, s, e, false);
-		return 1;
+		err = fork_op(d, v, s, e);
+		return err ? err : 1;
 	}
 	if (err == -EAGAIN || err == -ECANCELED || err == -ENODEV)
 		return err;

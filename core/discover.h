@@ -8,8 +8,9 @@
  * VMAs are scarce: vm.max_map_count), minus
  *   - the exclusions the caller sets up (the engine's arena, the memory
  *     the loader and the libraries set up before the program ran),
- *   - ranges that must stay resident: mlocked, MADV_DONTDUMP, DONTFORK,
- *     WIPEONFORK, sealed... (MAPS_VM_KEEP_RESIDENT in maps.h).
+ *   - ranges that must stay resident: mlocked, MADV_DONTDUMP, WIPEONFORK,
+ *     sealed... (MAPS_VM_KEEP_RESIDENT in maps.h), and DONTFORK unless
+ *     discover_manage_dontfork() says otherwise.
  *
  * Two kinds of scan.  A quick scan reads plain maps (microseconds) and
  * compares it with the `known` table (ranges managed, or kept out):
@@ -49,7 +50,7 @@
 /* discover_keep_out() calls between two scans; more make the next scan a full one. */
 #define DISCOVER_KEEP_MAX 64
 
-enum discover_op { DISCOVER_REGISTER, DISCOVER_UNREGISTER };
+enum discover_op { DISCOVER_REGISTER, DISCOVER_UNREGISTER, DISCOVER_DONTFORK, DISCOVER_DOFORK };
 
 /*
  * The callback.  DISCOVER_REGISTER: 0 when registered; -EAGAIN aborts the
@@ -57,7 +58,9 @@ enum discover_op { DISCOVER_REGISTER, DISCOVER_UNREGISTER };
  * gone) end it; -ENOSPC (the engine's table is full) leaves the rest of
  * the scan out; anything else leaves that range out.  Ranges left out are
  * tried again by the next full scan.  DISCOVER_UNREGISTER: the result only
- * matters when it is -ECANCELED/-ENODEV.
+ * matters when it is -ECANCELED/-ENODEV.  DISCOVER_DONTFORK / _DOFORK
+ * (after discover_manage_dontfork()): a full scan saw a managed range
+ * marked MADV_DONTFORK, or not; the result as for UNREGISTER.
  */
 typedef int (*discover_fn)(enum discover_op op, uintptr_t start, size_t len, void *arg);
 
@@ -98,6 +101,14 @@ int discover_exclude_present(struct discover *d, const uintptr_t (*keep)[2], siz
 
 /* discover_excluded() : does [start, end) overlap an exclusion? */
 bool discover_excluded(const struct discover *d, uintptr_t start, uintptr_t end);
+
+/*
+ * discover_manage_dontfork() : from now on MADV_DONTFORK memory is
+ * managed, not kept resident (for the MOVE detach, which refuses pages
+ * pinned for DMA; WP's zap would not), and every full scan reports each
+ * managed range as DISCOVER_DONTFORK or DISCOVER_DOFORK.  Before any scan.
+ */
+void discover_manage_dontfork(struct discover *d);
 
 /*
  * discover_keep_out() : [start, end) must stay resident (the caller has

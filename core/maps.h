@@ -45,7 +45,13 @@ enum maps_kind {
 #define MAPS_VM_SHADOW_STACK (1u << 8) /* ss: a CET shadow stack */
 #define MAPS_VM_GROWSDOWN (1u << 9)   /* gd: a stack that grows down */
 
-/* Flags that keep a mapping resident and out of zswapu (BRIEF trap 6). */
+/*
+ * Flags that keep a mapping resident and out of zswapu (BRIEF trap 6).
+ * DONTFORK marks device buffers (RDMA) but also whole heaps (V8's): with
+ * the MOVE detach it is managed (discover_manage_dontfork()), as MOVE
+ * refuses a page pinned for DMA; WP's zap would leave the device writing
+ * to a page the program no longer sees.
+ */
 #define MAPS_VM_KEEP_RESIDENT                                                           \
 	(MAPS_VM_LOCKED | MAPS_VM_DONTDUMP | MAPS_VM_HUGETLB | MAPS_VM_IO |             \
 	 MAPS_VM_DONTCOPY | MAPS_VM_WIPEONFORK | MAPS_VM_SEALED | MAPS_VM_SHADOW_STACK | \

@@ -32,7 +32,9 @@
  * registered before mmap returns.
  *
  * Memory that must stay resident: mlock/mlock2/mlockall(MCL_CURRENT) and
- * madvise(MADV_DONTDUMP, MADV_DONTFORK, MADV_WIPEONFORK) first unregister
+ * madvise(MADV_DONTDUMP, MADV_WIPEONFORK, and MADV_DONTFORK unless the
+ * engine detaches with MOVE, which refuses pages pinned for DMA; the engine
+ * is then told of DONTFORK instead, see madvise()) first unregister
  * what they cover (zswapu_unregister brings the pages back), tell
  * discovery to keep it out, and then run; mlockall(MCL_FUTURE) stops the
  * fast path.  A scan that one of them raced is aborted (`gen`) and redone:
@@ -120,6 +122,8 @@ static struct {
 	unsigned long gen;  /* bumped under lock by mlock & co */
 	unsigned long scan_gen; /* gen when the scan in progress began */
 	bool lock_future;   /* mlockall(MCL_FUTURE) in force */
+	bool dontfork_managed; /* MOVE detach: MADV_DONTFORK memory is managed */
+	_Atomic bool dontfork_seen; /* ... and the program has used it */
 	struct discover *disc;
 	pthread_t scanner;
 	void *scanner_stack;
@@ -226,6 +230,9 @@ static int scanned(enum discover_op op, uintptr_t start, size_t len, void *arg)
 	(void)arg;
 	if (op == DISCOVER_UNREGISTER)
 		return zswapu_unregister((void *)start, len);
+	if (op == DISCOVER_DONTFORK || op == DISCOVER_DOFORK)
+		return zswapu_fork_advice((void *)start, len,
+					  op == DISCOVER_DONTFORK ? MADV_DONTFORK : MADV_DOFORK);
 	pthread_mutex_lock(&g.lock);
 	int err = g.gen != g.scan_gen ? -EAGAIN : zswapu_register((void *)start, len);
 	pthread_mutex_unlock(&g.lock);
@@ -551,10 +558,30 @@ EXPORT int mlock2(const void *addr, size_t len, unsigned int flags)
 
 EXPORT int madvise(void *addr, size_t len, int advice)
 {
+	bool fork_advice = (advice == MADV_DONTFORK || advice == MADV_DOFORK) && on() &&
+			   g.dontfork_managed;
 	/* pages these mark (secrets, device buffers) stay resident: maps.h */
-	if (advice == MADV_DONTDUMP || advice == MADV_DONTFORK || advice == MADV_WIPEONFORK)
+	if (advice == MADV_DONTDUMP || advice == MADV_WIPEONFORK ||
+	    (advice == MADV_DONTFORK && !fork_advice))
 		return unmanaged_op(CALL_MADVISE, addr, len, advice);
-	return call_range(CALL_MADVISE, addr, len, advice);
+	if (!fork_advice)
+		return call_range(CALL_MADVISE, addr, len, advice);
+	/*
+	 * Managed (MOVE), but a forked child will not have a DONTFORK
+	 * mapping, and the engine must know it before a fork: told after the
+	 * mark is made, before it is lifted (zswapu.h).
+	 */
+	int saved = errno;
+	atomic_store(&g.dontfork_seen, true);
+	if (advice == MADV_DOFORK)
+		engine_gone(zswapu_fork_advice(addr, len, advice));
+	errno = saved;
+	int r = call_range(CALL_MADVISE, addr, len, advice);
+	saved = errno;
+	if (r == 0 && advice == MADV_DONTFORK)
+		engine_gone(zswapu_fork_advice(addr, len, advice));
+	errno = saved;
+	return r;
 }
 
 /*
@@ -747,7 +774,8 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void scan_once(bool full)
+/* @return ranges registered (>= 0) or -errno */
+static int scan_once(bool full)
 {
 	int r;
 	do {
@@ -764,6 +792,7 @@ static void scan_once(bool full)
 		log_debug("scan: %s", strerrordesc_np(-r));
 	}
 	engine_gone(r);
+	return r;
 }
 
 /*
@@ -857,12 +886,22 @@ static void *scanner_main(void *arg)
 			if (armed()) {
 				/* the first scan is a full one */
 				bool full = t >= next_full;
-				scan_once(full);
+				int got = scan_once(full);
 				uint64_t took = now_ms() - t, gap = took * FULL_SPACING;
 				if (full)
 					next_full = t + (gap < FULL_MIN_MS   ? FULL_MIN_MS
 							 : gap > FULL_MAX_MS ? FULL_MAX_MS
 									     : gap);
+				/*
+				 * What a quick scan registered may be DONTFORK
+				 * (V8 marks its reservations before it makes
+				 * them writable), which only smaps shows and
+				 * the engine must know before a fork: the
+				 * next full scan comes within FULL_MIN_MS.
+				 */
+				else if (got > 0 && atomic_load(&g.dontfork_seen) &&
+					 next_full > t + FULL_MIN_MS)
+					next_full = t + FULL_MIN_MS;
 				next_scan = g.o.scan_ms ? t + scan_gap(full ? 0 : took) : UINT64_MAX;
 			} else {
 				next_scan = !g.o.z.limit_bytes ? UINT64_MAX
@@ -1075,6 +1114,8 @@ static int start_discovery(void)
 	int err = discover_create(NULL, NULL, scanned, NULL, &g.disc);
 	if (err)
 		return err;
+	if (g.dontfork_managed)
+		discover_manage_dontfork(g.disc);
 	uintptr_t a, b;
 	pagesrc_range(&a, &b);
 	discover_exclude(g.disc, a, b);
@@ -1139,6 +1180,7 @@ __attribute__((constructor)) static void preload_start(void)
 		log_error("cannot start: %s; running unmanaged", why(r));
 		return;
 	}
+	g.dontfork_managed = zswapu_detach_mode() == ZSWAPU_DETACH_MOVE;
 	r = start_discovery();
 	if (r) {
 		log_error("cannot start region discovery: %s; running unmanaged",

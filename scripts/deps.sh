@@ -6,7 +6,7 @@ set -eu
 # build: compiler, libraries; tests: check, and the real programs the
 # integration tests run; bench: xz/python3 for data and reports.
 PKGS="gcc make pkg-config liblz4-dev libzstd-dev liburing-dev libunwind-dev
-libbsd-dev check xz-utils python3 sqlite3 coreutils procps gnuplot-nox groff-base"
+libbsd-dev check xz-utils python3 sqlite3 nodejs coreutils procps gnuplot-nox groff-base"
 
 missing=""
 for p in $PKGS; do

@@ -23,6 +23,8 @@ struct rec {
 	int fail_at, fail_err; /* registration number fail_at returns fail_err */
 	uintptr_t unreg[16][2]; /* unregistrations */
 	int nunreg;
+	uintptr_t fork[16][3]; /* DONTFORK / DOFORK reports: start, end, dontfork */
+	int nfork;
 };
 
 static int record_cb(enum discover_op op, uintptr_t start, size_t len, void *arg)
@@ -32,6 +34,13 @@ static int record_cb(enum discover_op op, uintptr_t start, size_t len, void *arg
 		ck_assert_int_lt(r->nunreg, 16);
 		r->unreg[r->nunreg][0] = start;
 		r->unreg[r->nunreg++][1] = start + len;
+		return 0;
+	}
+	if (op == DISCOVER_DONTFORK || op == DISCOVER_DOFORK) {
+		ck_assert_int_lt(r->nfork, 16);
+		r->fork[r->nfork][0] = start;
+		r->fork[r->nfork][1] = start + len;
+		r->fork[r->nfork++][2] = op == DISCOVER_DONTFORK;
 		return 0;
 	}
 	if (r->n == r->fail_at) {
@@ -127,6 +136,44 @@ START_TEST(first_scan)
 	ck_assert_uint_eq(st.smaps_reads, 1);
 	ck_assert_uint_eq(st.managed_bytes, 47 * P);
 	ck_assert_int_eq(rec.nunreg, 0);
+}
+END_TEST
+
+/*
+ * After discover_manage_dontfork() (MOVE detach): DONTFORK memory is
+ * registered, and each full scan says of every managed range whether it
+ * is DONTFORK (raw system calls); quick scans cannot see it.  WIPEONFORK
+ * stays resident.
+ */
+START_TEST(dontfork_managed)
+{
+	discover_manage_dontfork(d);
+	struct vma v[] = {
+		{ A(0), A(10), "rw-p", NULL, NULL },
+		{ A(10), A(20), "rw-p", NULL, "dc" },
+		{ A(20), A(30), "rw-p", NULL, "wf" },
+	};
+	write_files(v, 3);
+	ck_assert_int_eq(discover_scan(d, true), 2);
+	expect_calls((const uintptr_t[][2]){ { A(0), A(10) }, { A(10), A(20) } }, 2);
+	const uintptr_t want[2][3] = { { A(0), A(10), 0 }, { A(10), A(20), 1 } };
+	ck_assert_int_eq(rec.nfork, 2);
+	ck_assert_mem_eq(rec.fork, want, sizeof(want));
+	struct discover_stats st;
+	discover_get_stats(d, &st);
+	ck_assert_uint_eq(st.kept_out, 1);
+	rec.nfork = 0;
+	ck_assert_int_eq(discover_scan(d, false), 0);
+	ck_assert_int_eq(rec.nfork, 0);
+	/* registered now; the mark moved by raw system calls */
+	v[0].flags = "um dc";
+	v[1].flags = "um";
+	write_files(v, 3);
+	ck_assert_int_eq(discover_scan(d, true), 0);
+	ck_assert_int_eq(rec.n, 0); /* no registration again */
+	const uintptr_t moved[2][3] = { { A(0), A(10), 1 }, { A(10), A(20), 0 } };
+	ck_assert_int_eq(rec.nfork, 2);
+	ck_assert_mem_eq(rec.fork, moved, sizeof(moved));
 }
 END_TEST
 
@@ -377,6 +424,7 @@ Suite *discover_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, first_scan);
 	tcase_add_test(tc, quick_scans);
+	tcase_add_test(tc, dontfork_managed);
 	tcase_add_test(tc, keep_out);
 	tcase_add_test(tc, callback_errors);
 	tcase_add_test(tc, exclusions);

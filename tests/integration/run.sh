@@ -37,10 +37,10 @@ fi
 # workload sizes: full, and --quick
 if [ $quick = 1 ]; then
     N_PY=250000 N_SQL=200000 N_LINES=250000 XZ_BYTES=600000 N_C=500
-    MT="64 30000" MC="2 32 30000" N_FORK=100000
+    MT="64 30000" MC="2 32 30000" N_FORK=100000 N_JS=200000
 else
     N_PY=1200000 N_SQL=1000000 N_LINES=2500000 XZ_BYTES=120000000 N_C=2500
-    MT="256 60000" MC="2 96 60000" N_FORK=400000
+    MT="256 60000" MC="2 96 60000" N_FORK=400000 N_JS=1000000
 fi
 IT_ENV="ZSWAPU_WRITEBACK=1 ${IT_ENV:-}"
 B=$(cd "$B" && pwd) || exit 1
@@ -196,6 +196,35 @@ if __name__ == "__main__":
 EOF
 # the parent is checked: forked workers are served, not reclaimed
 run_case forkers 0 "$PY" "$T/workers.py"
+
+# V8's heap is MADV_DONTFORK (managed with the MOVE detach, kept resident
+# with WP): records, 90 % of lookups to a hot tenth, a child spawned midway
+# (fork + exec: it does not inherit the heap)
+cat > "$T/jsheap.js" <<'EOF'
+const N = +process.argv[2], recs = new Array(N);
+for (let i = 0; i < N; i++)
+  recs[i] = { id: i, name: 'user-' + i, mail: 'user' + i + '@example.com',
+              tags: ['t' + (i % 13), 't' + (i % 7)], score: (i * 2654435761 % 1000) / 10 };
+let h = 0, x = 12345;
+for (let k = 0; k < 8 * N; k++) {
+  x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+  const i = x % 10 < 9 ? (x >>> 4) % (N / 10 | 0) : (x >>> 4) % N;
+  const r = recs[i];
+  h = Math.imul(h ^ (r.id + r.name.length + r.tags[0].length), 16777619) >>> 0;
+  if (k === 4 * N)
+    h ^= +require('child_process').execFileSync('sh', ['-c', 'echo 42']).toString();
+}
+console.log(N, h);
+EOF
+# (UFFDIO_MOVE: Linux 6.8; older kernels and ZSWAPU_DETACH=wp keep it all)
+kv=$(uname -r | awk -F. '{ print $1 * 100 + $2 }')
+if ! command -v node > /dev/null; then
+    wanted node && echo "skip node: no node here (scripts/deps.sh installs nodejs)"
+elif [ "$kv" -lt 608 ] || case "$IT_ENV" in *DETACH=wp*) true ;; *) false ;; esac; then
+    wanted node && echo "skip node: write-protect detach keeps V8's heap (MADV_DONTFORK) resident"
+else
+    run_case node 0 node "$T/jsheap.js" $N_JS
+fi
 
 # ---- options -------------------------------------------------------------
 
