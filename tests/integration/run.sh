@@ -37,10 +37,10 @@ fi
 # workload sizes: full, and --quick
 if [ $quick = 1 ]; then
     N_PY=250000 N_SQL=200000 N_LINES=250000 XZ_BYTES=600000 N_C=500
-    MT="64 30000" MC="2 32 30000" N_FORK=100000 N_JS=200000
+    MT="64 30000" MC="2 32 30000" N_FORK=100000 N_JS=200000 N_DF=16
 else
     N_PY=1200000 N_SQL=1000000 N_LINES=2500000 XZ_BYTES=120000000 N_C=2500
-    MT="256 60000" MC="2 96 60000" N_FORK=400000 N_JS=1000000
+    MT="256 60000" MC="2 96 60000" N_FORK=400000 N_JS=1000000 N_DF=64
 fi
 IT_ENV="ZSWAPU_WRITEBACK=1 ${IT_ENV:-}"
 B=$(cd "$B" && pwd) || exit 1
@@ -196,6 +196,10 @@ if __name__ == "__main__":
 EOF
 # the parent is checked: forked workers are served, not reclaimed
 run_case forkers 0 "$PY" "$T/workers.py"
+
+# MADV_DONTFORK memory marked before it was registered, a fork, and the
+# child growing a mapping over the range it did not inherit (zeros there)
+run_case dontfork 0 "$B/tests/dontfork" $N_DF
 
 # V8's heap is MADV_DONTFORK (managed with the MOVE detach, kept resident
 # with WP): records, 90 % of lookups to a hot tenth, a child spawned midway
