@@ -116,6 +116,12 @@ run_case() {
     allowed=$(( limit + limit * SLACK_PCT / 100 + SLACK_MIB * 1048576 ))
     bound="the limit $(mib "$limit") MiB + slack"
     ok=1
+    # a workload that cannot run (a missing program: 127 both ways) would
+    # otherwise compare equal to itself
+    if [ "$rc_native" != 0 ]; then
+        fail "$name" "the native run failed (status $rc_native): nothing to compare"
+        ok=0
+    fi
     if [ "$rc_native" != "$rc_zswapu" ]; then
         fail "$name" "exit status $rc_zswapu under zswapu, $rc_native native"
         ok=0
