@@ -74,7 +74,8 @@ struct reclaim_counters {
 	uint64_t batches, moved, stored, returned_poor, refaulted_staging,
 		dropped, busy, passes, skipped_referenced, compacted_pages, refaults,
 		thrash_backoffs, wp_write_faults, limit_unreachable,
-		refused; /* pages MOVE would not take (another protection, mlocked) */
+		refused, /* pages MOVE would not take (another protection, mlocked) */
+		skipped_unfit; /* pages the hand left: sent back lately (unfit_mark()) */
 };
 
 struct reclaim;

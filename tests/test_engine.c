@@ -2025,6 +2025,53 @@ START_TEST(readahead_stops_at_a_mapping_end)
 END_TEST
 
 /*
+ * Pages that do not compress go back to the program, and the hand leaves
+ * them for a few passes (1-4) before it takes them again: taken at every
+ * other pass (skipped once, as a referenced page), each cost a MOVE, a
+ * compression and a copy back again (xz under its limit: 14,000-16,000
+ * such returns a run).  Here every page is random and the limit below
+ * them: broken, about N/2 returns a pass.
+ */
+START_TEST(incompressible_pages_left_a_while)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 1024, PASSES = 17 };
+	uint64_t *m = (uint64_t *)map(N * PAGE);
+	uint64_t x = 0x2545F4914F6CDD1DULL;
+	for (size_t i = 0; i < N * PAGE / 8; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		m[i] = x;
+	}
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.limit_bytes = program_rss() - N * PAGE / 2;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	struct engine_snapshot snap;
+	uint64_t give_up = stats_now_ns() / 1000000 + 20000;
+	do {
+		usleep(1000);
+		engine_snapshot(e, &snap);
+	} while (snap.reclaim.passes < PASSES && stats_now_ns() / 1000000 < give_up);
+	last_snapshot(e, &snap);
+	uint64_t passes = snap.reclaim.passes - 1; /* the first found them unmarked */
+	fprintf(stderr, "incompressible: %llu passes, %llu pages sent back, %llu left as unfit\n",
+		(unsigned long long)snap.reclaim.passes,
+		(unsigned long long)snap.reclaim.returned_poor,
+		(unsigned long long)snap.reclaim.skipped_unfit);
+	ck_assert_uint_ge(snap.reclaim.passes, PASSES);
+	ck_assert_uint_eq(snap.reclaim.stored, 0);
+	ck_assert_uint_le(snap.reclaim.returned_poor, N + passes * N / 3);
+	for (size_t i = 0, y = 0x2545F4914F6CDD1DULL; i < N * PAGE / 8; i++) {
+		y ^= y << 13, y ^= y >> 7, y ^= y << 17;
+		ck_assert_msg(m[i] == y, "word %zu differs", i);
+	}
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/*
  * A range whose mappings differ in protection (mprotect: V8's code and
  * decommitted heap pages, glibc's arenas).  MOVE refuses a page whose
  * mapping is not like staging's (-EINVAL); the pages behind it must still
@@ -2462,6 +2509,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, rest_ends_when_memory_is_registered);
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_loop_test(tc, reclaim_passes_pages_move_refuses, 0, 2);
+	tcase_add_test(tc, incompressible_pages_left_a_while);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
 	tcase_add_test(tc, failsafe_unreadable_pages_raise_sigbus);
