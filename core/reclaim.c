@@ -246,10 +246,11 @@ static void ref_mark(struct reclaim *r, uintptr_t addr)
  * A page taken and sent back (incompressible; or refused by MOVE) is
  * left by the hand until the filter is cleared, every UNFIT_PASSES
  * passes: 1 to 4 passes.  Skipped once, as a referenced page is, it was
- * taken again at every other pass: xz under its 30 % limit sent back
- * 14,000-16,000 pages a run, each a MOVE, a compression and a copy back;
- * left 1-4 passes, 2,400-3,300, and the run took 4.8-5.2 s instead of
- * 6.0-6.4.  A page rewritten compressible meanwhile waits that long.
+ * taken again at every other pass, each time a MOVE, a compression and
+ * a copy back: xz -6 of 600 KB under 2.5 MiB sent back 33,000-48,000
+ * pages a run, 15,000-26,000 since (its run time, 7-9 s, is its faults'
+ * and did not change).  A page rewritten compressible meanwhile waits
+ * that long.
  */
 #define UNFIT_PASSES 4
 
