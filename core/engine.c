@@ -470,6 +470,13 @@ static bool serve_slice(struct engine *e, struct request *r)
 	return false;
 }
 
+/* Drop the views of children that exited or exec'd; under role. */
+static void reap_children(struct engine *e)
+{
+	children_reap(e->children);
+	e->last_reap_ns = stats_now_ns();
+}
+
 static void serve_request(struct engine *e)
 {
 	pthread_mutex_lock(&e->req_mu);
@@ -484,10 +491,8 @@ static void serve_request(struct engine *e)
 	 * brought back with them (dontfork: 16 MiB resident went to 48 at
 	 * exit, the child reaped 1 ms before).
 	 */
-	if (r->start == r->end && children_count(e->children)) {
-		children_reap(e->children);
-		e->last_reap_ns = stats_now_ns();
-	}
+	if (r->start == r->end && children_count(e->children))
+		reap_children(e);
 	pthread_mutex_lock(&e->req_mu);
 	r->done = true;
 	e->req = NULL;
@@ -712,10 +717,8 @@ static void *handler_main(void *arg)
 			continue;
 		}
 		e->children_busy = children_serve(e->children, p + 2, nc);
-		if (stats_now_ns() - e->last_reap_ns > 1000000000ull) {
-			children_reap(e->children);
-			e->last_reap_ns = stats_now_ns();
-		}
+		if (stats_now_ns() - e->last_reap_ns > 1000000000ull)
+			reap_children(e);
 		pthread_mutex_unlock(&e->role);
 	}
 	/* the engine is going away: children get the rest of their pages */
@@ -1045,8 +1048,11 @@ int engine_unregister(struct engine *e, uintptr_t start, size_t len)
 int engine_fork_advice(struct engine *e, uintptr_t start, size_t len, bool dontfork)
 {
 	len = (len + PAGE - 1) & ~(PAGE - 1); /* as madvise rounds it */
-	if (start % PAGE || start + len < start)
-		return -EINVAL;
+	if (!len)
+		return 0;
+	int err = check_range(e, start, len);
+	if (err)
+		return err;
 	uintptr_t end = start + len, s, t;
 	if (!dontfork) {
 		region_remove(e->nofork, start, end);
@@ -1057,7 +1063,6 @@ int engine_fork_advice(struct engine *e, uintptr_t start, size_t len, bool dontf
 	 * current.  Memory not registered changes without a word, and a
 	 * record left over there would take pages from a child that has them.
 	 */
-	int err = 0;
 	for (uintptr_t a = start; !err && region_next(e->regions, a, &s, &t) && s < end; a = t)
 		err = region_add(e->nofork, s, t < end ? t : end);
 	return err;

@@ -124,8 +124,8 @@ int engine_unregister(struct engine *e, uintptr_t start, size_t len);
  * a mapping of its own that came there later (an mremap growing in place)
  * would read them instead of zeros.  Only the registered part is kept,
  * and kept current by unmap and remap events and engine_unregister().
- * @return 0; -EINVAL unaligned; -ENOSPC the table is full (the range is
- * then not known as DONTFORK).
+ * @return 0; check_range()'s errors (as engine_register()); -ENOSPC the
+ * table is full (the range is then not known as DONTFORK).
  */
 int engine_fork_advice(struct engine *e, uintptr_t start, size_t len, bool dontfork);
 /* engine_reclaim() : compress the range's present pages now; pages stored. */

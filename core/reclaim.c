@@ -275,10 +275,10 @@ void reclaim_note_refault(struct reclaim *r, uintptr_t addr)
 /* Test and clear: true when the page was referenced since the last pass. */
 static bool ref_test_clear(struct reclaim *r, uintptr_t addr)
 {
-	if (!filter_test(r, r->ref, addr))
+	uint64_t b = ref_hash(r, addr), bit = 1ULL << (b % 64);
+	if (!(atomic_load_explicit(&r->ref[b / 64], memory_order_relaxed) & bit))
 		return false;
-	uint64_t b = ref_hash(r, addr);
-	atomic_fetch_and_explicit(&r->ref[b / 64], ~(1ULL << (b % 64)), memory_order_relaxed);
+	atomic_fetch_and_explicit(&r->ref[b / 64], ~bit, memory_order_relaxed);
 	return true;
 }
 

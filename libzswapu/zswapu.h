@@ -180,9 +180,11 @@ ZSWAPU_API void zswapu_map_change_end(void);
  * would read them instead of zeros.  Only the registered part of the
  * range is recorded (a range registered later must be told again); unmap
  * and mremap events keep the record current.  The LD_PRELOAD shim calls
- * it from its madvise().  @return 0; -EINVAL other advice or an unaligned
- * @addr; -ENOSPC the engine's table is full (the range is then not known
- * as DONTFORK); -ENODEV when not initialised.
+ * it from its madvise().  @return 0 (also for an empty range); -EINVAL
+ * other advice, or a range zswapu_register() would refuse (-EINVAL,
+ * -EFAULT; -ECANCELED once the engine stepped aside); -ENOSPC the
+ * engine's table is full (the range is then not known as DONTFORK);
+ * -ENODEV when not initialised.
  */
 ZSWAPU_API int zswapu_fork_advice(void *addr, size_t len, int advice);
 
