@@ -113,6 +113,7 @@ struct engine {
 	bool handler_gone;           /* under req_mu: no more requests served */
 
 	_Atomic bool stop, failed, stepped_aside;
+	_Atomic bool released; /* failed on request: engine_release() */
 	bool forked_child;
 	bool fork_events;            /* the kernel sends EVENT_FORK: children are served */
 	bool wp;                     /* WP detach: regions registered MISSING|WP */
@@ -164,6 +165,22 @@ static void engine_fail(struct engine *e, const char *what, int err)
 		  what, strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
 	/* stop detaching; the handler steps aside once no batch is in flight */
 	reclaim_pause_async(e->reclaim);
+}
+
+int engine_release(struct engine *e)
+{
+	if (e->forked_child)
+		return -ECHILD;
+	bool was = false;
+	if (!atomic_compare_exchange_strong(&e->failed, &was, true))
+		return -EALREADY;
+	atomic_store(&e->released, true);
+	log_warn("released on request (zswapu release): putting stored pages back, "
+		 "the program continues unmanaged");
+	/* the failure's way out; the handler may be asleep, with nothing to do */
+	reclaim_pause_async(e->reclaim);
+	wake_handler(e);
+	return 0;
 }
 
 /* ---- resolving ---- */
@@ -1141,5 +1158,7 @@ void engine_snapshot(struct engine *e, struct engine_snapshot *out)
 	out->region_bytes = region_bytes(e->regions);
 	out->pool_bytes = store_pool_bytes(e->store);
 	out->anon_rss = reclaim_anon_rss();
+	out->released = atomic_load(&e->released);
 	out->failed = atomic_load(&e->failed);
+	out->stepped_aside = atomic_load(&e->stepped_aside);
 }

@@ -86,7 +86,9 @@ struct engine_snapshot {
 	struct engine_counters handler;
 	uint64_t features;
 	size_t regions, region_bytes, pool_bytes, anon_rss;
-	bool failed;
+	bool failed;        /* stepping aside: a failure, or released */
+	bool released;      /* on request (engine_release()) */
+	bool stepped_aside; /* done: every stored page back, nothing registered */
 };
 
 struct engine;
@@ -148,6 +150,16 @@ int engine_hot(struct engine *e, uintptr_t start, size_t len);
 void engine_sync(struct engine *e);
 void engine_snapshot(struct engine *e, struct engine_snapshot *out);
 bool engine_failed(struct engine *e);
+
+/*
+ * engine_release() : step aside on request, as after a failure (`zswapu
+ * release`: gdb and /proc/PID/mem cannot fault a stored page in).  The
+ * handler puts every stored page back and unregisters every range; from
+ * now on registration answers -ECANCELED.  Returns at once: the snapshot's
+ * stepped_aside says when it is done.
+ * @return 0; -EALREADY stepping aside already; -ECHILD a forked child's copy.
+ */
+int engine_release(struct engine *e);
 /* engine_zpool() : the store's pool, for its class and driver tables. */
 struct zpool *engine_zpool(struct engine *e);
 const char *engine_counter_name(unsigned int i);

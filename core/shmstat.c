@@ -114,6 +114,13 @@ int shmstat_create(const char *dir, const struct shmstat_info *info, struct shms
 	return 0;
 }
 
+uint64_t shmstat_take_requests(struct shmstat_writer *w)
+{
+	if (!w->seg || !atomic_load_explicit(&w->seg->requests, memory_order_relaxed))
+		return 0;
+	return atomic_exchange_explicit(&w->seg->requests, 0, memory_order_acquire);
+}
+
 void shmstat_publish(struct shmstat_writer *w, struct shmstat_sample *s)
 {
 	struct shmstat_seg *seg = w->seg;
@@ -226,6 +233,36 @@ int shmstat_open(const char *dir, pid_t pid, struct shmstat_reader *r)
 	r->dev = st.st_dev;
 	r->ino = st.st_ino;
 	return 0;
+}
+
+int shmstat_request(const char *dir, pid_t pid, uint64_t what)
+{
+	struct shmstat_reader r;
+	int err = shmstat_open(dir, pid, &r);
+	if (err)
+		return err;
+	/* the reader checked the header and the writer's life; the write
+	 * goes to that same file, not to one renamed into its place since */
+	int fd = open(r.path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0)
+		err = -errno;
+	else if (fstat(fd, &st) || st.st_dev != r.dev || st.st_ino != r.ino)
+		err = -ESTALE;
+	if (!err) {
+		struct shmstat_seg *seg =
+			mmap(NULL, sizeof(*seg), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (seg == MAP_FAILED) {
+			err = -errno;
+		} else {
+			atomic_fetch_or_explicit(&seg->requests, what, memory_order_release);
+			munmap(seg, sizeof(*seg));
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	shmstat_close(&r);
+	return err;
 }
 
 static void terminate(char *s, size_t len)

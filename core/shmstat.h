@@ -24,6 +24,10 @@
  * the process no longer maps it.  Readers remove stale files as they find
  * them (shmstat_list, shmstat_open).
  *
+ * Requests: the one word a reader writes.  `zswapu release` sets a bit
+ * (shmstat_request(), which needs write access to the file: the owner or
+ * root); the writer takes the bits at its next publish and acts on them.
+ *
  * Nothing here allocates with malloc: the writer runs on engine threads.
  */
 #ifndef ZSWAPU_SHMSTAT_H
@@ -39,7 +43,7 @@
 
 #define SHMSTAT_DIR "/dev/shm"
 #define SHMSTAT_MAGIC 0x315453555057535aULL /* "ZSWPUST1" */
-#define SHMSTAT_VERSION 1
+#define SHMSTAT_VERSION 2
 #define SHMSTAT_NAME_LEN 32
 #define SHMSTAT_MAX_COUNTERS 128
 #define SHMSTAT_MAX_CLASSES 256
@@ -89,6 +93,7 @@ struct shmstat_seg {
 	struct shmstat_info info;
 	_Atomic uint64_t seq;          /* odd while the writer is in the sample */
 	_Atomic uint64_t heartbeat_ns; /* CLOCK_MONOTONIC of the last publish */
+	_Atomic uint64_t requests;     /* SHMSTAT_REQ_* bits a reader set */
 	_Atomic uint64_t words[SHMSTAT_SAMPLE_WORDS];
 };
 
@@ -110,6 +115,12 @@ int shmstat_create(const char *dir, const struct shmstat_info *info, struct shms
 
 /* shmstat_publish() : make @s (t_ns and number are set here) the current sample. */
 void shmstat_publish(struct shmstat_writer *w, struct shmstat_sample *s);
+
+/* What a reader may ask of the writer's process. */
+#define SHMSTAT_REQ_RELEASE 1ULL /* put every stored page back and stop managing */
+
+/* shmstat_take_requests() : the SHMSTAT_REQ_* bits set since the last call. */
+uint64_t shmstat_take_requests(struct shmstat_writer *w);
 
 /* shmstat_destroy() : unlink the file and unmap it. */
 void shmstat_destroy(struct shmstat_writer *w);
@@ -152,6 +163,14 @@ void shmstat_info(const struct shmstat_reader *r, struct shmstat_info *out);
 bool shmstat_alive(const struct shmstat_reader *r);
 
 void shmstat_close(struct shmstat_reader *r);
+
+/*
+ * shmstat_request() : set request bits @what in process @pid's live
+ * segment; its writer acts on them within a publish interval.
+ * @return 0; the errors of shmstat_open(); -EACCES no write access (not
+ * the owner); -ESTALE the file was replaced meanwhile.
+ */
+int shmstat_request(const char *dir, pid_t pid, uint64_t what);
 
 /* shmstat_find() : index of counter @name in @info, or -1. */
 int shmstat_find(const struct shmstat_info *info, const char *name);

@@ -24,8 +24,8 @@
 enum source { SRC_STATS, SRC_ENGINE, SRC_RECLAIM, SRC_GAUGE, SRC_ZERO };
 
 enum gauge {
-	G_ANON_RSS, G_MANAGED, G_REGIONS, G_POOL_BYTES, G_FAILED, G_FAULTS_PER_SEC,
-	G_RECLAIMED_PER_SEC, G_NR
+	G_ANON_RSS, G_MANAGED, G_REGIONS, G_POOL_BYTES, G_FAILED, G_RELEASED, G_STEPPED_ASIDE,
+	G_FAULTS_PER_SEC, G_RECLAIMED_PER_SEC, G_NR
 };
 
 static const char *const gauge_names[G_NR] = {
@@ -34,6 +34,8 @@ static const char *const gauge_names[G_NR] = {
 	[G_REGIONS] = "regions",
 	[G_POOL_BYTES] = "pool_pages_bytes",
 	[G_FAILED] = "failed",
+	[G_RELEASED] = "released",
+	[G_STEPPED_ASIDE] = "stepped_aside",
 	[G_FAULTS_PER_SEC] = "faults_per_sec",
 	[G_RECLAIMED_PER_SEC] = "reclaimed_per_sec",
 };
@@ -117,6 +119,8 @@ static void fill(struct publisher *p)
 		[G_REGIONS] = s.regions,
 		[G_POOL_BYTES] = s.pool_bytes,
 		[G_FAILED] = s.failed,
+		[G_RELEASED] = s.released,
+		[G_STEPPED_ASIDE] = s.stepped_aside,
 		[G_FAULTS_PER_SEC] = rate(s.handler.faults, p->ring[oldest].faults,
 					  now - p->ring[oldest].t),
 		[G_RECLAIMED_PER_SEC] = rate(s.reclaim.moved, p->ring[oldest].moved,
@@ -163,6 +167,9 @@ static void *publisher_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		fill(p);
 		shmstat_publish(&p->w, &p->sample);
+		/* the next sample shows it (released, then stepped aside) */
+		if (shmstat_take_requests(&p->w) & SHMSTAT_REQ_RELEASE)
+			engine_release(p->e);
 		pthread_mutex_lock(&p->mu);
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);

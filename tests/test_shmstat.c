@@ -2,8 +2,9 @@
  * test_shmstat — the live-stats segment: a round trip of every field, the
  * seqlock under a writer that never stops (no torn sample), readers of a
  * writer that exits mid-read, stale segments (dead PID, another start
- * time, exec'd, a half-made file) removed, damaged files refused, and the
- * engine's own segment moving as pages are stored.
+ * time, exec'd, a half-made file) removed, damaged files refused, the
+ * engine's own segment moving as pages are stored, and a reader's request
+ * (zswapu release) reaching the engine.
  */
 #include <check.h>
 #include <errno.h>
@@ -91,6 +92,15 @@ static int sample_differs(const struct shmstat_sample *s, uint64_t k)
 	return memcmp(&want, s, sizeof(want));
 }
 
+/* A fresh directory with this process's segment (4 counters) in it. */
+static void start_writer(struct shmstat_writer *w)
+{
+	make_dir();
+	struct shmstat_info in;
+	info_init(&in, 4);
+	ck_assert_int_eq(shmstat_create(dir, &in, w), 0);
+}
+
 START_TEST(round_trip)
 {
 	make_dir();
@@ -141,6 +151,22 @@ START_TEST(round_trip)
 	shmstat_close(&r);
 	ck_assert_int_eq(shmstat_open(dir, getpid(), &r), -ENOENT);
 	ck_assert_int_eq(shmstat_list(dir, pids, 4), 0);
+	remove_dir();
+}
+END_TEST
+
+START_TEST(requests_reach_the_writer)
+{
+	struct shmstat_writer w;
+	start_writer(&w);
+	ck_assert_uint_eq(shmstat_take_requests(&w), 0);
+	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_RELEASE), 0);
+	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_RELEASE), 0);
+	ck_assert_uint_eq(shmstat_take_requests(&w), SHMSTAT_REQ_RELEASE);
+	ck_assert_uint_eq(shmstat_take_requests(&w), 0); /* taken once */
+	ck_assert_int_eq(shmstat_request(dir, 0x7ffffff0, SHMSTAT_REQ_RELEASE), -ENOENT);
+	shmstat_destroy(&w);
+	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_RELEASE), -ENOENT);
 	remove_dir();
 }
 END_TEST
@@ -349,11 +375,8 @@ END_TEST
 
 START_TEST(stale_other_start_time)
 {
-	make_dir();
-	struct shmstat_info in;
-	info_init(&in, 4);
 	struct shmstat_writer w;
-	ck_assert_int_eq(shmstat_create(dir, &in, &w), 0);
+	start_writer(&w);
 	/* as if an earlier process had had this PID */
 	w.seg->start_ticks -= 1;
 	struct shmstat_reader r;
@@ -385,11 +408,8 @@ static int open_from_child(void)
 
 START_TEST(stale_after_exec)
 {
-	make_dir();
-	struct shmstat_info in;
-	info_init(&in, 4);
 	struct shmstat_writer w;
-	ck_assert_int_eq(shmstat_create(dir, &in, &w), 0);
+	start_writer(&w);
 	/* quiet for long, but still mapped (a stopped process): alive */
 	atomic_store(&w.seg->heartbeat_ns, 0);
 	ck_assert_int_eq(open_from_child(), 0);
@@ -493,6 +513,18 @@ static uint64_t value(const struct shmstat_info *in, const struct shmstat_sample
 	return s->values[i];
 }
 
+/* @n pages, page i half filled with i % 251 + 1, registered and all stored. */
+static uint8_t *stored_pages(size_t n)
+{
+	uint8_t *m = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	for (size_t i = 0; i < n; i++)
+		memset(m + i * PAGE, (int)(i % 251 + 1), PAGE / 2);
+	ck_assert_int_eq(zswapu_register(m, n * PAGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m, n * PAGE), (long)n);
+	return m;
+}
+
 START_TEST(engine_publishes)
 {
 	if (!uffd_usable()) {
@@ -519,12 +551,7 @@ START_TEST(engine_publishes)
 	ck_assert_uint_eq(value(&in, &s, "managed_bytes"), 0);
 
 	enum { N = 1024 };
-	uint8_t *m = mmap(NULL, N * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(m, MAP_FAILED);
-	for (int i = 0; i < N; i++)
-		memset(m + i * PAGE, i % 251 + 1, PAGE / 2);
-	ck_assert_int_eq(zswapu_register(m, N * PAGE), 0);
-	ck_assert_int_eq(zswapu_reclaim(m, N * PAGE), N);
+	uint8_t *m = stored_pages(N);
 	next_sample(&r, &s);
 	ck_assert_uint_eq(value(&in, &s, "stored_pages"), N);
 	ck_assert_uint_eq(value(&in, &s, "stores"), N);
@@ -563,12 +590,73 @@ START_TEST(engine_publishes)
 }
 END_TEST
 
+/* pread of /proc/self/mem at @p: 0 read, or the errno (the kernel's
+ * access to another's memory cannot wait for a userfaultfd handler) */
+static int mem_read(const void *p, void *out)
+{
+	int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ssize_t n = pread(fd, out, PAGE, (off_t)(uintptr_t)p);
+	int err = n == PAGE ? 0 : n < 0 ? errno : EIO;
+	close(fd);
+	return err;
+}
+
+START_TEST(engine_released_on_request)
+{
+	if (!uffd_usable()) {
+		fprintf(stderr, "SKIP %s: userfaultfd unusable here\n", __func__);
+		return;
+	}
+	ck_assert_int_eq(zswapu_init(NULL), 0);
+	struct shmstat_reader r;
+	ck_assert_int_eq(shmstat_open(NULL, getpid(), &r), 0);
+	struct shmstat_info in;
+	shmstat_info(&r, &in);
+	enum { N = 512 };
+	uint8_t *m = stored_pages(N);
+	static uint8_t page[PAGE];
+	/* what gdb meets: a stored page cannot be read from outside */
+	ck_assert_int_eq(mem_read(m + 7 * PAGE, page), EIO);
+
+	ck_assert_int_eq(shmstat_request(NULL, getpid(), SHMSTAT_REQ_RELEASE), 0);
+	static struct shmstat_sample s;
+	ck_assert_int_eq(shmstat_read(&r, &s), 0);
+	for (int i = 0; i < 2000 && !value(&in, &s, "stepped_aside"); i++) {
+		usleep(5000);
+		ck_assert_int_eq(shmstat_read(&r, &s), 0);
+	}
+	next_sample(&r, &s); /* one taken after stepping aside */
+	ck_assert_uint_eq(value(&in, &s, "stepped_aside"), 1);
+	ck_assert_uint_eq(value(&in, &s, "released"), 1);
+	ck_assert_uint_eq(value(&in, &s, "stored_pages"), 0);
+	ck_assert_uint_eq(value(&in, &s, "managed_bytes"), 0);
+	ck_assert_uint_eq(value(&in, &s, "pages_lost"), 0);
+	/* every page was put back before the range left userfaultfd */
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(mem_read(m + i * PAGE, page), 0);
+		ck_assert_uint_eq(page[0], i % 251 + 1);
+		ck_assert_uint_eq(page[PAGE / 2], 0);
+	}
+	for (int i = 0; i < N; i++)
+		ck_assert_uint_eq(m[i * PAGE + PAGE / 2 - 1], i % 251 + 1);
+	struct zswapu_stats st;
+	ck_assert_int_eq(zswapu_stats(&st), 0);
+	ck_assert_uint_eq(st.failed, 1); /* stepped aside, as the header says */
+	ck_assert_int_eq(zswapu_register(m, N * PAGE), -ECANCELED);
+	zswapu_shutdown();
+	shmstat_close(&r);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
 Suite *shmstat_suite(void)
 {
 	Suite *s = suite_create("shmstat");
 	TCase *t = tcase_create("segment");
 	tcase_add_test(t, round_trip);
 	tcase_add_test(t, too_many_counters);
+	tcase_add_test(t, requests_reach_the_writer);
 	tcase_add_test(t, damaged_files);
 	tcase_add_test(t, start_ticks);
 	suite_add_tcase(s, t);
@@ -585,6 +673,7 @@ Suite *shmstat_suite(void)
 	t = tcase_create("engine");
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, engine_publishes);
+	tcase_add_test(t, engine_released_on_request);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -188,7 +188,9 @@ static void print_screen(FILE *f, const struct view *v, const struct shmstat_sam
 		(long)v->pid, in->comm, uptime(v), in->compressor, in->pool,
 		limit ? bytes(limit, a, sizeof(a)) : "none",
 		limit ? (in->limit_pool ? " (pool counted)" : " (pool not counted)") : "",
-		(unsigned long long)in->cold_age_ms, val(v, "failed") ? "; FAILED: unmanaged" : "");
+		(unsigned long long)in->cold_age_ms,
+		val(v, "released") ? "; released: unmanaged"
+		: val(v, "failed") ? "; FAILED: unmanaged" : "");
 	uint64_t unreach = val(v, "reclaim_limit_unreachable");
 	if (limit)
 		fprintf(f, "  %-12s %s of %s limit (%.0f %%); managed %s in %llu ranges%s\n",
@@ -472,6 +474,104 @@ out:
 }
 
 /* ---- ps ---- */
+
+/* ---- release ---- */
+
+static void release_usage(FILE *f)
+{
+	fprintf(f, "usage: zswapu release [--timeout SECONDS] PID\n\n"
+		   "Puts every page a managed process has stored back into its memory and stops\n"
+		   "managing it; the program runs on unmanaged until it exits.  For gdb, core\n"
+		   "dumps and anything else that reads its memory through /proc/PID/mem or\n"
+		   "ptrace: those cannot bring a stored page back and read it as an error\n"
+		   "(gdb: \"Cannot access memory\").  Waits until it is done (at most\n"
+		   "--timeout, 60 s by default), then says how much came back.\n");
+}
+
+int stat_cmd_release(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	double timeout = 60;
+	int c;
+	char *end;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			timeout = strtod(optarg, &end);
+			if (*end || !(timeout > 0 && timeout <= 86400)) {
+				fprintf(stderr, "zswapu release: --timeout takes seconds, above 0\n");
+				return 2;
+			}
+			break;
+		case 'h': release_usage(stdout); return 0;
+		default: release_usage(stderr); return 2;
+		}
+	}
+	/* no default PID: taking memory back is asked of one process by name */
+	if (argc - optind != 1) {
+		release_usage(stderr);
+		return 2;
+	}
+	pid_t pid = pick_pid(argv[optind], "release");
+	struct view *v = malloc(sizeof(*v));
+	if (pid < 0 || !v) {
+		free(v);
+		return 1;
+	}
+	int rc = 1;
+	if (view_open(pid, v, "release"))
+		goto out;
+	char a[32], b[32];
+	uint64_t stored = val(v, "stored_pages");
+	if (val(v, "failed") && !val(v, "released")) {
+		fprintf(stderr, "zswapu release: pid %ld (%s): its engine failed and stepped aside "
+				"already: nothing is managed\n", (long)pid, v->info.comm);
+		goto close;
+	}
+	if (val(v, "released")) {
+		printf("zswapu release: pid %ld (%s): released already; it runs on unmanaged\n",
+		       (long)pid, v->info.comm);
+		rc = 0;
+		goto close;
+	}
+	int err = shmstat_request(NULL, pid, SHMSTAT_REQ_RELEASE);
+	if (err) {
+		fprintf(stderr, "zswapu release: pid %ld: %s\n", (long)pid,
+			err == -EACCES ? "permission denied (another user's process)" : open_error(err));
+		goto close;
+	}
+	double waited = 0;
+	while (!val(v, "stepped_aside")) {
+		if (waited >= timeout) {
+			fprintf(stderr, "zswapu release: pid %ld (%s): not done after %g s (%s stored "
+					"pages left; is it stopped?)\n", (long)pid, v->info.comm, timeout,
+				bytes(val(v, "stored_pages") * 4096, a, sizeof(a)));
+			goto close;
+		}
+		sleep_s(0.05);
+		waited += 0.05;
+		if (!view_refresh(v)) {
+			fprintf(stderr, "zswapu release: pid %ld has exited\n", (long)pid);
+			goto close;
+		}
+	}
+	uint64_t lost = val(v, "pages_lost");
+	printf("zswapu release: pid %ld (%s): %s of stored pages brought back, resident %s; it "
+	       "runs on unmanaged%s\n", (long)pid, v->info.comm, bytes(stored * 4096, a, sizeof(a)),
+	       bytes(val(v, "anon_rss_bytes"), b, sizeof(b)),
+	       lost ? " (some pages could not be read back: see its stderr)" : "");
+	rc = lost ? 1 : 0;
+close:
+	shmstat_close(&v->r);
+out:
+	free(v);
+	return rc;
+}
 
 int stat_cmd_ps(int argc, char **argv)
 {

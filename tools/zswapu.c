@@ -401,6 +401,8 @@ static const struct command commands[] = {
 	{ "stat", stat_cmd_stat, "stat [--classes | --watch | --raw] [PID]",
 	  "live stats of a managed process (zswap's debugfs and more)" },
 	{ "ps", stat_cmd_ps, "ps", "list the managed processes" },
+	{ "release", stat_cmd_release, "release [--timeout SECONDS] PID",
+	  "put a process's stored pages back and stop managing it (for gdb)" },
 	{ "plot", stat_cmd_plot, "plot [-o PREFIX] FILE",
 	  "draw what stat --record wrote (PNG and SVG, gnuplot)" },
 	{ "profile", cmd_profile, "profile [-o PREFIX] [--rate SIZE] [--] program...",

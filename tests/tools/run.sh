@@ -11,6 +11,8 @@
 #     data: the engine's descriptors are left alone, with one line saying so;
 #   - a SIGKILLed program's stale file is removed by the next reader; with
 #     two managed programs, `zswapu stat` asks which;
+#   - zswapu release puts a program's stored pages back: before it, they
+#     cannot be read through /proc/PID/mem (what gdb reads), after it all are;
 #   - zswapu plot writes a PNG and a well-formed SVG;
 #   - make install DESTDIR=... then a program built with
 #     `pkg-config --cflags --libs zswapu` against the installed copy runs,
@@ -172,6 +174,62 @@ if ZSWAPU_WRITEBACK=1 ZSWAPU_MAX_POOL=1M "$Z" run --limit 8M -- "$HOG" 32 2 clos
 else
     bad "a program that closes every descriptor keeps its data" "$T/closeall"
 fi
+
+# ---- release ----
+# gdb reads a process's memory through /proc/PID/mem, which cannot wait for
+# the engine to bring a stored page back: such pages fail to read (EIO)
+# until zswapu release has put them back and stopped managing the process
+cat > "$T/memread.py" <<'EOF'
+import sys
+pid = sys.argv[1]
+bad = good = 0
+with open("/proc/%s/maps" % pid) as maps, open("/proc/%s/mem" % pid, "rb", 0) as mem:
+    for line in maps:
+        f = line.split()
+        if f[1] != "rw-p" or f[4] != "0" or (len(f) > 5 and f[5] != "[heap]"):
+            continue
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        if hi - lo > 1 << 28:
+            continue  # the engine's reservations: gigabytes never touched
+        for a in range(lo, hi, 4096):
+            try:
+                mem.seek(a)
+                mem.read(4096)
+                good += 1
+            except OSError:
+                bad += 1
+print(good, bad)
+EOF
+check "release refuses a process that is not managed" \
+    sh -c "! '$Z' release 1 2>$T/e && grep -q 'not a managed process' $T/e"
+check "release wants a PID" sh -c "! '$Z' release 2>$T/e && grep -q 'usage: zswapu release' $T/e"
+start_hog 12M 40 12
+R=$HOGPID
+wait_seg "$R"
+i=0; st=0
+while [ $i -lt 100 ] && [ "${st:-0}" -lt 2560 ]; do sleep 0.1; st=$(raw stored_pages "$R"); i=$((i + 1)); done
+python3 "$T/memread.py" "$R" >"$T/before" 2>&1
+if [ "$(awk '{ print $2 }' "$T/before")" -gt 0 ] 2>/dev/null; then
+    ok "stored pages cannot be read through /proc/PID/mem (readable, unreadable: $(cat "$T/before"))"
+else
+    bad "stored pages cannot be read through /proc/PID/mem (stored_pages '$st')" "$T/before"
+fi
+check "zswapu release puts them back" sh -c "'$Z' release $R > $T/rel &&
+    grep -q 'brought back' $T/rel && grep -q 'runs on unmanaged' $T/rel"
+python3 "$T/memread.py" "$R" >"$T/after" 2>&1
+if [ "$(awk '{ print $2 }' "$T/after")" = 0 ]; then
+    ok "after release every page reads through /proc/PID/mem ($(awk '{ print $1 }' "$T/after") pages)"
+else
+    bad "after release every page reads through /proc/PID/mem" "$T/after"
+fi
+check "stat says it is released and holds nothing" sh -c "'$Z' stat $R > $T/rs &&
+    grep -q 'released: unmanaged' $T/rs && grep -q 'managed 0 B in 0 ranges' $T/rs &&
+    '$Z' stat --raw $R | grep -qx 'stored_pages 0'"
+check "a second release says it is done already" sh -c "'$Z' release $R | grep -q 'released already'"
+wait "$R"
+hog=$?
+if [ $hog -eq 0 ]; then ok "memhog, released midway, read every page back intact"; else
+    bad "memhog, released midway, read every page back intact (exit $hog)" "$T/hog.40.out"; fi
 
 # ---- plot ----
 if command -v gnuplot >/dev/null 2>&1; then
