@@ -148,7 +148,7 @@ $(B)/tests/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
-tools-test: all $(B)/tests/tools/memhog
+tools-test: all $(B)/tests/tools/memhog $(B)/tests/tools/orphans $(B)/tests/tools/crash
 ifeq ($(SANITIZE),)
 	./tests/tools/run.sh $(B)
 else

@@ -350,6 +350,7 @@ void children_release_all(struct children *c)
 		if (err && err != -ESRCH)
 			log_error("giving a forked child its pages failed (%s): it may read zeros",
 				  strerrordesc_np(-err) ? strerrordesc_np(-err) : "error");
+		count(&c->cnt.released);
 		child_free(ch);
 	}
 	c->n = 0;

@@ -45,6 +45,7 @@ struct children_counters {
 	_Atomic uint64_t faults_store;  /* ... from their stored pages */
 	_Atomic uint64_t exited;        /* views dropped: the child exited or exec'd */
 	_Atomic uint64_t refused;       /* forks that could not be served (see log) */
+	_Atomic uint64_t released;      /* views handed all their pages (children_release_all) */
 	_Atomic uint64_t remap_placed;  /* stored pages put in after an mremap (resolve_unmoved) */
 };
 

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/children.h"
@@ -114,6 +115,9 @@ struct engine {
 
 	_Atomic bool stop, failed, stepped_aside;
 	_Atomic bool released; /* failed on request: engine_release() */
+	/* ends without exit handlers (engine_end()): tickets asked, served */
+	_Atomic uint64_t end_asked, end_served;
+	_Atomic bool end_core; /* ... and every page back for a core dump */
 	bool forked_child;
 	bool fork_events;            /* the kernel sends EVENT_FORK: children are served */
 	bool wp;                     /* WP detach: regions registered MISSING|WP */
@@ -517,23 +521,29 @@ static void serve_request(struct engine *e)
 	pthread_mutex_unlock(&e->req_mu);
 }
 
-/* Caller side: have the handler bring back [start, end); waits. */
-static int bring_back(struct engine *e, uintptr_t start, uintptr_t end)
+/* Caller side: have the handler serve @r; waits.  @return its result. */
+static int submit(struct engine *e, struct request *r)
 {
-	struct request r = { .start = start, .end = end, .cursor = start };
 	pthread_mutex_lock(&e->req_mu);
 	if (e->handler_gone) { /* it broke off after a read error */
 		pthread_mutex_unlock(&e->req_mu);
 		return -ECANCELED;
 	}
-	e->req = &r;
+	e->req = r;
 	pthread_mutex_unlock(&e->req_mu);
 	wake_handler(e);
 	pthread_mutex_lock(&e->req_mu);
-	while (!r.done)
+	while (!r->done)
 		pthread_cond_wait(&e->req_cv, &e->req_mu);
 	pthread_mutex_unlock(&e->req_mu);
-	return r.result;
+	return r->result;
+}
+
+/* Have the handler bring back [start, end); waits. */
+static int bring_back(struct engine *e, uintptr_t start, uintptr_t end)
+{
+	struct request r = { .start = start, .end = end, .cursor = start };
+	return submit(e, &r);
 }
 
 /* ---- stepping aside ---- */
@@ -655,6 +665,25 @@ static uint64_t serve_children(struct engine *e)
 	return atomic_load_explicit(&cc->faults, memory_order_relaxed) - before;
 }
 
+/*
+ * The process is about to end without exit handlers (engine_end()): its
+ * forked children get every page they still read through us, since the
+ * kernel drops their registrations with our descriptor; for a core dump,
+ * the process's own pages come back too (stepping aside, as on failure:
+ * the dump is written after the engine's threads are gone, and skips a
+ * page that is not there).  Under role, after every message read: a
+ * child whose fork() has returned is taken on by then.
+ */
+static void serve_end(struct engine *e, uint64_t asked)
+{
+	reap_children(e);
+	children_release_all(e->children);
+	bool up = false;
+	if (atomic_load(&e->end_core) && atomic_compare_exchange_strong(&e->failed, &up, true))
+		reclaim_pause_async(e->reclaim); /* stepped aside below, once quiet */
+	atomic_store(&e->end_served, asked);
+}
+
 static void *handler_main(void *arg)
 {
 	struct engine *e = arg;
@@ -684,6 +713,9 @@ static void *handler_main(void *arg)
 		if (e->nretry)
 			run_retries(e);
 		serve_request(e);
+		uint64_t asked = atomic_load(&e->end_asked);
+		if (asked != atomic_load_explicit(&e->end_served, memory_order_relaxed))
+			serve_end(e, asked);
 		if (atomic_load(&e->failed) && !atomic_load(&e->stepped_aside) &&
 		    reclaim_is_quiet(e->reclaim))
 			step_aside(e);
@@ -1128,6 +1160,33 @@ void engine_sync(struct engine *e)
 	pthread_mutex_unlock(&e->req_lock);
 }
 
+int engine_end(struct engine *e, bool core, unsigned int timeout_ms)
+{
+	if (e->forked_child)
+		return -ECHILD;
+	if (core)
+		atomic_store(&e->end_core, true);
+	uint64_t ticket = atomic_fetch_add(&e->end_asked, 1) + 1;
+	wake_handler(e);
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (atomic_load(&e->end_served) >= ticket &&
+		    (!core || atomic_load(&e->stepped_aside)))
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (timeout_ms && (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >=
+					  timeout_ms)
+			return -ETIMEDOUT;
+		nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
+	}
+}
+
+uint64_t engine_stored_pages(struct engine *e)
+{
+	return atomic_load_explicit(&e->stats->c[STAT_STORED_PAGES], memory_order_relaxed);
+}
+
 struct zpool *engine_zpool(struct engine *e)
 {
 	return store_zpool(e->store);
@@ -1152,6 +1211,7 @@ void engine_snapshot(struct engine *e, struct engine_snapshot *out)
 	out->handler.child_faults_store = atomic_load(&cc->faults_store);
 	out->handler.children_exited = atomic_load(&cc->exited);
 	out->handler.forks_refused = atomic_load(&cc->refused);
+	out->handler.children_released = atomic_load(&cc->released);
 	out->handler.remap_placed += atomic_load(&cc->remap_placed);
 	out->features = e->uffd.features;
 	out->regions = region_count(e->regions);

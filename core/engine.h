@@ -69,6 +69,7 @@ void engine_options_default(struct engine_options *o);
 	X(child_faults_store, "... from the pages stored at the fork")        \
 	X(children_exited, "forked children that exited or exec'd")           \
 	X(forks_refused, "forked children given every page at once instead") \
+	X(children_released, "forked children handed all their pages at once (parent ending, engine stopping)") \
 	X(wp_faults, "writes to write-protected pages answered (WP detach)") \
 	X(pages_lost, "stored pages unreadable when the engine stepped aside (poisoned)") \
 	X(faults_held, "faults held while the process was over its limit")    \
@@ -148,6 +149,23 @@ int engine_hot(struct engine *e, uintptr_t start, size_t len);
  * after engine_sync() it does.
  */
 void engine_sync(struct engine *e);
+
+/*
+ * engine_end() : the process is about to end without its exit handlers
+ * (_exit, exec, a fatal signal's default action).  Every live forked child
+ * gets all the pages it still reads through this engine and is no longer
+ * served (the kernel drops its registration when our descriptor goes);
+ * with @core, every stored page of the process comes back too and the
+ * engine steps aside (a core dump is written once the engine's threads
+ * are gone, and leaves out a page that is not there).  Waits at most
+ * @timeout_ms (0: as long as it takes).  Async-signal-safe: it takes no
+ * lock; the handler does the work.
+ * @return 0; -ETIMEDOUT; -ECHILD a forked child's copy.
+ */
+int engine_end(struct engine *e, bool core, unsigned int timeout_ms);
+
+/* engine_stored_pages() : pages held now (async-signal-safe). */
+uint64_t engine_stored_pages(struct engine *e);
 void engine_snapshot(struct engine *e, struct engine_snapshot *out);
 bool engine_failed(struct engine *e);
 

@@ -8,8 +8,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "core/engine.h"
 #include "core/log.h"
@@ -20,6 +22,9 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct engine *engine;
 /* Calls in flight on `engine`: shutdown waits for them to drain. */
 static unsigned int users;
+/* the engine for zswapu_before_end(), which takes no lock, and its callers */
+static struct engine *_Atomic ending_engine;
+static _Atomic unsigned int ending_users;
 static pthread_cond_t drained = PTHREAD_COND_INITIALIZER;
 
 ZSWAPU_API void zswapu_options_init(struct zswapu_options *o)
@@ -106,8 +111,10 @@ ZSWAPU_API int zswapu_init(const struct zswapu_options *in)
 		return -EALREADY;
 	}
 	err = engine_create(&o, &engine);
-	if (!err)
+	if (!err) {
+		atomic_store(&ending_engine, engine);
 		publish_start(engine, in);
+	}
 	pthread_mutex_unlock(&lock);
 	return err;
 }
@@ -135,9 +142,13 @@ ZSWAPU_API void zswapu_shutdown(void)
 	pthread_mutex_lock(&lock);
 	struct engine *e = engine;
 	engine = NULL; /* new calls see "not initialised" */
+	atomic_store(&ending_engine, NULL);
 	while (users)
 		pthread_cond_wait(&drained, &lock);
 	pthread_mutex_unlock(&lock);
+	/* a fatal signal's handler in zswapu_before_end() (bounded wait) */
+	while (atomic_load(&ending_users))
+		nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
 	publish_stop();
 	engine_destroy(e);
 }
@@ -224,6 +235,19 @@ ZSWAPU_API int zswapu_detach_mode(void)
 	int mode = (int)engine_detach_mode(e);
 	put();
 	return mode;
+}
+
+ZSWAPU_API int zswapu_before_end(unsigned int flags, unsigned int timeout_ms)
+{
+	if (flags & ~ZSWAPU_END_CORE)
+		return -EINVAL;
+	/* no lock (a signal handler may interrupt its holder): the engine
+	 * stays while ending_users says someone is in here */
+	atomic_fetch_add(&ending_users, 1);
+	struct engine *e = atomic_load(&ending_engine);
+	int err = e ? engine_end(e, flags & ZSWAPU_END_CORE, timeout_ms) : -ENODEV;
+	atomic_fetch_sub(&ending_users, 1);
+	return err == -ECHILD ? -ENODEV : err;
 }
 
 ZSWAPU_API int zswapu_hot(void *addr, size_t len)

@@ -198,6 +198,26 @@ ZSWAPU_API int zswapu_fork_advice(void *addr, size_t len, int advice);
 ZSWAPU_API int zswapu_detach_mode(void);
 
 /*
+ * zswapu_before_end() : the process is about to end without its exit
+ * handlers: _exit() (daemon(3) forks and ends the parent so), exec, or
+ * the default action of a fatal signal.  A child forked without exec
+ * reads its compressed pages through this process's engine, and the
+ * kernel drops its registration when the engine's descriptor goes: those
+ * pages would read as zeros.  So every live forked child gets all of them
+ * now and is served no more.  With ZSWAPU_END_CORE, every page of this
+ * process comes back too and the engine steps aside: a core dump is
+ * written after the engine's threads are gone, and would leave out (zeros)
+ * every page still compressed.  Waits at most @timeout_ms (0: as long as
+ * it takes).  Async-signal-safe: for a fatal signal's handler (the
+ * LD_PRELOAD shim's), its _exit() and daemon().  zswapu_shutdown() and a
+ * normal exit() under the shim need no call.
+ * @return 0; -ETIMEDOUT not done in time; -EINVAL unknown @flags;
+ * -ENODEV not initialised (or in a forked child, which has no engine).
+ */
+#define ZSWAPU_END_CORE 1u
+ZSWAPU_API int zswapu_before_end(unsigned int flags, unsigned int timeout_ms);
+
+/*
  * zswapu_managed() : 1 when @addr lies in a registered range, else 0 (the
  * LD_PRELOAD shim asks after a large allocation; tests).  0 without an
  * engine.

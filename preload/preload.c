@@ -74,12 +74,16 @@
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,6 +144,10 @@ static struct {
 	struct zswapu_stats peak; /* at the moment stored_pages peaked */
 	uint64_t peak_anon;
 	bool enospc_logged;
+	/* the process whose engine this is (0: none); a forked or vforked
+	 * child sees the same value and another getpid() */
+	_Atomic pid_t owner;
+	_Atomic bool forked; /* it has forked (fork(), not vfork or spawn) */
 } g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -582,6 +590,250 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 		engine_gone(zswapu_fork_advice(addr, len, advice));
 	errno = saved;
 	return r;
+}
+
+/* ---- ends that skip the exit handlers ------------------------------------------------ */
+
+/*
+ * A forked child reads its stored pages through this engine.  Ended
+ * without exit handlers (the destructor hands the children their pages),
+ * the process would take the engine with it, and the kernel would drop
+ * the children's registrations: daemon(3)'s child read 13,056 of 16,384
+ * pages as zeros.  So every such end hands them their pages first.
+ */
+#define END_WAIT_MS 30000 /* a wedged engine must not keep a process from ending */
+
+static void children_first(void)
+{
+	pid_t owner = atomic_load(&g.owner);
+	/* no fork, no child to serve: _exit() needs no round trip */
+	if (atomic_load(&g.forked) && owner && owner == getpid()) {
+		int saved = errno;
+		int err = zswapu_before_end(0, END_WAIT_MS);
+		if (err && err != -ENODEV)
+			log_error("forked children could not all get their pages before the process "
+				  "ended (%s): they may read zeros",
+				  strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+		errno = saved;
+	}
+}
+
+static void *_Atomic real__exit;
+
+EXPORT __attribute__((noreturn)) void _exit(int status)
+{
+	children_first();
+	void *f = real(&real__exit, "_exit");
+	if (f)
+		((void (*)(int))f)(status);
+	for (;;)
+		syscall(SYS_exit_group, status);
+}
+
+EXPORT __attribute__((noreturn)) void _Exit(int status)
+{
+	_exit(status);
+}
+
+/*
+ * glibc's daemon() forks and ends the parent with its own _exit(), out of
+ * our reach: this is the same function (daemon(3)) with our _exit().
+ */
+EXPORT int daemon(int nochdir, int noclose)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	if (!nochdir && chdir("/") < 0)
+		return -1;
+	if (!noclose) {
+		int fd = open("/dev/null", O_RDWR);
+		if (fd < 0)
+			return -1;
+		struct stat st;
+		/* as glibc: not a character device, not the real /dev/null */
+		if (fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode)) {
+			close(fd);
+			errno = ENODEV;
+			return -1;
+		}
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+/* ---- fatal signals ---------------------------------------------------------------------- */
+
+/*
+ * A signal whose default action ends the process ends it without exit
+ * handlers too: children_first(), and for a core dump, every stored page
+ * back first (the kernel writes the dump once the engine's threads are
+ * gone, and leaves out every page that is not there: zeros in gdb).  So
+ * where the program leaves such a signal at SIG_DFL, on_fatal() is
+ * installed instead; it does that, restores SIG_DFL and sends the signal
+ * again, with its siginfo, to take the default action.  The program sees
+ * SIG_DFL: sigaction() and signal() below report it, and a handler of its
+ * own replaces ours (setting SIG_DFL again brings ours back).
+ */
+static const int core_signals[] = { SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS,
+				    SIGFPE,  SIGSEGV, SIGXCPU, SIGXFSZ, SIGSYS };
+static const int term_signals[] = { SIGHUP,  SIGINT,  SIGPIPE, SIGALRM,   SIGTERM, SIGUSR1,
+				    SIGUSR2, SIGPROF, SIGIO,   SIGVTALRM, SIGPWR,  SIGSTKFLT };
+
+static _Atomic bool fatal_watched; /* on_fatal() is in use: sigaction() translates */
+static void *_Atomic real_sigaction, *_Atomic real_signal;
+
+static bool in_list(const int *l, size_t n, int sig)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i] == sig)
+			return true;
+	return false;
+}
+
+static bool is_core(int sig)
+{
+	return in_list(core_signals, sizeof(core_signals) / sizeof(*core_signals), sig);
+}
+
+static bool watched(int sig)
+{
+	return is_core(sig) || in_list(term_signals, sizeof(term_signals) / sizeof(*term_signals), sig);
+}
+
+/* Resolved at start: on_fatal() cannot call dlsym. */
+static int call_sigaction(int sig, const struct sigaction *a, struct sigaction *o)
+{
+	void *f = atomic_load_explicit(&real_sigaction, memory_order_acquire);
+	if (!f) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return ((int (*)(int, const struct sigaction *, struct sigaction *))f)(sig, a, o);
+}
+
+/* Will the kernel write a core dump?  Only syscalls: a signal handler's. */
+static bool dump_expected(void)
+{
+	if (prctl(PR_GET_DUMPABLE) <= 0)
+		return false;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur > 1)
+		return true;
+	/* a pipe (systemd-coredump, apport) is fed whatever RLIMIT_CORE says
+	 * (but 1, which the kernel uses to break recursion) */
+	char c[2];
+	return maps_read_small("/proc/sys/kernel/core_pattern", c, sizeof(c)) && c[0] == '|' &&
+	       rl.rlim_cur != 1;
+}
+
+static void on_fatal(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	int saved = errno;
+	pid_t owner = atomic_load(&g.owner);
+	uintptr_t a, b, sp = (uintptr_t)&a;
+	pagesrc_range(&a, &b);
+	/* not in a forked child (the engine is the parent's), not on an
+	 * engine thread (one crashing cannot wait for itself) */
+	if (owner && owner == getpid() && !(sp >= a && sp < b)) {
+		bool core = is_core(sig) && dump_expected();
+		if (core || atomic_load(&g.forked)) {
+			int err = zswapu_before_end(core ? ZSWAPU_END_CORE : 0, END_WAIT_MS);
+			if (core && err && err != -ENODEV)
+				log_error("signal %d: the stored pages could not all come back (%s): the "
+					  "core dump has zeros for those left",
+					  sig, strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+		}
+	}
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	call_sigaction(sig, &dfl, NULL);
+	/* pending until this handler returns, then the default action: a
+	 * fault's siginfo (address, code) goes into the dump unchanged */
+	siginfo_t again = *si;
+	syscall(SYS_rt_tgsigqueueinfo, getpid(), syscall(SYS_gettid), sig, &again);
+	errno = saved;
+}
+
+static int install_ours(int sig, struct sigaction *old)
+{
+	struct sigaction a;
+	memset(&a, 0, sizeof(a));
+	a.sa_sigaction = on_fatal;
+	/* every signal held off meanwhile: the one sent again waits for the return */
+	a.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigfillset(&a.sa_mask);
+	return call_sigaction(sig, &a, old);
+}
+
+/* At start (one thread): on_fatal() where the disposition is SIG_DFL. */
+static void watch_fatal_signals(void)
+{
+	real(&real_sigaction, "sigaction");
+	real(&real_signal, "signal");
+	if (!atomic_load(&real_sigaction))
+		return;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction cur;
+		if (watched(sig) && call_sigaction(sig, NULL, &cur) == 0 && cur.sa_handler == SIG_DFL)
+			install_ours(sig, NULL);
+	}
+	atomic_store(&fatal_watched, true);
+}
+
+EXPORT int sigaction(int sig, const struct sigaction *restrict act, struct sigaction *restrict old)
+{
+	void *f = real(&real_sigaction, "sigaction");
+	pid_t owner = atomic_load(&g.owner);
+	if (!f || !atomic_load(&fatal_watched) || sig <= 0 || sig >= NSIG || !watched(sig))
+		return f ? call_sigaction(sig, act, old) : (errno = ENOSYS, -1);
+	struct sigaction prev;
+	int r;
+	/* a forked child has the handler too (it only takes the default
+	 * action), but gets what it asks for */
+	if (act && act->sa_handler == SIG_DFL && owner && owner == getpid()) {
+		r = install_ours(sig, &prev);
+	} else {
+		r = call_sigaction(sig, act, &prev);
+	}
+	if (r == 0 && old) {
+		*old = prev;
+		if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == on_fatal) {
+			memset(old, 0, sizeof(*old));
+			old->sa_handler = SIG_DFL; /* what the program left there */
+		}
+	}
+	return r;
+}
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+{
+	if (!atomic_load(&fatal_watched) || sig <= 0 || sig >= NSIG || !watched(sig)) {
+		void *f = real(&real_signal, "signal");
+		if (!f) {
+			errno = ENOSYS;
+			return SIG_ERR;
+		}
+		return ((__sighandler_t(*)(int, __sighandler_t))f)(sig, h);
+	}
+	/* glibc's signal(): BSD semantics, through sigaction() above */
+	struct sigaction a, o;
+	memset(&a, 0, sizeof(a));
+	a.sa_handler = h;
+	sigemptyset(&a.sa_mask);
+	sigaddset(&a.sa_mask, sig);
+	a.sa_flags = SA_RESTART;
+	return sigaction(sig, &a, &o) < 0 ? SIG_ERR : o.sa_handler;
 }
 
 /*
@@ -1100,6 +1352,11 @@ static const char *why(int err)
 	}
 }
 
+static void after_fork_parent(void)
+{
+	atomic_store(&g.forked, true);
+}
+
 static void after_fork_child(void)
 {
 	/* the parent's engine serves this process; it manages nothing itself */
@@ -1190,7 +1447,9 @@ __attribute__((constructor)) static void preload_start(void)
 		zswapu_shutdown();
 		return;
 	}
-	pthread_atfork(NULL, NULL, after_fork_child);
+	pthread_atfork(NULL, after_fork_parent, after_fork_child);
+	atomic_store(&g.owner, getpid());
+	watch_fatal_signals();
 	if (g.o.profile[0]) {
 		r = profile_start(g.o.profile, g.o.profile_rate);
 		if (r)

@@ -1636,6 +1636,76 @@ START_TEST(fork_child_view_reaped)
 }
 END_TEST
 
+/* Pages of [m, m + n pages) present in this process (pagemap bit 63). */
+static size_t present_pages(const uint8_t *m, size_t n)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return 0;
+	size_t count = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t e = 0;
+		if (pread(fd, &e, sizeof(e), (off_t)((uintptr_t)m / PAGE + i) * 8) == sizeof(e))
+			count += e >> 63;
+	}
+	close(fd);
+	return count;
+}
+
+/*
+ * A parent about to end without its exit handlers (_exit after fork, as
+ * daemon(3) does; a fatal signal) hands its forked children their pages
+ * first: the kernel drops a child's registration when the parent's engine
+ * goes, and what was still stored then reads as zeros (daemon's child:
+ * 13,056 of 16,384 pages).  Handed over, every page is in the child before
+ * it touches one.  For a core dump, the parent's own come back as well.
+ */
+START_TEST(fork_children_released)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 512 };
+	start(0);
+	uint8_t *m = map_stored(N, 11);
+	ck_assert_int_eq(zswapu_before_end(0, 0), 0); /* no child yet */
+	ck_assert_int_eq(zswapu_before_end(2, 0), -EINVAL);
+	int go[2];
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		if (present_pages(m, N) != N)
+			_exit(4); /* still to be served by the parent */
+		for (int i = 0; i < N; i++)
+			if (!page_ok(m + i * PAGE, i, 11))
+				_exit(3);
+		_exit(0);
+	}
+	ck_assert_int_eq(zswapu_before_end(0, 0), 0);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	close(go[0]);
+	close(go[1]);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_eq(st.stored_pages, N); /* the parent's stay stored */
+	ck_assert_uint_eq(st.failed, 0);
+	/* for a core dump: the parent's own pages too, the engine aside */
+	ck_assert_uint_eq(present_pages(m, N), 0);
+	ck_assert_int_eq(zswapu_before_end(ZSWAPU_END_CORE, 0), 0);
+	ck_assert_uint_eq(present_pages(m, N), N);
+	zswapu_stats(&st);
+	ck_assert_uint_eq(st.stored_pages, 0);
+	ck_assert_uint_eq(st.failed, 1);
+	for (int i = 0; i < N; i++)
+		ck_assert(page_ok(m + i * PAGE, i, 11));
+	zswapu_shutdown();
+}
+END_TEST
+
 static void *fork_and_exit(void *arg)
 {
 	pid_t pid = fork();
@@ -2499,6 +2569,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, fork_child_misses_dontfork_pages, 0, 4);
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
+	tcase_add_test(tc, fork_children_released);
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
 	tcase_add_test(tc, fork_descriptor_moves_up_when_read);
 	tcase_add_test(tc, repeated_discard_read_once);

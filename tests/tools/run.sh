@@ -13,6 +13,10 @@
 #     two managed programs, `zswapu stat` asks which;
 #   - zswapu release puts a program's stored pages back: before it, they
 #     cannot be read through /proc/PID/mem (what gdb reads), after it all are;
+#   - a forked child whose parent ends by exit, _exit, daemon(3), SIGTERM or
+#     abort() reads every page (tests/tools/orphans), though the parent's
+#     engine served it; a SIGSEGV core dump holds every stored page
+#     (tests/tools/crash; when core_pattern names a file in the directory);
 #   - zswapu plot writes a PNG and a well-formed SVG;
 #   - make install DESTDIR=... then a program built with
 #     `pkg-config --cflags --libs zswapu` against the installed copy runs,
@@ -38,7 +42,8 @@ if [ -z "${ZSWAPU_TOOLS_NS:-}" ] && [ "$(id -u)" = 0 ] &&
 fi
 ALONE=${ZSWAPU_TOOLS_NS:-}
 
-for f in "$Z" "$HOG" "$B/libzswapu-preload.so"; do
+for f in "$Z" "$HOG" "$B/tests/tools/orphans" "$B/tests/tools/crash" \
+    "$B/libzswapu-preload.so"; do
     [ -e "$f" ] || { echo "run.sh: $f missing: build first (make all)" >&2; exit 1; }
 done
 
@@ -230,6 +235,71 @@ wait "$R"
 hog=$?
 if [ $hog -eq 0 ]; then ok "memhog, released midway, read every page back intact"; else
     bad "memhog, released midway, read every page back intact (exit $hog)" "$T/hog.40.out"; fi
+
+# ---- a parent that ends without its exit handlers ----
+# a forked child reads its stored pages through the parent's engine; the
+# parent ending by _exit() (daemon(3) does it) or a fatal signal's default
+# action must hand them over first, or the kernel drops the child's
+# registration and they read as zeros
+ORPH=$B/tests/tools/orphans
+for how in exit _exit daemon term abort; do
+    (cd "$T" && ulimit -c 0 && exec "$Z" run --limit 4M -- "$ORPH" "$how" 16) 2>"$T/orph.err" |
+        cat >"$T/orph.$how"
+    stored=$(awk '/^parent:/ { print $2 }' "$T/orph.$how")
+    if [ "${stored:-0}" -gt 0 ] && grep -q '^child: .* 0 read wrong$' "$T/orph.$how"; then
+        ok "orphans $how: the child reads every page after its parent is gone ($stored stored at the fork)"
+    else
+        cat "$T/orph.err" >>"$T/orph.$how"
+        bad "orphans $how: the child reads every page after its parent is gone" "$T/orph.$how"
+    fi
+done
+
+# a core dump with every stored page in it (the kernel writes it once the
+# engine's threads are gone and leaves out the pages that are not there)
+cat > "$T/readcore.py" <<'EOF'
+import struct, sys
+# crash's pages in its ELF core: how many start with "page <i> here"
+core, addr, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(core, "rb") as f:
+    d = f.read(64)
+    phoff, = struct.unpack_from("<Q", d, 32)
+    phentsize, phnum = struct.unpack_from("<HH", d, 54)
+    segs = []
+    for k in range(phnum):
+        f.seek(phoff + k * phentsize)
+        t, _, off, va, _, filesz = struct.unpack("<IIQQQQ", f.read(40))
+        if t == 1:
+            segs.append((va, off, filesz))
+    good = 0
+    for i in range(n):
+        a = addr + i * 4096
+        for va, off, sz in segs:
+            if va <= a < va + sz:
+                f.seek(off + a - va)
+                good += f.read(32).startswith(b"page %d here\0" % i)
+                break
+print(good, n)
+EOF
+pattern=$(cat /proc/sys/kernel/core_pattern)
+case "$pattern" in
+core|core.%p)
+    rm -f "$T"/core "$T"/core.[0-9]*
+    (cd "$T" && ulimit -c unlimited && exec "$Z" run --limit 4M -- "$B/tests/tools/crash" 16 \
+        >"$T/crash.out" 2>"$T/crash.err")
+    core=$(ls "$T"/core "$T"/core.[0-9]* 2>/dev/null | head -1)
+    if [ -n "$core" ]; then
+        python3 "$T/readcore.py" "$core" $(head -1 "$T/crash.out") >"$T/corepages" 2>&1
+        rm -f "$core"
+    fi
+    if [ -n "$core" ] && [ "$(awk '{ print ($1 == $2 && $2 > 0) }' "$T/corepages")" = 1 ]; then
+        ok "a SIGSEGV core dump holds every stored page ($(cat "$T/corepages"))"
+    else
+        cat "$T/crash.err" >>"$T/corepages"
+        bad "a SIGSEGV core dump holds every stored page (core '$core')" "$T/corepages"
+    fi ;;
+*)
+    echo "skip core dump: core_pattern is '$pattern', not a file in the working directory" ;;
+esac
 
 # ---- plot ----
 if command -v gnuplot >/dev/null 2>&1; then

@@ -1,0 +1,111 @@
+/*
+ * orphans — a managed parent that ends while a forked child still reads
+ * its stored pages through the parent's engine (tests/tools/run.sh).
+ * The parent fills MIB mebibytes with a pattern, leaves them cold for
+ * 2 s (the limit stores them), says how many are not present (stored:
+ * 0 natively), forks, and ends as HOW says:
+ *   exit    return from main (exit handlers run)
+ *   _exit   _exit(0) right after the fork
+ *   daemon  daemon(1, 1): glibc's forks and _exit()s the parent itself
+ *   term    raise(SIGTERM), default action
+ *   abort   abort()
+ * The child (daemon's own child for "daemon") waits until the parent is
+ * gone, then counts its pages that are not present yet and those that
+ * read wrong, and prints both.  Its exit status: 0 when none read wrong.
+ *
+ * usage: orphans HOW MIB
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096UL
+
+static unsigned char pattern(size_t page, size_t i)
+{
+	return (unsigned char)(page * 31 + i / 64 + 1);
+}
+
+/* Pages of [m, m + n pages) not present (pagemap bit 63), or -1. */
+static long absent(const unsigned char *m, size_t n)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	long count = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t e;
+		if (pread(fd, &e, sizeof(e), (off_t)(((uintptr_t)m / PAGE + i) * 8)) != 8) {
+			count = -1;
+			break;
+		}
+		count += !(e >> 63);
+	}
+	close(fd);
+	return count;
+}
+
+static int child(const unsigned char *m, size_t n, pid_t parent)
+{
+	/* the parent must be gone before a page is touched */
+	for (int i = 0; i < 1000 && getppid() == parent; i++)
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	if (getppid() == parent) {
+		printf("child: the parent did not end\n");
+		return 2;
+	}
+	long gone = absent(m, n);
+	size_t wrong = 0;
+	for (size_t p = 0; p < n; p++)
+		for (size_t i = 0; i < PAGE; i += 64)
+			if (m[p * PAGE + i] != pattern(p, i)) {
+				wrong++;
+				break;
+			}
+	printf("child: %ld of %zu pages not present; %zu read wrong\n", gone, n, wrong);
+	return wrong != 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 3 || atoi(argv[2]) <= 0) {
+		fprintf(stderr, "usage: orphans exit|_exit|daemon|term|abort MIB\n");
+		return 2;
+	}
+	const char *how = argv[1];
+	size_t n = (size_t)atoi(argv[2]) * 256;
+	unsigned char *m = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return 2;
+	for (size_t p = 0; p < n; p++)
+		for (size_t i = 0; i < PAGE; i++)
+			m[p * PAGE + i] = pattern(p, i);
+	sleep(2);
+	printf("parent: %ld of %zu pages not present at the fork\n", absent(m, n), n);
+	fflush(stdout);
+	pid_t self = getpid();
+	if (!strcmp(how, "daemon")) {
+		if (daemon(1, 1))
+			return 2;
+		return child(m, n, self);
+	}
+	pid_t pid = fork();
+	if (pid < 0)
+		return 2;
+	if (pid == 0)
+		return child(m, n, self);
+	if (!strcmp(how, "_exit"))
+		_exit(0);
+	if (!strcmp(how, "term"))
+		raise(SIGTERM);
+	if (!strcmp(how, "abort"))
+		abort();
+	return 0;
+}
