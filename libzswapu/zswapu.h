@@ -209,8 +209,8 @@ ZSWAPU_API int zswapu_detach_mode(void);
  * written after the engine's threads are gone, and would leave out (zeros)
  * every page still compressed.  Waits at most @timeout_ms (0: as long as
  * it takes).  Async-signal-safe: for a fatal signal's handler (the
- * LD_PRELOAD shim's), its _exit() and daemon().  zswapu_shutdown() and a
- * normal exit() under the shim need no call.
+ * LD_PRELOAD shim's), its _exit(), daemon() and exec functions.
+ * zswapu_shutdown() and a normal exit() under the shim need no call.
  * @return 0; -ETIMEDOUT not done in time; -EINVAL unknown @flags;
  * -ENODEV not initialised (or in a forked child, which has no engine).
  */

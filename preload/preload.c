@@ -670,6 +670,113 @@ EXPORT int daemon(int nochdir, int noclose)
 	return 0;
 }
 
+/*
+ * exec replaces the address space, the engine with it: the children
+ * first here too.  glibc's exec functions call execve() inside libc,
+ * so each is wrapped; the execl family builds its argv as glibc does.
+ */
+static void *_Atomic real_execve, *_Atomic real_execv, *_Atomic real_execvp,
+	*_Atomic real_execvpe, *_Atomic real_fexecve, *_Atomic real_execveat;
+
+typedef int (*exec_fn)(const char *, char *const[], char *const[]);
+
+static int no_exec(void)
+{
+	errno = ENOSYS;
+	return -1;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	children_first();
+	void *f = real(&real_execve, "execve");
+	return f ? ((exec_fn)f)(path, argv, envp) : no_exec();
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	children_first();
+	void *f = real(&real_execv, "execv");
+	return f ? ((int (*)(const char *, char *const[]))f)(path, argv) : no_exec();
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	children_first();
+	void *f = real(&real_execvp, "execvp");
+	return f ? ((int (*)(const char *, char *const[]))f)(file, argv) : no_exec();
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	children_first();
+	void *f = real(&real_execvpe, "execvpe");
+	return f ? ((exec_fn)f)(file, argv, envp) : no_exec();
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	children_first();
+	void *f = real(&real_fexecve, "fexecve");
+	return f ? ((int (*)(int, char *const[], char *const[]))f)(fd, argv, envp) : no_exec();
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+		    int flags)
+{
+	children_first();
+	void *f = real(&real_execveat, "execveat");
+	return f ? ((int (*)(int, const char *, char *const[], char *const[], int))f)(
+			   dirfd, path, argv, envp, flags)
+		 : no_exec();
+}
+
+enum execl_kind { EXECL, EXECLP, EXECLE };
+
+/*
+ * The execl family: the arguments up to the NULL (@count goes through
+ * them once to size argv, @fill again to copy them; for execle, the
+ * environment follows the NULL), then the matching exec*v*.
+ */
+static int execl_call(enum execl_kind k, const char *path, const char *arg, va_list *count,
+		      va_list *fill)
+{
+	size_t n = 1;
+	while (va_arg(*count, const char *))
+		n++;
+	char *argv[n + 1];
+	argv[0] = (char *)arg;
+	for (size_t i = 1; i <= n; i++)
+		argv[i] = va_arg(*fill, char *);
+	if (k == EXECLE)
+		return execve(path, argv, va_arg(*fill, char *const *));
+	return k == EXECLP ? execvp(path, argv) : execv(path, argv);
+}
+
+#define EXECL_BODY(kind, path, arg)                                   \
+	va_list count, fill;                                          \
+	va_start(count, arg);                                         \
+	va_copy(fill, count);                                         \
+	int r = execl_call(kind, path, arg, &count, &fill);           \
+	va_end(fill);                                                 \
+	va_end(count);                                                \
+	return r
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	EXECL_BODY(EXECL, path, arg);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	EXECL_BODY(EXECLP, file, arg);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	EXECL_BODY(EXECLE, path, arg);
+}
+
 /* ---- fatal signals ---------------------------------------------------------------------- */
 
 /*

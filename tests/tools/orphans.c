@@ -9,6 +9,7 @@
  *   daemon  daemon(1, 1): glibc's forks and _exit()s the parent itself
  *   term    raise(SIGTERM), default action
  *   abort   abort()
+ *   exec    execl("/bin/true"): the process lives on as another program
  * The child (daemon's own child for "daemon") waits until the parent is
  * gone, then counts its pages that are not present yet and those that
  * read wrong, and prints both.  Its exit status: 0 when none read wrong.
@@ -75,7 +76,7 @@ static int child(const unsigned char *m, size_t n, pid_t parent)
 int main(int argc, char **argv)
 {
 	if (argc != 3 || atoi(argv[2]) <= 0) {
-		fprintf(stderr, "usage: orphans exit|_exit|daemon|term|abort MIB\n");
+		fprintf(stderr, "usage: orphans exit|_exit|daemon|term|abort|exec MIB\n");
 		return 2;
 	}
 	const char *how = argv[1];
@@ -107,5 +108,7 @@ int main(int argc, char **argv)
 		raise(SIGTERM);
 	if (!strcmp(how, "abort"))
 		abort();
+	if (!strcmp(how, "exec"))
+		execl("/bin/true", "true", (char *)NULL);
 	return 0;
 }

@@ -242,7 +242,7 @@ if [ $hog -eq 0 ]; then ok "memhog, released midway, read every page back intact
 # action must hand them over first, or the kernel drops the child's
 # registration and they read as zeros
 ORPH=$B/tests/tools/orphans
-for how in exit _exit daemon term abort; do
+for how in exit _exit daemon term abort exec; do
     (cd "$T" && ulimit -c 0 && exec "$Z" run --limit 4M -- "$ORPH" "$how" 16) 2>"$T/orph.err" |
         cat >"$T/orph.$how"
     stored=$(awk '/^parent:/ { print $2 }' "$T/orph.$how")
