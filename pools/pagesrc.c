@@ -1,7 +1,18 @@
 /*
  * pagesrc — see pagesrc.h for what it is for.
  *
- * Layout of the arena:   [ meta: released-run stacks | pages ... ]
+ * Layout of the arena, two zones of one reservation:
+ *   [ main: meta | pages ... ][ data: meta | pages ... ]
+ * The data zone holds what only this process's engine reads, the
+ * compressed objects (pagesrc_alloc_data()).  It is MADV_WIPEONFORK: a
+ * forked child (which the parent's engine serves) gets none of it.
+ * Without that, each child kept the pool as it was at the fork, shared
+ * until the parent rewrote or freed those pages, then the child's alone;
+ * and fork copied the pool's page tables.  The main zone keeps what a
+ * forked child's inert copy of the engine still reads (the engine and
+ * its descriptors, counters, tables).
+ *
+ * In each zone:   [ meta: released-run stacks | pages ... ]
  *
  * Free runs are kept by length (1..PAGESRC_MAX_RUN) in two forms:
  *   - cached runs stay resident; they are linked through their own first
@@ -52,20 +63,28 @@ struct cached_run {
 	struct cached_run *next;
 };
 
-static struct pagesrc {
-	pthread_once_t init_once;
-	int init_err;
-	uintptr_t base, size; /* whole reservation */
+struct zone {
+	uintptr_t base, size; /* its part of the reservation */
 	uintptr_t pages;      /* first allocatable page */
 	size_t npages;        /* allocatable pages */
-
-	pthread_mutex_t lock;
+	/* under the lock: */
 	size_t bump;          /* pages handed out from the top, ever */
 	size_t populated;     /* pages below this were populated ahead */
 	struct cached_run *cached[PAGESRC_MAX_RUN + 1];
 	uint32_t *released[PAGESRC_MAX_RUN + 1]; /* stacks of page numbers */
 	size_t nreleased[PAGESRC_MAX_RUN + 1];
-	size_t used, ncached, nreleased_pages, limit;
+};
+
+enum { Z_MAIN, Z_DATA, Z_NR };
+
+static struct pagesrc {
+	pthread_once_t init_once;
+	int init_err;
+	uintptr_t base, size; /* whole reservation */
+	struct zone z[Z_NR];
+
+	pthread_mutex_t lock;
+	size_t used, ncached, nreleased_pages, limit; /* both zones */
 	size_t reserve; /* pages ordinary allocations leave free */
 	/* CACHE_* and POPULATE_AHEAD, or less under a budget */
 	size_t cache_high, cache_low, cache_hard, populate_ahead;
@@ -82,6 +101,26 @@ static size_t phys_bytes(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES);
 	return pages > 0 ? (size_t)pages * PAGESRC_PAGE_SIZE : (4UL << 30);
+}
+
+static void zone_init(struct zone *z, uintptr_t base, size_t size)
+{
+	z->base = base;
+	z->size = size;
+	/* Meta: one u32 stack per run length, deep enough for every run. */
+	size_t total = size / PAGESRC_PAGE_SIZE;
+	size_t slots = 0;
+	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++)
+		slots += total / k + 1;
+	size_t meta_pages = (slots * sizeof(uint32_t) + PAGESRC_PAGE_SIZE - 1) /
+			    PAGESRC_PAGE_SIZE;
+	uint32_t *slot = (uint32_t *)base;
+	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++) {
+		z->released[k] = slot;
+		slot += total / k + 1;
+	}
+	z->pages = base + meta_pages * PAGESRC_PAGE_SIZE;
+	z->npages = total - meta_pages;
 }
 
 static void do_init(void)
@@ -107,21 +146,12 @@ static void do_init(void)
 	madvise(p, want, MADV_NOHUGEPAGE);
 	ps.base = (uintptr_t)p;
 	ps.size = want;
-
-	/* Meta: one u32 stack per run length, deep enough for every run. */
-	size_t total = want / PAGESRC_PAGE_SIZE;
-	size_t slots = 0;
-	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++)
-		slots += total / k + 1;
-	size_t meta_pages = (slots * sizeof(uint32_t) + PAGESRC_PAGE_SIZE - 1) /
-			    PAGESRC_PAGE_SIZE;
-	uint32_t *slot = p;
-	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++) {
-		ps.released[k] = slot;
-		slot += total / k + 1;
-	}
-	ps.pages = ps.base + meta_pages * PAGESRC_PAGE_SIZE;
-	ps.npages = total - meta_pages;
+	/* half each: the pool may grow to RAM, the rest to the index, slabs,
+	 * staging; a failure (before 4.14) only leaves the data to children */
+	size_t half = want / 2 & ~(PAGESRC_PAGE_SIZE - 1);
+	zone_init(&ps.z[Z_MAIN], ps.base, half);
+	zone_init(&ps.z[Z_DATA], ps.base + half, want - half);
+	madvise((void *)ps.z[Z_DATA].base, ps.z[Z_DATA].size, MADV_WIPEONFORK);
 }
 
 int pagesrc_init(void)
@@ -163,62 +193,80 @@ bool pagesrc_use_reserve(bool use)
 	return was;
 }
 
-static uintptr_t page_addr(size_t pfn)
+static uintptr_t page_addr(const struct zone *z, size_t pfn)
 {
-	return ps.pages + pfn * PAGESRC_PAGE_SIZE;
+	return z->pages + pfn * PAGESRC_PAGE_SIZE;
 }
 
-static size_t page_num(uintptr_t a)
+static size_t page_num(const struct zone *z, uintptr_t a)
 {
-	return (a - ps.pages) / PAGESRC_PAGE_SIZE;
+	return (a - z->pages) / PAGESRC_PAGE_SIZE;
 }
 
-/* Put a run on the free lists; caller holds the lock. */
+static struct zone *zone_of(uintptr_t a)
+{
+	return a >= ps.z[Z_DATA].base ? &ps.z[Z_DATA] : &ps.z[Z_MAIN];
+}
+
+/* Put a run on its zone's free lists; caller holds the lock. */
 static void put_run_locked(uintptr_t a, size_t k, bool resident)
 {
+	struct zone *z = zone_of(a);
 	if (resident) {
 		struct cached_run *r = (struct cached_run *)a;
-		r->next = ps.cached[k];
-		ps.cached[k] = r;
+		r->next = z->cached[k];
+		z->cached[k] = r;
 		ps.ncached += k;
 	} else {
-		ps.released[k][ps.nreleased[k]++] = (uint32_t)page_num(a);
+		z->released[k][z->nreleased[k]++] = (uint32_t)page_num(z, a);
 		ps.nreleased_pages += k;
 	}
 }
 
-/* Take any free run of length k; caller holds the lock.  0 when none. */
-static uintptr_t take_run_locked(size_t k)
+/* Take any free run of length k in @z; caller holds the lock.  0 when none. */
+static uintptr_t take_run_locked(struct zone *z, size_t k)
 {
-	if (ps.cached[k]) {
-		struct cached_run *r = ps.cached[k];
-		ps.cached[k] = r->next;
+	if (z->cached[k]) {
+		struct cached_run *r = z->cached[k];
+		z->cached[k] = r->next;
 		ps.ncached -= k;
 		return (uintptr_t)r;
 	}
-	if (ps.nreleased[k]) {
+	if (z->nreleased[k]) {
 		ps.nreleased_pages -= k;
-		return page_addr(ps.released[k][--ps.nreleased[k]]);
+		return page_addr(z, z->released[k][--z->nreleased[k]]);
 	}
 	return 0;
 }
+
+static int alloc_in(struct zone *z, size_t npages, size_t keep, void **out);
 
 int pagesrc_alloc(size_t npages, void **out)
 {
 	return pagesrc_alloc_reserving(npages, 0, out);
 }
 
+int pagesrc_alloc_data(size_t npages, void **out)
+{
+	int err = pagesrc_init();
+	return err ? err : alloc_in(&ps.z[Z_DATA], npages, 0, out);
+}
+
 int pagesrc_alloc_reserving(size_t npages, size_t keep, void **out)
 {
 	int err = pagesrc_init();
-	if (err)
-		return err;
+	return err ? err : alloc_in(&ps.z[Z_MAIN], npages, keep, out);
+}
+
+static int alloc_in(struct zone *z, size_t npages, size_t keep, void **out)
+{
 	if (npages == 0 || npages > PAGESRC_MAX_RUN)
 		return -EINVAL;
 
 	pthread_mutex_lock(&ps.lock);
 	/* One page always fits when used + 1 <= npages: any free run splits. */
-	size_t cap = ps.limit && ps.limit < ps.npages ? ps.limit : ps.npages;
+	size_t all = ps.z[Z_MAIN].npages + ps.z[Z_DATA].npages;
+	size_t cap = ps.limit && ps.limit < all ? ps.limit : all;
 	size_t kept = tls_use_reserve ? 0 : ps.reserve + keep;
 	if (ps.used + npages + kept > cap) {
 		pthread_mutex_unlock(&ps.lock);
@@ -232,28 +280,28 @@ int pagesrc_alloc_reserving(size_t npages, size_t keep, void **out)
 	 */
 	uintptr_t pop = 0;
 	size_t npop = 0;
-	bool was_cached = ps.cached[npages] != NULL;
-	uintptr_t a = take_run_locked(npages);
+	bool was_cached = z->cached[npages] != NULL;
+	uintptr_t a = take_run_locked(z, npages);
 	if (a && !was_cached) {
 		pop = a;
 		npop = npages;
 	}
-	if (!a && ps.bump + npages <= ps.npages) {
-		a = page_addr(ps.bump);
-		ps.bump += npages;
-		if (ps.bump > ps.populated) {
-			size_t from = ps.populated > ps.bump - npages ? ps.populated : ps.bump - npages;
+	if (!a && z->bump + npages <= z->npages) {
+		a = page_addr(z, z->bump);
+		z->bump += npages;
+		if (z->bump > z->populated) {
+			size_t from = z->populated > z->bump - npages ? z->populated : z->bump - npages;
 			size_t to = from + ps.populate_ahead;
-			to = to < ps.bump ? ps.bump : to;
-			to = to > ps.npages ? ps.npages : to;
-			pop = page_addr(from);
+			to = to < z->bump ? z->bump : to;
+			to = to > z->npages ? z->npages : to;
+			pop = page_addr(z, from);
 			npop = to - from;
-			ps.populated = to;
+			z->populated = to;
 		}
 	}
 	for (size_t k = npages + 1; !a && k <= PAGESRC_MAX_RUN; k++) {
-		bool resident = ps.cached[k] != NULL;
-		a = take_run_locked(k);
+		bool resident = z->cached[k] != NULL;
+		a = take_run_locked(z, k);
 		if (a)
 			put_run_locked(a + npages * PAGESRC_PAGE_SIZE, k - npages,
 				       resident);
@@ -301,13 +349,15 @@ static void release_cached(size_t keep)
 	for (;;) {
 		size_t n = 0;
 		pthread_mutex_lock(&ps.lock);
-		for (size_t k = PAGESRC_MAX_RUN; k >= 1 && n < BATCH; k--) {
-			while (ps.cached[k] && n < BATCH && ps.ncached > keep) {
-				struct cached_run *r = ps.cached[k];
-				ps.cached[k] = r->next;
-				ps.ncached -= k;
-				batch[n].a = (uintptr_t)r;
-				batch[n++].k = k;
+		for (struct zone *z = ps.z; z < ps.z + Z_NR; z++) {
+			for (size_t k = PAGESRC_MAX_RUN; k >= 1 && n < BATCH; k--) {
+				while (z->cached[k] && n < BATCH && ps.ncached > keep) {
+					struct cached_run *r = z->cached[k];
+					z->cached[k] = r->next;
+					ps.ncached -= k;
+					batch[n].a = (uintptr_t)r;
+					batch[n++].k = k;
+				}
 			}
 		}
 		pthread_mutex_unlock(&ps.lock);
@@ -395,19 +445,22 @@ size_t pagesrc_resident_bytes(void)
 {
 	if (pagesrc_init())
 		return 0;
-	pthread_mutex_lock(&ps.lock);
-	size_t top = ps.bump > ps.populated ? ps.bump : ps.populated;
-	pthread_mutex_unlock(&ps.lock);
-	unsigned char v[4096];
 	size_t n = 0;
-	for (uintptr_t a = ps.base, end = page_addr(top); a < end;) {
-		size_t len = end - a < sizeof(v) * PAGESRC_PAGE_SIZE ? end - a
-								      : sizeof(v) * PAGESRC_PAGE_SIZE;
-		if (mincore((void *)a, len, v))
-			break;
-		for (size_t i = 0; i < len / PAGESRC_PAGE_SIZE; i++)
-			n += v[i] & 1;
-		a += len;
+	for (struct zone *z = ps.z; z < ps.z + Z_NR; z++) {
+		pthread_mutex_lock(&ps.lock);
+		size_t top = z->bump > z->populated ? z->bump : z->populated;
+		pthread_mutex_unlock(&ps.lock);
+		unsigned char v[4096];
+		for (uintptr_t a = z->base, end = page_addr(z, top); a < end;) {
+			size_t len = end - a < sizeof(v) * PAGESRC_PAGE_SIZE
+					     ? end - a
+					     : sizeof(v) * PAGESRC_PAGE_SIZE;
+			if (mincore((void *)a, len, v))
+				break;
+			for (size_t i = 0; i < len / PAGESRC_PAGE_SIZE; i++)
+				n += v[i] & 1;
+			a += len;
+		}
 	}
 	return n * PAGESRC_PAGE_SIZE;
 }
@@ -420,7 +473,7 @@ void pagesrc_get_stats(struct pagesrc_stats *st)
 	st->used_pages = ps.used;
 	st->cached_pages = ps.ncached;
 	st->released_pages = ps.nreleased_pages;
-	st->high_water = ps.bump;
+	st->high_water = ps.z[Z_MAIN].bump + ps.z[Z_DATA].bump;
 	st->reserve_pages = ps.reserve;
 	pthread_mutex_unlock(&ps.lock);
 }

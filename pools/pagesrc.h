@@ -62,7 +62,15 @@ int pagesrc_init(void);
  */
 int pagesrc_alloc(size_t npages, void **out);
 
-/* pagesrc_free() : give back a run obtained from pagesrc_alloc(@npages). */
+/*
+ * pagesrc_alloc_data() : as pagesrc_alloc(), from the data zone, which a
+ * forked child does not inherit (MADV_WIPEONFORK: zeros there): for what
+ * only this process's engine reads, the compressed objects, never for
+ * what a forked child's copy of the engine looks at.
+ */
+int pagesrc_alloc_data(size_t npages, void **out);
+
+/* pagesrc_free() : give back a run from pagesrc_alloc*(@npages). */
 void pagesrc_free(void *p, size_t npages);
 
 /* pagesrc_contains() : true when @p lies in the engine's arena.  Lock-free. */

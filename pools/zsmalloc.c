@@ -510,7 +510,7 @@ static int zspage_create(struct zs_pool *pool, struct size_class *c,
 	if (err)
 		return err;
 	void *base;
-	err = pagesrc_alloc(c->ppz, &base);
+	err = pagesrc_alloc_data(c->ppz, &base); /* no forked child reads it */
 	if (err) {
 		mslab_free(pool, &pool->descs, zs);
 		return err;
