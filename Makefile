@@ -148,7 +148,8 @@ $(B)/tests/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
-tools-test: all $(B)/tests/tools/memhog $(B)/tests/tools/orphans $(B)/tests/tools/crash
+tools-test: all $(B)/tests/tools/memhog $(B)/tests/tools/orphans $(B)/tests/tools/crash \
+	$(B)/tests/tools/sigview
 ifeq ($(SANITIZE),)
 	./tests/tools/run.sh $(B)
 else

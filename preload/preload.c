@@ -796,6 +796,9 @@ static const int term_signals[] = { SIGHUP,  SIGINT,  SIGPIPE, SIGALRM,   SIGTER
 				    SIGUSR2, SIGPROF, SIGIO,   SIGVTALRM, SIGPWR,  SIGSTKFLT };
 
 static _Atomic bool fatal_watched; /* on_fatal() is in use: sigaction() translates */
+/* what the kernel reported for the program's SIG_DFL where on_fatal stands
+ * (flags and mask as set: glibc adds SA_RESTORER, for one) */
+static struct sigaction dfl_view[NSIG];
 static void *_Atomic real_sigaction, *_Atomic real_signal;
 
 static bool in_list(const int *l, size_t n, int sig)
@@ -872,7 +875,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 	errno = saved;
 }
 
-static int install_ours(int sig, struct sigaction *old)
+static void install_ours(int sig)
 {
 	struct sigaction a;
 	memset(&a, 0, sizeof(a));
@@ -880,7 +883,7 @@ static int install_ours(int sig, struct sigaction *old)
 	/* every signal held off meanwhile: the one sent again waits for the return */
 	a.sa_flags = SA_SIGINFO | SA_ONSTACK;
 	sigfillset(&a.sa_mask);
-	return call_sigaction(sig, &a, old);
+	call_sigaction(sig, &a, NULL);
 }
 
 /* At start (one thread): on_fatal() where the disposition is SIG_DFL. */
@@ -892,8 +895,11 @@ static void watch_fatal_signals(void)
 		return;
 	for (int sig = 1; sig < NSIG; sig++) {
 		struct sigaction cur;
-		if (watched(sig) && call_sigaction(sig, NULL, &cur) == 0 && cur.sa_handler == SIG_DFL)
-			install_ours(sig, NULL);
+		if (watched(sig) && call_sigaction(sig, NULL, &cur) == 0 &&
+		    cur.sa_handler == SIG_DFL) {
+			dfl_view[sig] = cur;
+			install_ours(sig);
+		}
 	}
 	atomic_store(&fatal_watched, true);
 }
@@ -908,39 +914,102 @@ EXPORT int sigaction(int sig, const struct sigaction *restrict act, struct sigac
 	int r;
 	/* a forked child has the handler too (it only takes the default
 	 * action), but gets what it asks for */
-	if (act && act->sa_handler == SIG_DFL && owner && owner == getpid()) {
-		r = install_ours(sig, &prev);
-	} else {
-		r = call_sigaction(sig, act, &prev);
-	}
+	r = call_sigaction(sig, act, &prev);
+	if (r == 0 && act && act->sa_handler == SIG_DFL && owner && owner == getpid() &&
+	    call_sigaction(sig, NULL, &dfl_view[sig]) == 0)
+		install_ours(sig); /* a fatal signal just now took the default */
 	if (r == 0 && old) {
 		*old = prev;
-		if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == on_fatal) {
-			memset(old, 0, sizeof(*old));
-			old->sa_handler = SIG_DFL; /* what the program left there */
-		}
+		if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == on_fatal)
+			*old = dfl_view[sig]; /* what the program left there */
 	}
 	return r;
 }
 
-EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+/*
+ * glibc's other ways to set a handler, through sigaction() above for the
+ * signals we watch, so that none hands the program on_fatal (set again
+ * as a plain handler, it would be called without its siginfo).  signal()
+ * and bsd_signal(): BSD semantics; sysv_signal() (what signal() is in a
+ * strict -std=c99 build: __sysv_signal) resets and does not block.
+ */
+static __sighandler_t set_handler(int sig, __sighandler_t h, int flags, bool block_self)
 {
-	if (!atomic_load(&fatal_watched) || sig <= 0 || sig >= NSIG || !watched(sig)) {
-		void *f = real(&real_signal, "signal");
-		if (!f) {
-			errno = ENOSYS;
-			return SIG_ERR;
-		}
-		return ((__sighandler_t(*)(int, __sighandler_t))f)(sig, h);
-	}
-	/* glibc's signal(): BSD semantics, through sigaction() above */
 	struct sigaction a, o;
 	memset(&a, 0, sizeof(a));
 	a.sa_handler = h;
 	sigemptyset(&a.sa_mask);
-	sigaddset(&a.sa_mask, sig);
-	a.sa_flags = SA_RESTART;
+	if (block_self)
+		sigaddset(&a.sa_mask, sig);
+	a.sa_flags = flags;
 	return sigaction(sig, &a, &o) < 0 ? SIG_ERR : o.sa_handler;
+}
+
+static bool set_by_us(int sig)
+{
+	return atomic_load(&fatal_watched) && sig > 0 && sig < NSIG && watched(sig);
+}
+
+static __sighandler_t call_real_signal(void *_Atomic *slot, const char *name, int sig,
+				       __sighandler_t h)
+{
+	void *f = real(slot, name);
+	if (!f) {
+		errno = ENOSYS;
+		return SIG_ERR;
+	}
+	return ((__sighandler_t(*)(int, __sighandler_t))f)(sig, h);
+}
+
+static void *_Atomic real_bsd_signal, *_Atomic real_sysv_signal, *_Atomic real___sysv_signal,
+	*_Atomic real_sigset;
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+{
+	if (!set_by_us(sig))
+		return call_real_signal(&real_signal, "signal", sig, h);
+	return set_handler(sig, h, SA_RESTART, true);
+}
+
+EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t h)
+{
+	if (!set_by_us(sig))
+		return call_real_signal(&real_bsd_signal, "bsd_signal", sig, h);
+	return set_handler(sig, h, SA_RESTART, true);
+}
+
+EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t h)
+{
+	if (!set_by_us(sig))
+		return call_real_signal(&real_sysv_signal, "sysv_signal", sig, h);
+	return set_handler(sig, h, SA_RESETHAND | SA_NODEFER, false);
+}
+
+EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t h)
+{
+	if (!set_by_us(sig))
+		return call_real_signal(&real___sysv_signal, "__sysv_signal", sig, h);
+	return set_handler(sig, h, SA_RESETHAND | SA_NODEFER, false);
+}
+
+/* sigset(): as glibc's, SIG_HOLD blocks the signal instead */
+EXPORT __sighandler_t sigset(int sig, __sighandler_t h)
+{
+	if (!set_by_us(sig))
+		return call_real_signal(&real_sigset, "sigset", sig, h);
+	sigset_t one, was;
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	if (h == SIG_HOLD) {
+		struct sigaction o;
+		if (sigaction(sig, NULL, &o) < 0 || pthread_sigmask(SIG_BLOCK, &one, &was))
+			return SIG_ERR;
+		return sigismember(&was, sig) ? SIG_HOLD : o.sa_handler;
+	}
+	__sighandler_t old = set_handler(sig, h, 0, false);
+	if (old == SIG_ERR || pthread_sigmask(SIG_UNBLOCK, &one, &was))
+		return SIG_ERR;
+	return sigismember(&was, sig) ? SIG_HOLD : old;
 }
 
 /*

@@ -17,6 +17,7 @@
 #     abort() reads every page (tests/tools/orphans), though the parent's
 #     engine served it; a SIGSEGV core dump holds every stored page
 #     (tests/tools/crash; when core_pattern names a file in the directory);
+#     the program sees its signal dispositions as natively (tests/tools/sigview);
 #   - zswapu plot writes a PNG and a well-formed SVG;
 #   - make install DESTDIR=... then a program built with
 #     `pkg-config --cflags --libs zswapu` against the installed copy runs,
@@ -42,7 +43,7 @@ if [ -z "${ZSWAPU_TOOLS_NS:-}" ] && [ "$(id -u)" = 0 ] &&
 fi
 ALONE=${ZSWAPU_TOOLS_NS:-}
 
-for f in "$Z" "$HOG" "$B/tests/tools/orphans" "$B/tests/tools/crash" \
+for f in "$Z" "$HOG" "$B/tests/tools/orphans" "$B/tests/tools/crash" "$B/tests/tools/sigview" \
     "$B/libzswapu-preload.so"; do
     [ -e "$f" ] || { echo "run.sh: $f missing: build first (make all)" >&2; exit 1; }
 done
@@ -300,6 +301,22 @@ core|core.%p)
 *)
     echo "skip core dump: core_pattern is '$pattern', not a file in the working directory" ;;
 esac
+
+# zswapu's own handler for fatal signals left at SIG_DFL is not to be seen:
+# sigaction, signal, bsd_signal, sysv_signal and sigset report SIG_DFL
+# (flags as the kernel had them), set and restore as natively
+SV=$B/tests/tools/sigview
+"$SV" >"$T/sv.native" 2>/dev/null
+svn=$?
+"$Z" run -- "$SV" >"$T/sv.zswapu" 2>/dev/null
+svz=$?
+if [ $svn = $svz ] && cmp -s "$T/sv.native" "$T/sv.zswapu" && grep -q 'SIGUSR1 now SIG_DFL' "$T/sv.zswapu"; then
+    ok "the program sees its signal dispositions as natively (status $svz)"
+else
+    diff "$T/sv.native" "$T/sv.zswapu" >"$T/sv.diff"
+    echo "status $svn natively, $svz under zswapu" >>"$T/sv.diff"
+    bad "the program sees its signal dispositions as natively" "$T/sv.diff"
+fi
 
 # ---- plot ----
 if command -v gnuplot >/dev/null 2>&1; then
