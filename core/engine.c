@@ -774,6 +774,7 @@ static void *handler_main(void *arg)
 	pthread_mutex_lock(&e->role);
 	children_release_all(e->children);
 	pthread_mutex_unlock(&e->role);
+	atomic_store(&e->end_served, UINT64_MAX); /* every engine_end() is answered */
 	pthread_mutex_lock(&e->req_mu);
 	e->handler_gone = true;
 	struct request *r = e->req;
@@ -1171,8 +1172,8 @@ int engine_end(struct engine *e, bool core, unsigned int timeout_ms)
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		if (atomic_load(&e->end_served) >= ticket &&
-		    (!core || atomic_load(&e->stepped_aside)))
+		uint64_t served = atomic_load(&e->end_served);
+		if (served >= ticket && (!core || atomic_load(&e->stepped_aside) || served == UINT64_MAX))
 			return 0;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if (timeout_ms && (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >=
