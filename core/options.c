@@ -161,6 +161,17 @@ static const struct row table[OPTIONS_NR] = {
 		"the name it was invoked by) that the shim leaves unmanaged, for "
 		"children that inherit the environment.", OPTIONS_HONOURED },
 		T_NAMES, FIELD(exclude), 0, 0 },
+	[OPTIONS_SIGNALS] = { { "SIGNALS", "bool", "1",
+		"1: where the program leaves a signal that ends it (SIGTERM, SIGINT, "
+		"SIGPIPE ...) or dumps core (SIGSEGV, SIGABRT ...) at SIG_DFL, a "
+		"handler of the shim's first hands forked children their compressed "
+		"pages and, when a core dump will be written, brings every page "
+		"back into it, then takes the default action (the program still "
+		"sees SIG_DFL).  Other threads run on meanwhile, about a second per "
+		"GiB brought back.  0: no handler; such a signal then leaves forked "
+		"children zeros for their stored pages and the core without them.",
+		OPTIONS_HONOURED },
+		T_BOOL, FIELD(signals), 0, 0 },
 	[OPTIONS_WRITEBACK_DIR] = { { "WRITEBACK_DIR", "directory", "",
 		"Turns the writeback tier on: pages beyond ZSWAPU_MAX_POOL go, "
 		"compressed, to a file created here with O_TMPFILE (mode 0600, no "

@@ -47,6 +47,7 @@ enum options_id {
 	OPTIONS_DETACH,
 	OPTIONS_SCAN_INTERVAL,
 	OPTIONS_EXCLUDE,
+	OPTIONS_SIGNALS,
 	OPTIONS_WRITEBACK_DIR,
 	OPTIONS_WRITEBACK,
 	OPTIONS_ACCEPT,
@@ -67,6 +68,7 @@ struct options {
 	/* Settings of the shim and the tool. */
 	int enabled;           /* 0: the shim does nothing at all */
 	int stats;             /* print the stats table at exit */
+	int signals;           /* the shim's handler for fatal signals left at SIG_DFL */
 	int writeback;         /* ZSWAPU_WRITEBACK: 1 = on ($TMPDIR unless a directory is given) */
 	unsigned int scan_ms;  /* /proc/self/maps rescan period; 0 = at start only */
 	char exclude[256];     /* comma-separated program names */

@@ -1625,7 +1625,8 @@ __attribute__((constructor)) static void preload_start(void)
 	}
 	pthread_atfork(NULL, after_fork_parent, after_fork_child);
 	atomic_store(&g.owner, getpid());
-	watch_fatal_signals();
+	if (g.o.signals)
+		watch_fatal_signals();
 	if (g.o.profile[0]) {
 		r = profile_start(g.o.profile, g.o.profile_rate);
 		if (r)

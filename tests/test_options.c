@@ -319,6 +319,7 @@ START_TEST(bad_value_message)
 		{ "ZSWAPU_DETACH=remap", "auto, move, wp" },
 		{ "ZSWAPU_SCAN_INTERVAL=-1", "seconds" },
 		{ "ZSWAPU_EXCLUDE=a,,b", "name,name" },
+		{ "ZSWAPU_SIGNALS=sometimes", "yes, no" },
 	};
 	ck_assert_uint_eq(sizeof(cases) / sizeof(cases[0]), OPTIONS_NR - 5); /* all but reserved */
 	struct options o;
