@@ -198,7 +198,11 @@ static void print_screen(FILE *f, const struct view *v, const struct shmstat_sam
 			100.0 * rss / limit, bytes(val(v, "managed_bytes"), c, sizeof(c)),
 			(unsigned long long)val(v, "regions"),
 			/* why a process runs over its limit without being slowed */
-			unreach && rss > limit ? "; limit out of reach (unmanaged memory over it)" : "");
+			unreach && rss > limit
+				? (in->limit_pool ? "; limit out of reach (unmanaged memory and the pool "
+						    "over it)"
+						  : "; limit out of reach (unmanaged memory over it)")
+				: "");
 	else
 		fprintf(f, "  %-12s %s (no limit); managed %s in %llu ranges\n", "resident",
 			bytes(rss, a, sizeof(a)), bytes(val(v, "managed_bytes"), c, sizeof(c)),
