@@ -48,6 +48,7 @@
 #include "core/region.h"
 #include "core/resolve.h"
 #include "core/uffd.h"
+#include "core/writeback.h"
 #include "pools/pagesrc.h"
 
 #define PAGE 4096UL
@@ -874,6 +875,7 @@ static void fork_child(void)
 		if (prepared[i])
 			pthread_mutex_unlock(&e->req_lock);
 		children_forget(e->children);
+		writeback_forked_child(store_writeback_file(e->store));
 		uffd_close(&e->uffd);
 		fdguard_close(e->efd);
 		e->efd = -1;

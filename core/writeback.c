@@ -494,6 +494,19 @@ int writeback_create(const char *dir, struct stats *st, struct writeback **out)
 	return 0;
 }
 
+void writeback_forked_child(struct writeback *wb)
+{
+	if (!wb)
+		return;
+	if (wb->wr_up)
+		ring_exit(&wb->wr); /* this process's mappings and descriptor only */
+	if (wb->rd_up)
+		ring_exit(&wb->rd);
+	wb->wr_up = wb->rd_up = false;
+	fdguard_close(wb->fd);
+	wb->fd = -1;
+}
+
 void writeback_destroy(struct writeback *wb)
 {
 	if (!wb)
@@ -506,7 +519,7 @@ void writeback_destroy(struct writeback *wb)
 		ring_exit(&wb->rd);
 		pagesrc_free(wb->rbuf, 1);
 	}
-	fdguard_close(wb->fd); /* the last reference: the file is gone */
+	fdguard_close(wb->fd); /* the last reference (children drop theirs): the file is gone */
 	stats_add(wb->st, STAT_WB_FILE_BYTES, -(int64_t)(wb->used_blocks * WRITEBACK_BLOCK));
 	for (unsigned int i = 0; i < META_CHUNKS; i++)
 		if (wb->meta[i])

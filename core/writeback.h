@@ -78,6 +78,15 @@ int writeback_create(const char *dir, struct stats *st, struct writeback **out);
 /* writeback_destroy() : close the file (it vanishes) and free everything. */
 void writeback_destroy(struct writeback *wb);
 
+/*
+ * writeback_forked_child() : in a forked child, close its copies of the
+ * file's and the rings' descriptors (and unmap its copies of the rings).
+ * The child never reads the file (the parent's engine serves it), and its
+ * references kept the file's blocks and the rings alive as long as it
+ * lived: a daemon's, for good.  Nothing of the parent's changes.
+ */
+void writeback_forked_child(struct writeback *wb);
+
 /* writeback_usable() : false once an I/O error or a full disk stopped it. */
 bool writeback_usable(struct writeback *wb);
 

@@ -1706,6 +1706,68 @@ START_TEST(fork_children_released)
 }
 END_TEST
 
+/* This process's descriptors whose link contains @what. */
+static int fds_to(const char *what)
+{
+	DIR *d = opendir("/proc/self/fd");
+	ck_assert_ptr_nonnull(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char path[300], link[512];
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		ssize_t len = readlink(path, link, sizeof(link) - 1);
+		if (len > 0) {
+			link[len] = '\0';
+			n += strstr(link, what) != NULL;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * A forked child inherited the writeback file's and the io_uring rings'
+ * descriptors: the file's blocks and the rings stayed alive as long as it
+ * lived (a daemon: for good), though it never reads them.  It drops them
+ * at the fork; its pages still come from the file, through the parent.
+ */
+START_TEST(fork_child_drops_writeback_file)
+{
+	SKIP_WITHOUT_UFFD();
+	char dir[] = "/tmp/zswapu-wbfork-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	start_max_pool = 64 << 10;
+	start_wb_dir = dir;
+	enum { N = 1024 };
+	start(0);
+	uint8_t *m = map_stored(N, 13);
+	struct zswapu_stats st;
+	zswapu_stats(&st);
+	ck_assert_uint_gt(st.written_back_pages, 0);
+	ck_assert_int_ge(fds_to(dir), 1);
+	ck_assert_int_ge(fds_to("io_uring"), 1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (fds_to(dir) || fds_to("io_uring"))
+			_exit(4);
+		for (int i = 0; i < N; i++)
+			if (!page_ok(m + i * PAGE, i, 13))
+				_exit(3);
+		_exit(0);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	for (int i = 0; i < N; i++)
+		ck_assert(page_ok(m + i * PAGE, i, 13));
+	zswapu_shutdown();
+	start_max_pool = 0;
+	start_wb_dir = NULL;
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 static void *fork_and_exit(void *arg)
 {
 	pid_t pid = fork();
@@ -2570,6 +2632,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, fork_exec_and_spawn, 0, 2);
 	tcase_add_test(tc, fork_child_view_reaped);
 	tcase_add_test(tc, fork_children_released);
+	tcase_add_test(tc, fork_child_drops_writeback_file);
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
 	tcase_add_test(tc, fork_descriptor_moves_up_when_read);
 	tcase_add_test(tc, repeated_discard_read_once);
