@@ -875,7 +875,11 @@ static void fork_child(void)
 		if (prepared[i])
 			pthread_mutex_unlock(&e->req_lock);
 		children_forget(e->children);
+		/* the parent's descriptors it would keep open for nothing: the
+		 * writeback file's blocks and the rings, for one */
 		writeback_forked_child(store_writeback_file(e->store));
+		reclaim_forked_child(e->reclaim);
+		fthreads_forked_child(e->fthreads);
 		uffd_close(&e->uffd);
 		fdguard_close(e->efd);
 		e->efd = -1;

@@ -232,6 +232,15 @@ void fthreads_stop(struct fthreads *f)
 	pagesrc_free(f, struct_pages());
 }
 
+void fthreads_forked_child(struct fthreads *f)
+{
+	if (!f)
+		return;
+	fdguard_close(f->stopfd);
+	fdguard_close(f->epfd);
+	f->stopfd = f->epfd = -1;
+}
+
 int fthreads_watch(struct fthreads *f, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };

@@ -68,4 +68,8 @@ int fthreads_watch(struct fthreads *f, int fd);
 /* fthreads_stop() : stop and join them all, and free @f (NULL: nothing). */
 void fthreads_stop(struct fthreads *f);
 
+/* fthreads_forked_child() : in a forked child (no thread of ours there),
+ * close its copies of the descriptors; @f stays for the inert engine. */
+void fthreads_forked_child(struct fthreads *f);
+
 #endif

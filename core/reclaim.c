@@ -1700,6 +1700,12 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 	return 0;
 }
 
+void reclaim_forked_child(struct reclaim *r)
+{
+	fdguard_close(r->pagemap); /* the parent's pagemap, opened as /proc/self */
+	r->pagemap = -1;
+}
+
 void reclaim_destroy(struct reclaim *r)
 {
 	if (!r)

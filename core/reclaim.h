@@ -83,6 +83,9 @@ struct reclaim;
 int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 		   struct store *s, struct region_set *rs, struct reclaim **out);
 void reclaim_destroy(struct reclaim *r);
+/* reclaim_forked_child() : in a forked child, close its copies of the
+ * reclaimer's descriptors (the parent's pagemap). */
+void reclaim_forked_child(struct reclaim *r);
 
 /* reclaim_start() / reclaim_stop() : the background thread. */
 int reclaim_start(struct reclaim *r);

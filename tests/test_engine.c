@@ -1749,7 +1749,9 @@ START_TEST(fork_child_drops_writeback_file)
 	ck_assert_int_ge(fds_to("io_uring"), 1);
 	pid_t pid = fork();
 	if (pid == 0) {
-		if (fds_to(dir) || fds_to("io_uring"))
+		/* nor the parent's pagemap, the fault threads' epoll and eventfd */
+		if (fds_to(dir) || fds_to("io_uring") || fds_to("eventpoll") || fds_to("eventfd") ||
+		    fds_to("pagemap"))
 			_exit(4);
 		for (int i = 0; i < N; i++)
 			if (!page_ok(m + i * PAGE, i, 13))
