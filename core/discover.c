@@ -140,6 +140,12 @@ void discover_exclude(struct discover *d, uintptr_t start, uintptr_t end)
 	d->nexcl = d->nexcl - (j - i) + 1;
 }
 
+void discover_exclude_as(struct discover *d, const struct discover *from)
+{
+	for (size_t i = 0; i < from->nexcl; i++)
+		discover_exclude(d, from->excl[i].start, from->excl[i].end);
+}
+
 bool discover_excluded(const struct discover *d, uintptr_t start, uintptr_t end)
 {
 	for (size_t i = 0; i < d->nexcl && d->excl[i].start < end; i++)

@@ -99,6 +99,13 @@ void discover_exclude(struct discover *d, uintptr_t start, uintptr_t end);
  */
 int discover_exclude_present(struct discover *d, const uintptr_t (*keep)[2], size_t nkeep);
 
+/*
+ * discover_exclude_as() : every exclusion of @from (a forked child's copy
+ * of its parent's, which the child's own discovery takes over: what the
+ * parent left out at its start, the child must too).
+ */
+void discover_exclude_as(struct discover *d, const struct discover *from);
+
 /* discover_excluded() : does [start, end) overlap an exclusion? */
 bool discover_excluded(const struct discover *d, uintptr_t start, uintptr_t end);
 

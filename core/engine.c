@@ -1199,6 +1199,11 @@ struct zpool *engine_zpool(struct engine *e)
 	return store_zpool(e->store);
 }
 
+bool engine_forked_child(struct engine *e)
+{
+	return e->forked_child;
+}
+
 bool engine_failed(struct engine *e)
 {
 	return atomic_load(&e->failed);

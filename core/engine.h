@@ -168,6 +168,8 @@ int engine_end(struct engine *e, bool core, unsigned int timeout_ms);
 uint64_t engine_stored_pages(struct engine *e);
 void engine_snapshot(struct engine *e, struct engine_snapshot *out);
 bool engine_failed(struct engine *e);
+/* engine_forked_child() : @e is the inert copy a fork left in a child. */
+bool engine_forked_child(struct engine *e);
 
 /*
  * engine_release() : step aside on request, as after a failure (`zswapu

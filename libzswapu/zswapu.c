@@ -106,7 +106,10 @@ ZSWAPU_API int zswapu_init(const struct zswapu_options *in)
 	if (err)
 		return err;
 	pthread_mutex_lock(&lock);
-	if (engine) {
+	/* a forked child may start its own: the parent's copy is inert (its
+	 * memory is left as it is; ranges the parent still serves refuse
+	 * registration with -EBUSY) */
+	if (engine && !engine_forked_child(engine)) {
 		pthread_mutex_unlock(&lock);
 		return -EALREADY;
 	}

@@ -108,7 +108,10 @@ ZSWAPU_API void zswapu_options_init(struct zswapu_options *o);
  * limit or a cold age is set, a reclaimer thread.  It also publishes the
  * engine's counters in /dev/shm/zswapu.<pid> (mode 0600, rewritten about
  * every 100 ms by a thread of its own) for `zswapu stat`; failing to create
- * that file is not an error.
+ * that file is not an error.  A forked child may start one of its own:
+ * it has only an inert copy of the parent's, and ranges the parent's engine
+ * still serves (until it hands them over: zswapu_before_end()) refuse
+ * registration with -EBUSY.
  * @return 0; -EALREADY if it runs already; -EINVAL for a bad option (one
  * line on stderr names it); -EPERM/-EACCES/-ENOSYS when userfaultfd cannot
  * be used here; -EOPNOTSUPP when the kernel lacks a needed feature;

@@ -635,17 +635,38 @@ EXPORT __attribute__((noreturn)) void _Exit(int status)
 	_exit(status);
 }
 
+static int start_managing(const struct discover *like);
+
+/*
+ * The daemon that daemon() leaves runs on as a forked child, which the
+ * shim does not manage.  Once its parent is gone (it handed the child its
+ * pages first), nothing ties it to the parent's engine: it starts its own.
+ */
+static void manage_daemon(pid_t parent)
+{
+	for (int i = 0; i < 6000 && getppid() == parent; i++)
+		nanosleep(&(struct timespec){ 0, 5 * 1000 * 1000 }, NULL);
+	if (getppid() == parent)
+		return; /* its pages may still be the parent's to serve */
+	if (start_managing(g.disc) == 0)
+		atomic_store(&g.forked, false);
+}
+
 /*
  * glibc's daemon() forks and ends the parent with its own _exit(), out of
  * our reach: this is the same function (daemon(3)) with our _exit().
  */
 EXPORT int daemon(int nochdir, int noclose)
 {
+	pid_t parent = getpid();
+	bool managed = atomic_load(&g.owner) == parent;
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
 	if (pid > 0)
 		_exit(0);
+	if (managed)
+		manage_daemon(parent);
 	if (setsid() < 0)
 		return -1;
 	if (!nochdir && chdir("/") < 0)
@@ -1542,21 +1563,31 @@ static void after_fork_child(void)
 	profile_forked();
 }
 
-static int start_discovery(void)
+/*
+ * @like: a forked child's copy of its parent's discovery, whose exclusions
+ * it takes over (what is mapped now is mostly the program's by then);
+ * NULL at the program's start.
+ */
+static int start_discovery(const struct discover *like)
 {
 	int err = discover_create(NULL, NULL, scanned, NULL, &g.disc);
 	if (err)
 		return err;
+	g.dontfork_managed = zswapu_detach_mode() == ZSWAPU_DETACH_MOVE;
 	if (g.dontfork_managed)
 		discover_manage_dontfork(g.disc);
 	uintptr_t a, b;
 	pagesrc_range(&a, &b);
 	discover_exclude(g.disc, a, b);
-	struct keep k = { .n = 0 };
-	dl_iterate_phdr(main_segments, &k);
-	err = discover_exclude_present(g.disc, (const uintptr_t(*)[2])k.r, k.n);
-	if (err)
-		return err;
+	if (like) {
+		discover_exclude_as(g.disc, like);
+	} else {
+		struct keep k = { .n = 0 };
+		dl_iterate_phdr(main_segments, &k);
+		err = discover_exclude_present(g.disc, (const uintptr_t(*)[2])k.r, k.n);
+		if (err)
+			return err;
+	}
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1575,6 +1606,31 @@ static int start_discovery(void)
 		return err;
 	}
 	g.scanner_running = true;
+	return 0;
+}
+
+/*
+ * The engine and discovery, for the program at its start (@like NULL) or
+ * for a daemon that takes over from its parent (@like: the parent's
+ * discovery, see start_discovery()).  @return 0, or -errno after one line.
+ */
+static int start_managing(const struct discover *like)
+{
+	int r = zswapu_init(&g.o.z);
+	if (r) {
+		log_error("cannot start: %s; running unmanaged", why(r));
+		return r;
+	}
+	r = start_discovery(like);
+	if (r) {
+		log_error("cannot start region discovery: %s; running unmanaged",
+			  strerrordesc_np(-r) ? strerrordesc_np(-r) : "unknown error");
+		discover_destroy(g.disc);
+		g.disc = NULL;
+		zswapu_shutdown();
+		return r;
+	}
+	atomic_store(&g.owner, getpid());
 	return 0;
 }
 
@@ -1608,23 +1664,9 @@ __attribute__((constructor)) static void preload_start(void)
 	alloc_resolved();
 	for (int c = 0; c < CALL_NR; c++)
 		real(&real_range[c], range_calls[c].name);
-	r = zswapu_init(&g.o.z);
-	if (r) {
-		log_error("cannot start: %s; running unmanaged", why(r));
+	if (start_managing(NULL))
 		return;
-	}
-	g.dontfork_managed = zswapu_detach_mode() == ZSWAPU_DETACH_MOVE;
-	r = start_discovery();
-	if (r) {
-		log_error("cannot start region discovery: %s; running unmanaged",
-			  strerrordesc_np(-r) ? strerrordesc_np(-r) : "unknown error");
-		discover_destroy(g.disc);
-		g.disc = NULL;
-		zswapu_shutdown();
-		return;
-	}
 	pthread_atfork(NULL, after_fork_parent, after_fork_child);
-	atomic_store(&g.owner, getpid());
 	if (g.o.signals)
 		watch_fatal_signals();
 	if (g.o.profile[0]) {

@@ -6,7 +6,9 @@
  * 0 natively), forks, and ends as HOW says:
  *   exit    return from main (exit handlers run)
  *   _exit   _exit(0) right after the fork
- *   daemon  daemon(1, 1): glibc's forks and _exit()s the parent itself
+ *   daemon  daemon(1, 1): glibc's forks and _exit()s the parent itself;
+ *           the daemon then rewrites its pages, leaves them cold 2 s
+ *           (under zswapu its own engine stores them) and checks them
  *   term    raise(SIGTERM), default action
  *   abort   abort()
  *   exec    execl("/bin/true"): the process lives on as another program
@@ -52,6 +54,18 @@ static long absent(const unsigned char *m, size_t n)
 	return count;
 }
 
+static size_t wrong_pages(const unsigned char *m, size_t n)
+{
+	size_t wrong = 0;
+	for (size_t p = 0; p < n; p++)
+		for (size_t i = 0; i < PAGE; i += 64)
+			if (m[p * PAGE + i] != pattern(p, i)) {
+				wrong++;
+				break;
+			}
+	return wrong;
+}
+
 static int child(const unsigned char *m, size_t n, pid_t parent)
 {
 	/* the parent must be gone before a page is touched */
@@ -62,13 +76,7 @@ static int child(const unsigned char *m, size_t n, pid_t parent)
 		return 2;
 	}
 	long gone = absent(m, n);
-	size_t wrong = 0;
-	for (size_t p = 0; p < n; p++)
-		for (size_t i = 0; i < PAGE; i += 64)
-			if (m[p * PAGE + i] != pattern(p, i)) {
-				wrong++;
-				break;
-			}
+	size_t wrong = wrong_pages(m, n);
 	printf("child: %ld of %zu pages not present; %zu read wrong\n", gone, n, wrong);
 	return wrong != 0;
 }
@@ -95,7 +103,18 @@ int main(int argc, char **argv)
 	if (!strcmp(how, "daemon")) {
 		if (daemon(1, 1))
 			return 2;
-		return child(m, n, self);
+		int rc = child(m, n, self);
+		/* the daemon's own memory, filled and left cold under the limit */
+		for (size_t p = 0; p < n; p++)
+			m[p * PAGE] ^= 0x55;
+		sleep(2);
+		printf("daemon: %ld of %zu pages not present after 2 s cold\n", absent(m, n), n);
+		fflush(stdout);
+		for (size_t p = 0; p < n; p++)
+			m[p * PAGE] ^= 0x55;
+		size_t wrong = wrong_pages(m, n);
+		printf("daemon: %zu read wrong\n", wrong);
+		return rc || wrong;
 	}
 	pid_t pid = fork();
 	if (pid < 0)

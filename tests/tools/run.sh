@@ -15,7 +15,8 @@
 #     cannot be read through /proc/PID/mem (what gdb reads), after it all are;
 #   - a forked child whose parent ends by exit, _exit, daemon(3), SIGTERM or
 #     abort() reads every page (tests/tools/orphans), though the parent's
-#     engine served it; a SIGSEGV core dump holds every stored page
+#     engine served it, and daemon()'s daemon then manages its own memory;
+#     a SIGSEGV core dump holds every stored page
 #     (tests/tools/crash; when core_pattern names a file in the directory);
 #     the program sees its signal dispositions as natively (tests/tools/sigview);
 #   - zswapu plot writes a PNG and a well-formed SVG;
@@ -254,6 +255,14 @@ for how in exit _exit daemon term abort exec; do
         bad "orphans $how: the child reads every page after its parent is gone" "$T/orph.$how"
     fi
 done
+
+# the daemon, which no engine served any more, runs managed by one of its own
+dstored=$(awk '/^daemon: .* not present/ { print $2 }' "$T/orph.daemon")
+if [ "${dstored:-0}" -gt 0 ] && grep -q '^daemon: 0 read wrong$' "$T/orph.daemon"; then
+    ok "daemon(): the daemon manages its own memory ($dstored of its pages stored after 2 s cold)"
+else
+    bad "daemon(): the daemon manages its own memory" "$T/orph.daemon"
+fi
 
 # a core dump with every stored page in it (the kernel writes it once the
 # engine's threads are gone and leaves out the pages that are not there)
