@@ -162,29 +162,37 @@ static void room_made(void *arg)
 	wake_handler(arg);
 }
 
-static void engine_fail(struct engine *e, const char *what, int err)
+/*
+ * Start stepping aside (a failure, a release, a core dump): stop
+ * detaching; the handler steps aside once no batch is in flight.
+ * @return false when that had begun already.
+ */
+static bool begin_step_aside(struct engine *e)
 {
 	if (atomic_exchange(&e->failed, true))
-		return;
-	log_error("%s failed: %s; putting stored pages back, the program continues unmanaged",
-		  what, strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
-	/* stop detaching; the handler steps aside once no batch is in flight */
+		return false;
 	reclaim_pause_async(e->reclaim);
+	return true;
+}
+
+static void engine_fail(struct engine *e, const char *what, int err)
+{
+	if (begin_step_aside(e))
+		log_error("%s failed: %s; putting stored pages back, the program continues "
+			  "unmanaged",
+			  what, strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
 }
 
 int engine_release(struct engine *e)
 {
 	if (e->forked_child)
 		return -ECHILD;
-	bool was = false;
-	if (!atomic_compare_exchange_strong(&e->failed, &was, true))
+	if (!begin_step_aside(e))
 		return -EALREADY;
 	atomic_store(&e->released, true);
 	log_warn("released on request (zswapu release): putting stored pages back, "
 		 "the program continues unmanaged");
-	/* the failure's way out; the handler may be asleep, with nothing to do */
-	reclaim_pause_async(e->reclaim);
-	wake_handler(e);
+	wake_handler(e); /* it may be asleep, with nothing else to do */
 	return 0;
 }
 
@@ -522,29 +530,23 @@ static void serve_request(struct engine *e)
 	pthread_mutex_unlock(&e->req_mu);
 }
 
-/* Caller side: have the handler serve @r; waits.  @return its result. */
-static int submit(struct engine *e, struct request *r)
+/* Caller side: have the handler bring back [start, end); waits. */
+static int bring_back(struct engine *e, uintptr_t start, uintptr_t end)
 {
+	struct request r = { .start = start, .end = end, .cursor = start };
 	pthread_mutex_lock(&e->req_mu);
 	if (e->handler_gone) { /* it broke off after a read error */
 		pthread_mutex_unlock(&e->req_mu);
 		return -ECANCELED;
 	}
-	e->req = r;
+	e->req = &r;
 	pthread_mutex_unlock(&e->req_mu);
 	wake_handler(e);
 	pthread_mutex_lock(&e->req_mu);
-	while (!r->done)
+	while (!r.done)
 		pthread_cond_wait(&e->req_cv, &e->req_mu);
 	pthread_mutex_unlock(&e->req_mu);
-	return r->result;
-}
-
-/* Have the handler bring back [start, end); waits. */
-static int bring_back(struct engine *e, uintptr_t start, uintptr_t end)
-{
-	struct request r = { .start = start, .end = end, .cursor = start };
-	return submit(e, &r);
+	return r.result;
 }
 
 /* ---- stepping aside ---- */
@@ -679,9 +681,8 @@ static void serve_end(struct engine *e, uint64_t asked)
 {
 	reap_children(e);
 	children_release_all(e->children);
-	bool up = false;
-	if (atomic_load(&e->end_core) && atomic_compare_exchange_strong(&e->failed, &up, true))
-		reclaim_pause_async(e->reclaim); /* stepped aside below, once quiet */
+	if (atomic_load(&e->end_core))
+		begin_step_aside(e); /* done below, once quiet */
 	atomic_store(&e->end_served, asked);
 }
 
@@ -1187,11 +1188,6 @@ int engine_end(struct engine *e, bool core, unsigned int timeout_ms)
 			return -ETIMEDOUT;
 		nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
 	}
-}
-
-uint64_t engine_stored_pages(struct engine *e)
-{
-	return atomic_load_explicit(&e->stats->c[STAT_STORED_PAGES], memory_order_relaxed);
 }
 
 struct zpool *engine_zpool(struct engine *e)

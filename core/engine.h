@@ -164,8 +164,6 @@ void engine_sync(struct engine *e);
  */
 int engine_end(struct engine *e, bool core, unsigned int timeout_ms);
 
-/* engine_stored_pages() : pages held now (async-signal-safe). */
-uint64_t engine_stored_pages(struct engine *e);
 void engine_snapshot(struct engine *e, struct engine_snapshot *out);
 bool engine_failed(struct engine *e);
 /* engine_forked_child() : @e is the inert copy a fork left in a child. */
