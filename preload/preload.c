@@ -910,8 +910,6 @@ static void install_ours(int sig)
 /* At start (one thread): on_fatal() where the disposition is SIG_DFL. */
 static void watch_fatal_signals(void)
 {
-	real(&real_sigaction, "sigaction");
-	real(&real_signal, "signal");
 	if (!atomic_load(&real_sigaction))
 		return;
 	for (int sig = 1; sig < NSIG; sig++) {
@@ -932,13 +930,15 @@ EXPORT int sigaction(int sig, const struct sigaction *restrict act, struct sigac
 	if (!f || !atomic_load(&fatal_watched) || sig <= 0 || sig >= NSIG || !watched(sig))
 		return f ? call_sigaction(sig, act, old) : (errno = ENOSYS, -1);
 	struct sigaction prev;
-	int r;
-	/* a forked child has the handler too (it only takes the default
-	 * action), but gets what it asks for */
-	r = call_sigaction(sig, act, &prev);
-	if (r == 0 && act && act->sa_handler == SIG_DFL && owner && owner == getpid() &&
+	int r = call_sigaction(sig, act, &prev);
+	/*
+	 * The program's SIG_DFL is set for real and read back (what a later
+	 * query reports), then on_fatal stands in for it; a fatal signal in
+	 * between takes the default action.  A forked child gets what it asks.
+	 */
+	if (r == 0 && act && act->sa_handler == SIG_DFL && owner == getpid() &&
 	    call_sigaction(sig, NULL, &dfl_view[sig]) == 0)
-		install_ours(sig); /* a fatal signal just now took the default */
+		install_ours(sig);
 	if (r == 0 && old) {
 		*old = prev;
 		if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == on_fatal)
@@ -1661,6 +1661,21 @@ __attribute__((constructor)) static void preload_start(void)
 	real(&real_munlockall, "munlockall");
 	real(&real_munmap, "munmap");
 	real(&real_mremap, "mremap");
+	/* and these, which run in signal handlers and forked children, where
+	 * dlsym may not: _exit, exec, and what sets a disposition */
+	real(&real__exit, "_exit");
+	real(&real_execve, "execve");
+	real(&real_execv, "execv");
+	real(&real_execvp, "execvp");
+	real(&real_execvpe, "execvpe");
+	real(&real_fexecve, "fexecve");
+	real(&real_execveat, "execveat");
+	real(&real_sigaction, "sigaction");
+	real(&real_signal, "signal");
+	real(&real_bsd_signal, "bsd_signal");
+	real(&real_sysv_signal, "sysv_signal");
+	real(&real___sysv_signal, "__sysv_signal");
+	real(&real_sigset, "sigset");
 	alloc_resolved();
 	for (int c = 0; c < CALL_NR; c++)
 		real(&real_range[c], range_calls[c].name);
