@@ -485,9 +485,9 @@ static void release_usage(FILE *f)
 {
 	fprintf(f, "usage: zswapu release [--timeout SECONDS] PID\n\n"
 		   "Puts every page a managed process has stored back into its memory and stops\n"
-		   "managing it; the program runs on unmanaged until it exits.  For gdb, core\n"
-		   "dumps and anything else that reads its memory through /proc/PID/mem or\n"
-		   "ptrace: those cannot bring a stored page back and read it as an error\n"
+		   "managing it; the program runs on unmanaged until it exits.  For gdb and\n"
+		   "anything else that reads its memory through /proc/PID/mem or ptrace:\n"
+		   "those cannot bring a stored page back and read it as an error\n"
 		   "(gdb: \"Cannot access memory\").  Waits until it is done (at most\n"
 		   "--timeout, 60 s by default), then says how much came back.\n");
 }
