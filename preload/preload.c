@@ -53,7 +53,8 @@
  *
  * fork: a child is served its stored pages by the parent's engine (or got
  * them all before the fork, without fork events); it does not manage its
- * own memory, since its ranges belong to the parent's userfaultfd.  After
+ * own memory, since its ranges belong to the parent's userfaultfd, until
+ * the parent has ended and handed it its pages (adopt_check()).  After
  * exec the shim starts afresh in the new program.
  *
  * Exit (destructor): stop the scanner and the live stats (the file
@@ -148,6 +149,13 @@ static struct {
 	 * child sees the same value and another getpid() */
 	_Atomic pid_t owner;
 	_Atomic bool forked; /* it has forked (fork(), not vfork or spawn) */
+	/* the page this process's forked children watch (see adopt_check()) */
+	struct handover *ho;
+	/* a forked child that watches its parent's page, the count it saw at
+	 * its fork, and its pid (a vforked child shares this memory) */
+	_Atomic bool adopt_watch;
+	uint64_t adopt_seen;
+	pid_t adopt_pid;
 } g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -297,10 +305,60 @@ static void unmanage_range(const void *addr, size_t len)
 	discover_keep_out(g.disc, s, e);
 }
 
+/* ---- children that outlive their parent ---------------------------------------------- */
+
+/*
+ * A forked child does not manage its memory: its ranges belong to the
+ * parent's userfaultfd.  Once the parent's engine has handed it its pages
+ * (the parent ending, see children_first() and the destructor), nothing
+ * ties it to the parent any more: the parent's descriptor for it is
+ * closed, and with it the kernel dropped those registrations.  A daemon
+ * made by fork() and exit() (redis-style) would run on unmanaged, every
+ * page resident.  The child has no thread to notice: the parent counts
+ * each such hand-over on a shared page, and the child looks at it in the
+ * calls it makes anyway (the allocator, mmap & co.).  Once the count has
+ * moved past what it saw at its fork, it starts an engine of its own, as
+ * daemon()'s does (start_managing()).
+ */
+struct handover {
+	_Atomic uint64_t released;
+};
+
+static int start_managing(const struct discover *like);
+
+/* In the parent, once its children have their pages. */
+static void children_handed_over(void)
+{
+	if (g.ho)
+		atomic_fetch_add(&g.ho->released, 1);
+}
+
+static __attribute__((noinline)) void adopt_slow(void)
+{
+	if (atomic_load(&g.ho->released) == g.adopt_seen || getpid() != g.adopt_pid)
+		return;
+	if (!atomic_exchange(&g.adopt_watch, false))
+		return; /* another thread is at it */
+	int saved = errno;
+	if (start_managing(g.disc) == 0) {
+		atomic_store(&g.forked, false);
+		log_info("the parent has ended: managing this process's memory from now on");
+	}
+	errno = saved;
+}
+
+/* One load and a branch unless this is a forked child of a managed process. */
+static inline void adopt_check(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&g.adopt_watch, memory_order_relaxed), 0))
+		adopt_slow();
+}
+
 /* ---- interposed calls ---------------------------------------------------------------- */
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
+	adopt_check();
 	/* over registered memory, mapping and registering exclude a WP detach */
 	bool fixed = (flags & MAP_FIXED) && on();
 	if (fixed)
@@ -323,6 +381,7 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t o
 
 EXPORT int munmap(void *addr, size_t len)
 {
+	adopt_check();
 	profile_unmap(addr, len);
 	void *f = real(&real_munmap, "munmap");
 	return f ? ((int (*)(void *, size_t))f)(addr, len) : (int)syscall(SYS_munmap, addr, len);
@@ -330,6 +389,7 @@ EXPORT int munmap(void *addr, size_t len)
 
 EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 {
+	adopt_check();
 	void *to = NULL;
 	if (flags & MREMAP_FIXED) {
 		va_list ap;
@@ -446,6 +506,7 @@ static void large_alloc(void *p, size_t n)
 
 EXPORT void *malloc(size_t n)
 {
+	adopt_check();
 	if (!alloc_resolved())
 		return boot_alloc(n, 16);
 	void *p = ((void *(*)(size_t))r_malloc)(n);
@@ -467,6 +528,7 @@ EXPORT void free(void *p)
 
 EXPORT void *calloc(size_t n, size_t size)
 {
+	adopt_check();
 	size_t bytes;
 	if (__builtin_mul_overflow(n, size, &bytes)) {
 		errno = ENOMEM;
@@ -484,6 +546,7 @@ EXPORT void *calloc(size_t n, size_t size)
 
 EXPORT void *realloc(void *old, size_t n)
 {
+	adopt_check();
 	if (in_boot(old) || !alloc_resolved()) {
 		void *p = alloc_resolved() ? malloc(n) : boot_alloc(n, 16);
 		if (p && old) {
@@ -503,6 +566,7 @@ EXPORT void *realloc(void *old, size_t n)
 
 EXPORT int posix_memalign(void **out, size_t align, size_t n)
 {
+	adopt_check();
 	if (!alloc_resolved()) {
 		*out = boot_alloc(n, align);
 		return *out ? 0 : ENOMEM;
@@ -517,6 +581,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 
 EXPORT void *aligned_alloc(size_t align, size_t n)
 {
+	adopt_check();
 	if (!alloc_resolved())
 		return boot_alloc(n, align);
 	void *p = ((void *(*)(size_t, size_t))r_aligned_alloc)(align, n);
@@ -529,6 +594,7 @@ EXPORT void *aligned_alloc(size_t align, size_t n)
 
 EXPORT void *memalign(size_t align, size_t n)
 {
+	adopt_check();
 	if (!alloc_resolved())
 		return boot_alloc(n, align);
 	void *p = ((void *(*)(size_t, size_t))r_memalign)(align, n);
@@ -542,6 +608,7 @@ EXPORT void *memalign(size_t align, size_t n)
 /* Run @c over [addr, addr+len) after taking it out of zswapu. */
 static int unmanaged_op(enum range_call c, const void *addr, size_t len, int arg)
 {
+	adopt_check();
 	if (!on())
 		return call_range(c, addr, len, arg);
 	pthread_mutex_lock(&g.lock);
@@ -566,6 +633,7 @@ EXPORT int mlock2(const void *addr, size_t len, unsigned int flags)
 
 EXPORT int madvise(void *addr, size_t len, int advice)
 {
+	adopt_check();
 	bool fork_advice = (advice == MADV_DONTFORK || advice == MADV_DOFORK) && on() &&
 			   g.dontfork_managed;
 	/* pages these mark (secrets, device buffers) stay resident: maps.h */
@@ -614,6 +682,8 @@ static void children_first(void)
 			log_error("forked children could not all get their pages before the process "
 				  "ended (%s): they may read zeros",
 				  strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+		else
+			children_handed_over();
 		errno = saved;
 	}
 }
@@ -634,8 +704,6 @@ EXPORT __attribute__((noreturn)) void _Exit(int status)
 {
 	_exit(status);
 }
-
-static int start_managing(const struct discover *like);
 
 /*
  * The daemon that daemon() leaves runs on as a forked child, which the
@@ -883,6 +951,8 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 				log_error("signal %d: the stored pages could not all come back (%s): the "
 					  "core dump has zeros for those left",
 					  sig, strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error");
+			if (!err || err == -ENODEV)
+				children_handed_over();
 		}
 	}
 	struct sigaction dfl;
@@ -1561,6 +1631,14 @@ static void after_fork_child(void)
 	pthread_mutex_init(&g.lock, NULL);
 	g.scanner_running = false;
 	profile_forked();
+	/* a child of the managing process watches its page from the count
+	 * now; a child of a watching child (served by the same engine, handed
+	 * its pages with it) keeps what that one saw */
+	if (g.ho && !atomic_load(&g.adopt_watch)) {
+		g.adopt_seen = atomic_load(&g.ho->released);
+		atomic_store(&g.adopt_watch, true);
+	}
+	g.adopt_pid = getpid();
 }
 
 /*
@@ -1616,6 +1694,9 @@ static int start_discovery(const struct discover *like)
  */
 static int start_managing(const struct discover *like)
 {
+	/* a forked child's watch ends here, started or not (the engine's own
+	 * calls come through the wrappers meanwhile) */
+	atomic_store(&g.adopt_watch, false);
 	int r = zswapu_init(&g.o.z);
 	if (r) {
 		log_error("cannot start: %s; running unmanaged", why(r));
@@ -1631,6 +1712,13 @@ static int start_managing(const struct discover *like)
 		return r;
 	}
 	atomic_store(&g.owner, getpid());
+	/* this process's children watch a page of its own (adopt_check());
+	 * without one they run unmanaged after it ends, as before */
+	struct handover *ho = call_mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+					MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g.ho)
+		syscall(SYS_munmap, g.ho, PAGE); /* the parent's */
+	g.ho = ho == MAP_FAILED ? NULL : ho;
 	return 0;
 }
 
@@ -1730,5 +1818,6 @@ __attribute__((destructor)) static void preload_stop(void)
 	if (st.forks > st.children_exited) {
 		atomic_store(&g.state, OFF);
 		zswapu_shutdown();
+		children_handed_over();
 	}
 }
