@@ -156,6 +156,7 @@ static struct {
 	_Atomic bool adopt_watch;
 	uint64_t adopt_seen;
 	pid_t adopt_pid;
+	_Atomic uint64_t adopt_next; /* ms: the next look at a live parent's child */
 } g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -305,26 +306,65 @@ static void unmanage_range(const void *addr, size_t len)
 	discover_keep_out(g.disc, s, e);
 }
 
-/* ---- children that outlive their parent ---------------------------------------------- */
+/* ---- forked children that live on ----------------------------------------------------- */
 
 /*
- * A forked child does not manage its memory: its ranges belong to the
- * parent's userfaultfd.  Once the parent's engine has handed it its pages
- * (the parent ending, see children_first() and the destructor), nothing
- * ties it to the parent any more: the parent's descriptor for it is
- * closed, and with it the kernel dropped those registrations.  A daemon
- * made by fork() and exit() (redis-style) would run on unmanaged, every
- * page resident.  The child has no thread to notice: the parent counts
- * each such hand-over on a shared page, and the child looks at it in the
- * calls it makes anyway (the allocator, mmap & co.).  Once the count has
- * moved past what it saw at its fork, it starts an engine of its own, as
- * daemon()'s does (start_managing()).
+ * A forked child does not manage its memory at first: the ranges it
+ * inherited belong to the parent's userfaultfd, which serves their stored
+ * pages, and most children exec within milliseconds.  Two kinds live on
+ * and would otherwise run unmanaged, every page they fault or map resident:
+ *
+ * - A daemon made by fork() and exit() (redis-style).  Once the parent's
+ *   engine has handed it its pages (the parent ending, see
+ *   children_first() and the destructor), the parent's descriptor for it
+ *   is closed, and with it the kernel dropped those registrations.  The
+ *   parent counts each such hand-over on a shared page (`ho`).
+ * - A worker whose parent lives on (prefork servers, multiprocessing
+ *   pools): memory it maps or grows into is its own, and the parent's
+ *   engine never takes a page of it.
+ *
+ * A child has no thread to notice either: it looks in the calls it makes
+ * anyway (the allocator, mmap & co., adopt_check()).  Once the count has
+ * moved past what it saw at its fork, or once it has lived ADOPT_AFTER_MS
+ * and would be armed (its resident size at ARM_PCT of the limit, or a
+ * cold age), it starts an engine and discovery of its own, as daemon()'s
+ * does (start_managing()).  What the parent still serves refuses that
+ * engine's registration (-EBUSY, kept out); full scans try again, and
+ * succeed once the parent has handed the pages over.
  */
 struct handover {
 	_Atomic uint64_t released;
 };
 
+#define ADOPT_AFTER_MS 1000
+#define ADOPT_POLL_MS 100
+#define ADOPT_EVERY 16 /* calls on one thread between looks at the clock */
+#define ARM_PCT 75     /* see armed() */
+
 static int start_managing(const struct discover *like);
+static uint64_t now_ms(void);
+
+/* Is the resident size at ARM_PCT of the limit?  (One pread.) */
+static bool at_arm_mark(void)
+{
+	return g.o.z.limit_bytes && reclaim_anon_rss() >= g.o.z.limit_bytes / 100 * ARM_PCT;
+}
+
+static __thread unsigned int adopt_calls __attribute__((tls_model("initial-exec")));
+
+/* A live parent's child: has it lived long enough, and grown to need us? */
+static bool worker_due(void)
+{
+	if (++adopt_calls % ADOPT_EVERY)
+		return false;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	uint64_t t = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (t < atomic_load_explicit(&g.adopt_next, memory_order_relaxed))
+		return false;
+	atomic_store_explicit(&g.adopt_next, t + ADOPT_POLL_MS, memory_order_relaxed);
+	return g.o.z.cold_age_ms > 0 || at_arm_mark();
+}
 
 /* In the parent, once its children have their pages. */
 static void children_handed_over(void)
@@ -335,14 +375,19 @@ static void children_handed_over(void)
 
 static __attribute__((noinline)) void adopt_slow(void)
 {
-	if (atomic_load(&g.ho->released) == g.adopt_seen || getpid() != g.adopt_pid)
+	bool ended = atomic_load(&g.ho->released) != g.adopt_seen;
+	if (!ended && !worker_due())
+		return;
+	if (getpid() != g.adopt_pid)
 		return;
 	if (!atomic_exchange(&g.adopt_watch, false))
 		return; /* another thread is at it */
 	int saved = errno;
 	if (start_managing(g.disc) == 0) {
 		atomic_store(&g.forked, false);
-		log_info("the parent has ended: managing this process's memory from now on");
+		log_info(ended ? "the parent has ended: managing this process's memory from now on"
+			       : "a forked child that lives on and has grown: managing its own memory "
+				 "(the parent's engine serves what it inherited)");
 	}
 	errno = saved;
 }
@@ -1324,13 +1369,11 @@ static int scan_once(bool full)
  * is room for what grows while the scanner looks (every 10 ms) and
  * registers.  A cold age arms it at start; neither: never.
  */
-#define ARM_PCT 75
-
 static bool armed(void)
 {
 	if (atomic_load_explicit(&g.armed, memory_order_relaxed))
 		return true;
-	if (!g.o.z.limit_bytes || reclaim_anon_rss() < g.o.z.limit_bytes / 100 * ARM_PCT)
+	if (!at_arm_mark())
 		return false;
 	if (!atomic_exchange(&g.armed, true))
 		log_info("resident size reached %d %% of the limit: managing memory from now on",
@@ -1639,6 +1682,7 @@ static void after_fork_child(void)
 		atomic_store(&g.adopt_watch, true);
 	}
 	g.adopt_pid = getpid();
+	atomic_store(&g.adopt_next, now_ms() + ADOPT_AFTER_MS);
 }
 
 /*

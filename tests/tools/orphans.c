@@ -14,6 +14,10 @@
  *   exec    execl("/bin/true"): the process lives on as another program
  *   detach  a daemon made as redis makes one: fork(), the parent returns
  *           from main; the child lives on as "daemon" does
+ *   worker  the parent lives on and waits; the child (a prefork worker)
+ *           maps and fills MIB mebibytes of its own, serves requests for
+ *           3 s while they stay cold (under zswapu its own engine stores
+ *           them), then checks them and the pages it inherited
  * The child (daemon's own child for "daemon") waits until the parent is
  * gone, then counts its pages that are not present yet and those that
  * read wrong, and prints both.  Its exit status: 0 when none read wrong.
@@ -27,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,6 +88,33 @@ static int child(const unsigned char *m, size_t n, pid_t parent)
 	return wrong != 0;
 }
 
+/* @n pages of private memory with the pattern in them, or NULL. */
+static unsigned char *filled(size_t n)
+{
+	unsigned char *m = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	for (size_t p = 0; p < n; p++)
+		for (size_t i = 0; i < PAGE; i++)
+			m[p * PAGE + i] = pattern(p, i);
+	return m;
+}
+
+/* Requests for @ms: a small allocation each, as a server makes. */
+static int serve(int ms)
+{
+	for (int i = 0; i < ms / 50; i++) {
+		char *req = malloc(256);
+		if (!req)
+			return 2;
+		snprintf(req, 256, "request %d", i);
+		free(req);
+		nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+	}
+	return 0;
+}
+
 /*
  * A daemon's life after its parent is gone: it rewrites its pages, then
  * serves requests (each a small allocation) for 2 s while they stay cold;
@@ -92,14 +124,8 @@ static int daemon_life(unsigned char *m, size_t n)
 {
 	for (size_t p = 0; p < n; p++)
 		m[p * PAGE] ^= 0x55;
-	for (int i = 0; i < 40; i++) {
-		char *req = malloc(256);
-		if (!req)
-			return 2;
-		snprintf(req, 256, "request %d", i);
-		free(req);
-		nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
-	}
+	if (serve(2000))
+		return 2;
 	printf("daemon: %ld of %zu pages not present after 2 s cold\n", absent(m, n), n);
 	fflush(stdout);
 	for (size_t p = 0; p < n; p++)
@@ -109,21 +135,31 @@ static int daemon_life(unsigned char *m, size_t n)
 	return wrong != 0;
 }
 
+static int worker(const unsigned char *inherited, size_t n)
+{
+	unsigned char *m = filled(n);
+	if (!m)
+		return 2;
+	if (serve(3000))
+		return 2;
+	printf("worker: %ld of %zu pages of its own not present after 3 s cold\n", absent(m, n), n);
+	size_t wrong = wrong_pages(m, n), iwrong = wrong_pages(inherited, n);
+	printf("worker: %zu of its own read wrong, %zu inherited\n", wrong, iwrong);
+	fflush(stdout);
+	return wrong || iwrong;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3 || atoi(argv[2]) <= 0) {
-		fprintf(stderr, "usage: orphans exit|_exit|daemon|term|abort|exec|detach MIB\n");
+		fprintf(stderr, "usage: orphans exit|_exit|daemon|term|abort|exec|detach|worker MIB\n");
 		return 2;
 	}
 	const char *how = argv[1];
 	size_t n = (size_t)atoi(argv[2]) * 256;
-	unsigned char *m = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED)
+	unsigned char *m = filled(n);
+	if (!m)
 		return 2;
-	for (size_t p = 0; p < n; p++)
-		for (size_t i = 0; i < PAGE; i++)
-			m[p * PAGE + i] = pattern(p, i);
 	sleep(2);
 	printf("parent: %ld of %zu pages not present at the fork\n", absent(m, n), n);
 	fflush(stdout);
@@ -141,8 +177,14 @@ int main(int argc, char **argv)
 		int rc = child(m, n, self);
 		return daemon_life(m, n) || rc;
 	}
+	if (pid == 0 && !strcmp(how, "worker"))
+		return worker(m, n);
 	if (pid == 0)
 		return child(m, n, self);
+	if (!strcmp(how, "worker")) {
+		int st;
+		return waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st);
+	}
 	if (!strcmp(how, "_exit"))
 		_exit(0);
 	if (!strcmp(how, "term"))

@@ -267,6 +267,18 @@ for how in daemon detach; do
     fi
 done
 
+# a worker whose parent lives on (prefork) manages the memory it maps
+# itself; the parent's engine serves what it inherited
+(cd "$T" && exec "$Z" run --limit 4M -- "$ORPH" worker 16) >"$T/orph.worker" 2>&1
+wrc=$?
+wstored=$(awk '/^worker: .* not present/ { print $2 }' "$T/orph.worker")
+if [ $wrc -eq 0 ] && [ "${wstored:-0}" -gt 0 ] &&
+    grep -q '^worker: 0 of its own read wrong, 0 inherited$' "$T/orph.worker"; then
+    ok "orphans worker: a prefork worker manages its own memory ($wstored of its pages stored after 3 s cold)"
+else
+    bad "orphans worker: a prefork worker manages its own memory" "$T/orph.worker"
+fi
+
 # a core dump with every stored page in it (the kernel writes it once the
 # engine's threads are gone and leaves out the pages that are not there)
 cat > "$T/readcore.py" <<'EOF'
