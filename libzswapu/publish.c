@@ -5,10 +5,12 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/engine.h"
 #include "core/log.h"
@@ -62,7 +64,8 @@ struct publisher {
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct publisher *pub;
+/* _Atomic: publish_gone() reads it without the lock */
+static struct publisher *_Atomic pub;
 
 #define PUB_PAGES ((sizeof(struct publisher) + PAGE - 1) / PAGE)
 
@@ -260,6 +263,13 @@ void publish_stop(void)
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	pagesrc_free(p, PUB_PAGES);
+}
+
+void publish_gone(void)
+{
+	struct publisher *p = atomic_load(&pub);
+	if (p && p->w.seg)
+		unlink(p->w.path);
 }
 
 /* A program that exits without zswapu_shutdown() leaves no file behind. */

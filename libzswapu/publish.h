@@ -33,4 +33,11 @@ void publish_start(struct engine *e, const struct zswapu_options *o);
 /* publish_stop() : stop the thread and remove the file; idempotent. */
 void publish_stop(void);
 
+/*
+ * publish_gone() : remove the file now, for a process that ends without its
+ * exit handlers (_exit, a fatal signal) and would leave it behind for
+ * readers to clean up.  Async-signal-safe: one unlink, no lock.
+ */
+void publish_gone(void);
+
 #endif

@@ -738,6 +738,11 @@ static void *_Atomic real__exit;
 EXPORT __attribute__((noreturn)) void _exit(int status)
 {
 	children_first();
+	/* no destructor removes /dev/shm/zswapu.PID (multiprocessing's
+	 * workers end this way, one file each) */
+	pid_t owner = atomic_load(&g.owner);
+	if (owner && owner == getpid())
+		publish_gone();
 	void *f = real(&real__exit, "_exit");
 	if (f)
 		((void (*)(int))f)(status);
@@ -999,6 +1004,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 			if (!err || err == -ENODEV)
 				children_handed_over();
 		}
+		publish_gone();
 	}
 	struct sigaction dfl;
 	memset(&dfl, 0, sizeof(dfl));

@@ -17,7 +17,8 @@
  *   worker  the parent lives on and waits; the child (a prefork worker)
  *           maps and fills MIB mebibytes of its own, serves requests for
  *           3 s while they stay cold (under zswapu its own engine stores
- *           them), then checks them and the pages it inherited
+ *           them), then checks them and the pages it inherited, and
+ *           ends by _exit()
  * The child (daemon's own child for "daemon") waits until the parent is
  * gone, then counts its pages that are not present yet and those that
  * read wrong, and prints both.  Its exit status: 0 when none read wrong.
@@ -145,6 +146,7 @@ static int worker(const unsigned char *inherited, size_t n)
 	printf("worker: %ld of %zu pages of its own not present after 3 s cold\n", absent(m, n), n);
 	size_t wrong = wrong_pages(m, n), iwrong = wrong_pages(inherited, n);
 	printf("worker: %zu of its own read wrong, %zu inherited\n", wrong, iwrong);
+	printf("worker: pid %d\n", (int)getpid());
 	fflush(stdout);
 	return wrong || iwrong;
 }
@@ -178,7 +180,7 @@ int main(int argc, char **argv)
 		return daemon_life(m, n) || rc;
 	}
 	if (pid == 0 && !strcmp(how, "worker"))
-		return worker(m, n);
+		_exit(worker(m, n)); /* as multiprocessing's workers end */
 	if (pid == 0)
 		return child(m, n, self);
 	if (!strcmp(how, "worker")) {

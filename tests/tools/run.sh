@@ -278,6 +278,12 @@ if [ $wrc -eq 0 ] && [ "${wstored:-0}" -gt 0 ] &&
 else
     bad "orphans worker: a prefork worker manages its own memory" "$T/orph.worker"
 fi
+wpid=$(awk '/^worker: pid/ { print $3 }' "$T/orph.worker")
+if [ -n "$wpid" ] && [ ! -e "/dev/shm/zswapu.$wpid" ]; then
+    ok "a worker ended by _exit() leaves no stats file behind"
+else
+    bad "a worker ended by _exit() leaves no stats file behind" "$T/orph.worker"
+fi
 
 # a core dump with every stored page in it (the kernel writes it once the
 # engine's threads are gone and leaves out the pages that are not there)
