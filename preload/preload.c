@@ -149,8 +149,9 @@ static struct {
 	 * child sees the same value and another getpid() */
 	_Atomic pid_t owner;
 	_Atomic bool forked; /* it has forked (fork(), not vfork or spawn) */
-	/* the page this process's forked children watch (see adopt_check()) */
-	struct handover *ho;
+	/* the page this process's forked children watch (see adopt_check());
+	 * a watching child's threads read it while one of them replaces it */
+	struct handover *_Atomic ho;
 	/* a forked child that watches its parent's page, the count it saw at
 	 * its fork, and its pid (a vforked child shares this memory) */
 	_Atomic bool adopt_watch;
@@ -369,13 +370,14 @@ static bool worker_due(void)
 /* In the parent, once its children have their pages. */
 static void children_handed_over(void)
 {
-	if (g.ho)
-		atomic_fetch_add(&g.ho->released, 1);
+	struct handover *ho = atomic_load(&g.ho);
+	if (ho)
+		atomic_fetch_add(&ho->released, 1);
 }
 
 static __attribute__((noinline)) void adopt_slow(void)
 {
-	bool ended = atomic_load(&g.ho->released) != g.adopt_seen;
+	bool ended = atomic_load(&atomic_load(&g.ho)->released) != g.adopt_seen;
 	if (!ended && !worker_due())
 		return;
 	if (getpid() != g.adopt_pid)
@@ -1683,8 +1685,9 @@ static void after_fork_child(void)
 	/* a child of the managing process watches its page from the count
 	 * now; a child of a watching child (served by the same engine, handed
 	 * its pages with it) keeps what that one saw */
-	if (g.ho && !atomic_load(&g.adopt_watch)) {
-		g.adopt_seen = atomic_load(&g.ho->released);
+	struct handover *ho = atomic_load(&g.ho);
+	if (ho && !atomic_load(&g.adopt_watch)) {
+		g.adopt_seen = atomic_load(&ho->released);
 		atomic_store(&g.adopt_watch, true);
 	}
 	g.adopt_pid = getpid();
@@ -1766,9 +1769,9 @@ static int start_managing(const struct discover *like)
 	 * without one they run unmanaged after it ends, as before */
 	struct handover *ho = call_mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 					MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g.ho)
-		syscall(SYS_munmap, g.ho, PAGE); /* the parent's */
-	g.ho = ho == MAP_FAILED ? NULL : ho;
+	/* the parent's page stays mapped: another thread of a child may be
+	 * reading it in adopt_slow() */
+	atomic_store(&g.ho, ho == MAP_FAILED ? NULL : ho);
 	return 0;
 }
 

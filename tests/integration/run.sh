@@ -37,10 +37,10 @@ fi
 # workload sizes: full, and --quick
 if [ $quick = 1 ]; then
     N_PY=250000 N_SQL=200000 N_LINES=250000 XZ_BYTES=600000 N_C=500
-    MT="64 30000" MC="2 32 30000" N_FORK=100000 N_JS=200000 N_DF=16
+    MT="64 30000" MC="2 32 30000" N_FORK=100000 N_JS=200000 N_DF=16 N_PF="80 2500"
 else
     N_PY=1200000 N_SQL=1000000 N_LINES=2500000 XZ_BYTES=120000000 N_C=2500
-    MT="256 60000" MC="2 96 60000" N_FORK=400000 N_JS=1000000 N_DF=64
+    MT="256 60000" MC="2 96 60000" N_FORK=400000 N_JS=1000000 N_DF=64 N_PF="80 10000"
 fi
 IT_ENV="ZSWAPU_WRITEBACK=1 ${IT_ENV:-}"
 B=$(cd "$B" && pwd) || exit 1
@@ -202,6 +202,34 @@ if __name__ == "__main__":
 EOF
 # the parent is checked: forked workers are served, not reclaimed
 run_case forkers 0 "$PY" "$T/workers.py"
+
+cat > "$T/prefork.py" <<'EOF'
+# prefork workers (fork start method) build caches of their own, request
+# by request, and read old records back from them
+import hashlib, multiprocessing as mp, random, sys, time
+REQ, STEP = int(sys.argv[1]), int(sys.argv[2])
+cache = {}
+def rec(i):
+    return ("rec-%d-" % i) * 12
+def handle(k):
+    h = hashlib.sha256()
+    for i in range(k * STEP, (k + 1) * STEP):
+        cache[i] = rec(i)
+        h.update(cache[i].encode())
+    for i in random.sample(sorted(cache), 200):
+        if cache[i] != rec(i):
+            raise SystemExit("record %d read wrong" % i)
+    time.sleep(0.05)  # the next request is a while coming
+    return h.hexdigest()
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    with mp.Pool(2) as p:
+        r = p.map(handle, range(REQ), chunksize=1)
+    print(hashlib.sha256("".join(r).encode()).hexdigest())
+EOF
+# workers whose parent lives on manage what they build themselves (once
+# they have lived 1 s at the limit's mark): every process is checked
+run_case prefork 1 "$PY" "$T/prefork.py" $N_PF
 
 # MADV_DONTFORK memory marked before it was registered, a fork, and the
 # child growing a mapping over the range it did not inherit (zeros there)
