@@ -268,15 +268,20 @@ for how in daemon detach; do
 done
 
 # a worker whose parent lives on (prefork) manages the memory it maps
-# itself; the parent's engine serves what it inherited
-(cd "$T" && exec "$Z" run --limit 4M -- "$ORPH" worker 16) >"$T/orph.worker" 2>&1
-wrc=$?
-wstored=$(awk '/^worker: .* not present/ { print $2 }' "$T/orph.worker")
-if [ $wrc -eq 0 ] && [ "${wstored:-0}" -gt 0 ] &&
-    grep -q '^worker: 0 of its own read wrong, 0 inherited$' "$T/orph.worker"; then
+# itself; the parent's engine serves what it inherited until it ends and
+# hands it over, and then the worker's engine takes that on too
+(cd "$T" && exec "$Z" run --limit 4M -- "$ORPH" worker 16) 2>&1 | cat >"$T/orph.worker"
+wstored=$(awk '/^worker: .* of its own not present/ { print $2 }' "$T/orph.worker")
+istored=$(awk '/^worker: .* inherited pages not present/ { print $2 }' "$T/orph.worker")
+if [ "${wstored:-0}" -gt 0 ] && grep -q '^worker: 0 of its own read wrong, 0 inherited$' "$T/orph.worker"; then
     ok "orphans worker: a prefork worker manages its own memory ($wstored of its pages stored after 3 s cold)"
 else
     bad "orphans worker: a prefork worker manages its own memory" "$T/orph.worker"
+fi
+if [ "${istored:-0}" -gt 0 ]; then
+    ok "orphans worker: and what it inherited once the parent has handed it over ($istored stored)"
+else
+    bad "orphans worker: and what it inherited once the parent has handed it over" "$T/orph.worker"
 fi
 wpid=$(awk '/^worker: pid/ { print $3 }' "$T/orph.worker")
 if [ -n "$wpid" ] && [ ! -e "/dev/shm/zswapu.$wpid" ]; then
