@@ -53,9 +53,11 @@
  *
  * fork: a child is served its stored pages by the parent's engine (or got
  * them all before the fork, without fork events); it does not manage its
- * own memory, since its ranges belong to the parent's userfaultfd, until
- * the parent has ended and handed it its pages (adopt_check()).  After
- * exec the shim starts afresh in the new program.
+ * own memory at first, since its ranges belong to the parent's
+ * userfaultfd.  One that lives on starts an engine of its own once the
+ * parent has ended and handed it its pages, or once it has lived a second
+ * and grown to the limit's mark (adopt_check()).  After exec the shim
+ * starts afresh in the new program.
  *
  * Exit (destructor): stop the scanner and the live stats (the file
  * /dev/shm/zswapu.PID goes), print the stats if ZSWAPU_STATS=1,
