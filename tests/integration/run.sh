@@ -219,7 +219,7 @@ def handle(k):
     for i in random.sample(sorted(cache), 200):
         if cache[i] != rec(i):
             raise SystemExit("record %d read wrong" % i)
-    time.sleep(0.05)  # the next request is a while coming
+    time.sleep(0.1)  # the next request is a while coming
     return h.hexdigest()
 if __name__ == "__main__":
     mp.set_start_method("fork")
