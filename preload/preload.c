@@ -159,6 +159,7 @@ static struct {
 	_Atomic bool adopt_watch;
 	uint64_t adopt_seen;
 	pid_t adopt_pid;
+	size_t adopt_base; /* its resident anonymous memory at the fork */
 	_Atomic uint64_t adopt_next; /* ms: the next look at a live parent's child */
 } g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -329,9 +330,9 @@ static void unmanage_range(const void *addr, size_t len)
  * A child has no thread to notice either: it looks in the calls it makes
  * anyway (the allocator, mmap & co., adopt_check()).  Once the count has
  * moved past what it saw at its fork, or once it has lived ADOPT_AFTER_MS
- * and would be armed (its resident size at ARM_PCT of the limit, or a
- * cold age), it starts an engine and discovery of its own, as daemon()'s
- * does (start_managing()).  What the parent still serves refuses that
+ * and would be armed (a cold age, or its resident size ARM_PCT of the
+ * limit past what it was at the fork), it starts an engine and discovery
+ * of its own, as daemon()'s does (start_managing()).  What the parent still serves refuses that
  * engine's registration (-EBUSY, kept out); full scans try again, and
  * succeed once the parent has handed the pages over.
  */
@@ -347,10 +348,10 @@ struct handover {
 static int start_managing(const struct discover *like);
 static uint64_t now_ms(void);
 
-/* Is the resident size at ARM_PCT of the limit?  (One pread.) */
-static bool at_arm_mark(void)
+/* Is the resident size @over past ARM_PCT of the limit?  (One pread.) */
+static bool at_arm_mark(size_t over)
 {
-	return g.o.z.limit_bytes && reclaim_anon_rss() >= g.o.z.limit_bytes / 100 * ARM_PCT;
+	return g.o.z.limit_bytes && reclaim_anon_rss() >= over + g.o.z.limit_bytes / 100 * ARM_PCT;
 }
 
 static __thread unsigned int adopt_calls __attribute__((tls_model("initial-exec")));
@@ -366,7 +367,7 @@ static bool worker_due(void)
 	if (t < atomic_load_explicit(&g.adopt_next, memory_order_relaxed))
 		return false;
 	atomic_store_explicit(&g.adopt_next, t + ADOPT_POLL_MS, memory_order_relaxed);
-	return g.o.z.cold_age_ms > 0 || at_arm_mark();
+	return g.o.z.cold_age_ms > 0 || at_arm_mark(g.adopt_base);
 }
 
 /* In the parent, once its children have their pages. */
@@ -387,6 +388,13 @@ static __attribute__((noinline)) void adopt_slow(void)
 	if (!atomic_exchange(&g.adopt_watch, false))
 		return; /* another thread is at it */
 	int saved = errno;
+	/* what it inherited is mostly still the parent's too (a page is
+	 * copied when one of them writes it), and not this engine's to take:
+	 * a worker is held to the limit on top of it, or under a parent at
+	 * its limit it would find the limit out of reach and cycle its own
+	 * hot pages */
+	if (!ended && g.o.z.limit_bytes)
+		g.o.z.limit_bytes += g.adopt_base;
 	if (start_managing(g.disc) == 0) {
 		atomic_store(&g.forked, false);
 		log_info(ended ? "the parent has ended: managing this process's memory from now on"
@@ -1383,7 +1391,7 @@ static bool armed(void)
 {
 	if (atomic_load_explicit(&g.armed, memory_order_relaxed))
 		return true;
-	if (!at_arm_mark())
+	if (!at_arm_mark(0))
 		return false;
 	if (!atomic_exchange(&g.armed, true))
 		log_info("resident size reached %d %% of the limit: managing memory from now on",
@@ -1693,6 +1701,7 @@ static void after_fork_child(void)
 		atomic_store(&g.adopt_watch, true);
 	}
 	g.adopt_pid = getpid();
+	g.adopt_base = atomic_load(&g.adopt_watch) && g.o.z.limit_bytes ? reclaim_anon_rss() : 0;
 	atomic_store(&g.adopt_next, now_ms() + ADOPT_AFTER_MS);
 }
 
