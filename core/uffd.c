@@ -44,6 +44,21 @@ static int open_fd(void)
 	return fd >= 0 ? fd : -errno;
 }
 
+/* A fresh descriptor with @features enabled (@api filled), or -errno. */
+static int enable(uint64_t features, struct uffdio_api *api)
+{
+	int fd = open_fd();
+	if (fd < 0)
+		return fd;
+	*api = (struct uffdio_api){ .api = UFFD_API, .features = features };
+	if (ioctl(fd, UFFDIO_API, api) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int uffd_open(uint64_t want, struct uffd *out)
 {
 	int err = injected(UFFD_OP_OPEN);
@@ -67,15 +82,21 @@ int uffd_open(uint64_t want, struct uffd *out)
 	uint64_t grant = api.features & want;
 	if ((grant & UFFD_NEED_FEATURES) != UFFD_NEED_FEATURES)
 		return -EOPNOTSUPP;
-	fd = open_fd();
+	fd = enable(grant, &api);
+	/*
+	 * Fork events need CAP_SYS_PTRACE, which a user given access to
+	 * /dev/userfaultfd lacks: without them a fork brings every stored
+	 * page back first (engine.h), better than no engine at all.
+	 */
+	if (fd == -EPERM && (grant & UFFD_FEATURE_EVENT_FORK)) {
+		grant &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+		fd = enable(grant, &api);
+		if (fd >= 0)
+			log_info("no fork events without CAP_SYS_PTRACE: a fork brings every "
+				 "stored page back first");
+	}
 	if (fd < 0)
 		return fd;
-	api = (struct uffdio_api){ .api = UFFD_API, .features = grant };
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
 	out->fd = fdguard_adopt(fd);
 	/* the kernel reports every feature it has, not the ones enabled */
 	out->features = grant;

@@ -50,8 +50,9 @@ enum uffd_op {
 
 /*
  * uffd_open() : a non-blocking, close-on-exec userfaultfd with as many of
- * @want features as the kernel grants.  @return 0; -ENOSYS/-EPERM/-EACCES
- * when userfaultfd is unavailable; -EOPNOTSUPP when a feature in
+ * @want features as the kernel grants (UFFD_FEATURE_EVENT_FORK only with
+ * CAP_SYS_PTRACE: without, it is left out).  @return 0; -ENOSYS/-EPERM/
+ * -EACCES when userfaultfd is unavailable; -EOPNOTSUPP when a feature in
  * UFFD_NEED_FEATURES is missing.
  */
 int uffd_open(uint64_t want, struct uffd *out);

@@ -23,9 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/swap.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -2294,6 +2296,61 @@ START_TEST(signals_never_run_on_engine_threads)
 }
 END_TEST
 
+/*
+ * Fork events need CAP_SYS_PTRACE, which a user given access to
+ * /dev/userfaultfd lacks (postgres as its own user: no engine at all
+ * before).  Without it the open leaves EVENT_FORK out, and the engine runs
+ * with fork() bringing the stored pages back: a forked child sees them.
+ */
+START_TEST(no_ptrace_no_fork_events)
+{
+	SKIP_WITHOUT_UFFD();
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+		struct __user_cap_data_struct d[2];
+		if (syscall(SYS_capget, &h, d))
+			_exit(10);
+		d[CAP_SYS_PTRACE / 32].effective &= ~(1u << (CAP_SYS_PTRACE % 32));
+		if (syscall(SYS_capset, &h, d))
+			_exit(11);
+		struct uffd u;
+		if (uffd_open(UFFD_WANT_FEATURES, &u))
+			_exit(12); /* -EPERM before */
+		bool forks = uffd_has(&u, UFFD_FEATURE_EVENT_FORK);
+		uffd_close(&u);
+		if (forks)
+			_exit(13);
+		struct zswapu_options o;
+		zswapu_options_init(&o);
+		if (zswapu_init(&o))
+			_exit(14);
+		uint8_t *m = map(64 * PAGE);
+		for (size_t i = 0; i < 64; i++)
+			memset(m + i * PAGE, (int)(i + 1), PAGE);
+		if (zswapu_register(m, 64 * PAGE) || zswapu_reclaim(m, 64 * PAGE) <= 0)
+			_exit(15);
+		pid_t c = fork();
+		if (c == 0) {
+			for (size_t i = 0; i < 64; i++)
+				if (m[i * PAGE + 7] != (uint8_t)(i + 1))
+					_exit(1);
+			_exit(0);
+		}
+		int st;
+		if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st))
+			_exit(16);
+		zswapu_shutdown();
+		_exit(0);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+}
+END_TEST
+
 /* ---- fail-safe ---- */
 
 START_TEST(failsafe_no_userfaultfd)
@@ -2646,6 +2703,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_loop_test(tc, reclaim_passes_pages_move_refuses, 0, 2);
 	tcase_add_test(tc, incompressible_pages_left_a_while);
+	tcase_add_test(tc, no_ptrace_no_fork_events);
 	tcase_add_test(tc, failsafe_no_userfaultfd);
 	tcase_add_test(tc, failsafe_ioctl_error);
 	tcase_add_test(tc, failsafe_unreadable_pages_raise_sigbus);
