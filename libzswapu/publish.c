@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -200,6 +201,20 @@ static void install_atfork(void)
 	pthread_atfork(NULL, NULL, forked_child);
 }
 
+/*
+ * The program's name: the one it was invoked by, unless it has written over
+ * its argv (a server's process titles: postgres's backends showed "res
+ * postgres [lo" from the middle of theirs), then the kernel's 15 bytes.
+ */
+static void program_name(char *out, size_t n)
+{
+	char comm[16] = "";
+	const char *name = program_invocation_short_name;
+	if (prctl(PR_GET_NAME, comm) == 0 && comm[0] && strncmp(name, comm, strlen(comm)) != 0)
+		name = comm;
+	snprintf(out, n, "%s", name);
+}
+
 void publish_start(struct engine *e, const struct zswapu_options *o)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -213,7 +228,7 @@ void publish_start(struct engine *e, const struct zswapu_options *o)
 	}
 	memset(p, 0, sizeof(*p));
 	p->e = e;
-	snprintf(p->info.comm, sizeof(p->info.comm), "%s", program_invocation_short_name);
+	program_name(p->info.comm, sizeof(p->info.comm));
 	snprintf(p->info.compressor, sizeof(p->info.compressor), "%s",
 		 o->compressor ? o->compressor : "lz4");
 	snprintf(p->info.pool, sizeof(p->info.pool), "%s", zpool_driver_name(engine_zpool(e)));
