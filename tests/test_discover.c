@@ -21,6 +21,8 @@ struct rec {
 	size_t len[64];
 	int n;
 	int fail_at, fail_err; /* registration number fail_at returns fail_err */
+	uintptr_t busy;         /* registering a range that starts here: -EBUSY */
+	int nbusy;              /* ... so many times */
 	uintptr_t unreg[16][2]; /* unregistrations */
 	int nunreg;
 	uintptr_t fork[16][3]; /* DONTFORK / DOFORK reports: start, end, dontfork */
@@ -46,6 +48,10 @@ static int record_cb(enum discover_op op, uintptr_t start, size_t len, void *arg
 	if (r->n == r->fail_at) {
 		r->fail_at = -1;
 		return r->fail_err;
+	}
+	if (r->busy && start == r->busy) {
+		r->nbusy++;
+		return -EBUSY;
 	}
 	ck_assert_int_lt(r->n, 64);
 	r->start[r->n] = start;
@@ -365,6 +371,43 @@ START_TEST(callback_errors)
 }
 END_TEST
 
+/*
+ * A range another userfaultfd of the process has (a forked worker's
+ * inherited memory, served by its parent's engine) refuses registration
+ * with -EBUSY: kept out, left alone by quick scans, tried again by full
+ * ones, and taken once the other lets go (the parent handed it over).
+ */
+START_TEST(busy_retried_by_full_scans)
+{
+	struct vma v[] = {
+		{ A(0), A(10), "rw-p", NULL, "um" },
+		{ A(20), A(30), "rw-p", NULL, NULL },
+	};
+	write_files(v, 2);
+	rec.busy = A(0);
+	ck_assert_int_eq(discover_scan(d, true), 1);
+	expect_calls((const uintptr_t[][2]){ { A(20), A(30) } }, 1);
+	ck_assert_int_eq(rec.nbusy, 1);
+	ck_assert_int_eq(discover_scan(d, false), 0); /* a quick scan trusts the table */
+	ck_assert_int_eq(rec.nbusy, 1);
+	v[1].flags = "um"; /* ours now */
+	write_files(v, 2);
+	ck_assert_int_eq(discover_scan(d, true), 0); /* still the other's */
+	ck_assert_int_eq(rec.nbusy, 2);
+	ck_assert_int_eq(rec.n, 0);
+	rec.busy = 0;
+	v[0].flags = NULL; /* handed over: no longer registered */
+	write_files(v, 2);
+	ck_assert_int_eq(discover_scan(d, false), 0);
+	ck_assert_int_eq(discover_scan(d, true), 1);
+	expect_calls((const uintptr_t[][2]){ { A(0), A(10) } }, 1);
+	struct discover_stats st;
+	discover_get_stats(d, &st);
+	ck_assert_uint_eq(st.failed, 2);
+	ck_assert_uint_eq(st.managed_bytes, 20 * P);
+}
+END_TEST
+
 START_TEST(exclusions)
 {
 	discover_exclude(d, A(10), A(20));
@@ -427,6 +470,7 @@ Suite *discover_suite(void)
 	tcase_add_test(tc, dontfork_managed);
 	tcase_add_test(tc, keep_out);
 	tcase_add_test(tc, callback_errors);
+	tcase_add_test(tc, busy_retried_by_full_scans);
 	tcase_add_test(tc, exclusions);
 	tcase_add_test(tc, exclude_present);
 	suite_add_tcase(s, tc);
