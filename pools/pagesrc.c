@@ -239,25 +239,6 @@ static uintptr_t take_run_locked(struct zone *z, size_t k)
 	return 0;
 }
 
-static int alloc_in(struct zone *z, size_t npages, size_t keep, void **out);
-
-int pagesrc_alloc(size_t npages, void **out)
-{
-	return pagesrc_alloc_reserving(npages, 0, out);
-}
-
-int pagesrc_alloc_data(size_t npages, void **out)
-{
-	int err = pagesrc_init();
-	return err ? err : alloc_in(&ps.z[Z_DATA], npages, 0, out);
-}
-
-int pagesrc_alloc_reserving(size_t npages, size_t keep, void **out)
-{
-	int err = pagesrc_init();
-	return err ? err : alloc_in(&ps.z[Z_MAIN], npages, keep, out);
-}
-
 static int alloc_in(struct zone *z, size_t npages, size_t keep, void **out)
 {
 	if (npages == 0 || npages > PAGESRC_MAX_RUN)
@@ -317,6 +298,23 @@ static int alloc_in(struct zone *z, size_t npages, size_t keep, void **out)
 		madvise((void *)pop, npop * PAGESRC_PAGE_SIZE, MADV_POPULATE_WRITE);
 	*out = (void *)a;
 	return 0;
+}
+
+int pagesrc_alloc(size_t npages, void **out)
+{
+	return pagesrc_alloc_reserving(npages, 0, out);
+}
+
+int pagesrc_alloc_data(size_t npages, void **out)
+{
+	int err = pagesrc_init();
+	return err ? err : alloc_in(&ps.z[Z_DATA], npages, 0, out);
+}
+
+int pagesrc_alloc_reserving(size_t npages, size_t keep, void **out)
+{
+	int err = pagesrc_init();
+	return err ? err : alloc_in(&ps.z[Z_MAIN], npages, keep, out);
 }
 
 /*
