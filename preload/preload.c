@@ -310,6 +310,13 @@ static void unmanage_range(const void *addr, size_t len)
 	discover_keep_out(g.disc, s, e);
 }
 
+/* Does this process run the engine (not a forked or vforked child of the one that does)? */
+static bool is_owner(void)
+{
+	pid_t owner = atomic_load(&g.owner);
+	return owner && owner == getpid();
+}
+
 /* ---- forked children that live on ----------------------------------------------------- */
 
 /*
@@ -396,7 +403,6 @@ static __attribute__((noinline)) void adopt_slow(void)
 	if (!ended && g.o.z.limit_bytes)
 		g.o.z.limit_bytes += g.adopt_base;
 	if (start_managing(g.disc) == 0) {
-		atomic_store(&g.forked, false);
 		log_info(ended ? "the parent has ended: managing this process's memory from now on"
 			       : "a forked child that lives on and has grown: managing its own memory "
 				 "(the parent's engine serves what it inherited)");
@@ -730,9 +736,8 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 
 static void children_first(void)
 {
-	pid_t owner = atomic_load(&g.owner);
 	/* no fork, no child to serve: _exit() needs no round trip */
-	if (atomic_load(&g.forked) && owner && owner == getpid()) {
+	if (atomic_load(&g.forked) && is_owner()) {
 		int saved = errno;
 		int err = zswapu_before_end(0, END_WAIT_MS);
 		if (err && err != -ENODEV)
@@ -752,8 +757,7 @@ EXPORT __attribute__((noreturn)) void _exit(int status)
 	children_first();
 	/* no destructor removes /dev/shm/zswapu.PID (multiprocessing's
 	 * workers end this way, one file each) */
-	pid_t owner = atomic_load(&g.owner);
-	if (owner && owner == getpid())
+	if (is_owner())
 		publish_gone();
 	void *f = real(&real__exit, "_exit");
 	if (f)
@@ -778,8 +782,7 @@ static void manage_daemon(pid_t parent)
 		nanosleep(&(struct timespec){ 0, 5 * 1000 * 1000 }, NULL);
 	if (getppid() == parent)
 		return; /* its pages may still be the parent's to serve */
-	if (start_managing(g.disc) == 0)
-		atomic_store(&g.forked, false);
+	start_managing(g.disc);
 }
 
 /*
@@ -789,7 +792,7 @@ static void manage_daemon(pid_t parent)
 EXPORT int daemon(int nochdir, int noclose)
 {
 	pid_t parent = getpid();
-	bool managed = atomic_load(&g.owner) == parent;
+	bool managed = is_owner();
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
@@ -1000,12 +1003,11 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
 	int saved = errno;
-	pid_t owner = atomic_load(&g.owner);
 	uintptr_t a, b, sp = (uintptr_t)&a;
 	pagesrc_range(&a, &b);
 	/* not in a forked child (the engine is the parent's), not on an
 	 * engine thread (one crashing cannot wait for itself) */
-	if (owner && owner == getpid() && !(sp >= a && sp < b)) {
+	if (is_owner() && !(sp >= a && sp < b)) {
 		bool core = is_core(sig) && dump_expected();
 		if (core || atomic_load(&g.forked)) {
 			int err = zswapu_before_end(core ? ZSWAPU_END_CORE : 0, END_WAIT_MS);
@@ -1059,7 +1061,6 @@ static void watch_fatal_signals(void)
 EXPORT int sigaction(int sig, const struct sigaction *restrict act, struct sigaction *restrict old)
 {
 	void *f = real(&real_sigaction, "sigaction");
-	pid_t owner = atomic_load(&g.owner);
 	if (!f || !atomic_load(&fatal_watched) || sig <= 0 || sig >= NSIG || !watched(sig))
 		return f ? call_sigaction(sig, act, old) : (errno = ENOSYS, -1);
 	struct sigaction prev;
@@ -1069,7 +1070,7 @@ EXPORT int sigaction(int sig, const struct sigaction *restrict act, struct sigac
 	 * query reports), then on_fatal stands in for it; a fatal signal in
 	 * between takes the default action.  A forked child gets what it asks.
 	 */
-	if (r == 0 && act && act->sa_handler == SIG_DFL && owner == getpid() &&
+	if (r == 0 && act && act->sa_handler == SIG_DFL && is_owner() &&
 	    call_sigaction(sig, NULL, &dfl_view[sig]) == 0)
 		install_ours(sig);
 	if (r == 0 && old) {
@@ -1753,8 +1754,9 @@ static int start_discovery(const struct discover *like)
 
 /*
  * The engine and discovery, for the program at its start (@like NULL) or
- * for a daemon that takes over from its parent (@like: the parent's
- * discovery, see start_discovery()).  @return 0, or -errno after one line.
+ * for a forked child that takes over from its parent (daemon(),
+ * adopt_slow(); @like: the parent's discovery, see start_discovery()).
+ * @return 0, or -errno after one line.
  */
 static int start_managing(const struct discover *like)
 {
@@ -1776,6 +1778,7 @@ static int start_managing(const struct discover *like)
 		return r;
 	}
 	atomic_store(&g.owner, getpid());
+	atomic_store(&g.forked, false); /* a forked child has no child of its own yet */
 	/* this process's children watch a page of its own (adopt_check());
 	 * without one they run unmanaged after it ends, as before */
 	struct handover *ho = call_mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
