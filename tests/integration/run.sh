@@ -87,7 +87,7 @@ since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; 
 # The command runs in $T/NAME.{native,zswapu}/ (its working directory);
 # files it leaves there are compared too.  CHECK_TREE=1 checks every
 # process of the tree against the limit, 0 only the first (a parent whose
-# forked workers are served by it but not reclaimed), 2 every process, a
+# forked workers read what they inherited, served by it, not reclaimed), 2 every process, a
 # forked worker with the limit on top of what it inherited (at most the
 # parent's peak: docs/preload.md, "fork and exec").
 run_case() {
@@ -211,7 +211,8 @@ if __name__ == "__main__":
     with mp.Pool(2) as p:
         print(p.map(work, range(4)))
 EOF
-# the parent is checked: forked workers are served, not reclaimed
+# the parent is checked: the workers' memory is mostly what they inherited,
+# which the parent's engine serves and no engine of theirs can take
 run_case forkers 0 "$PY" "$T/workers.py"
 
 cat > "$T/prefork.py" <<'EOF'
