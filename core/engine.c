@@ -1200,6 +1200,25 @@ bool engine_forked_child(struct engine *e)
 	return e->forked_child;
 }
 
+int engine_set_limit(struct engine *e, size_t limit, size_t max_pool)
+{
+	if (e->forked_child)
+		return -ECHILD;
+	if (atomic_load(&e->failed))
+		return -ECANCELED;
+	int err = reclaim_set_limit(e->reclaim, limit);
+	if (err)
+		return err;
+	store_set_max_pool(e->store, max_pool);
+	pagesrc_set_budget(limit);
+	return 0;
+}
+
+size_t engine_limit(struct engine *e)
+{
+	return reclaim_limit(e->reclaim);
+}
+
 bool engine_failed(struct engine *e)
 {
 	return atomic_load(&e->failed);
@@ -1226,6 +1245,7 @@ void engine_snapshot(struct engine *e, struct engine_snapshot *out)
 	out->region_bytes = region_bytes(e->regions);
 	out->pool_bytes = store_pool_bytes(e->store);
 	out->anon_rss = reclaim_anon_rss();
+	out->limit = engine_limit(e);
 	out->released = atomic_load(&e->released);
 	out->failed = atomic_load(&e->failed);
 	out->stepped_aside = atomic_load(&e->stepped_aside);

@@ -87,6 +87,7 @@ struct engine_snapshot {
 	struct engine_counters handler;
 	uint64_t features;
 	size_t regions, region_bytes, pool_bytes, anon_rss;
+	size_t limit;       /* now (engine_set_limit()); 0: none */
 	bool failed;        /* stepping aside: a failure, or released */
 	bool released;      /* on request (engine_release()) */
 	bool stepped_aside; /* done: every stored page back, nothing registered */
@@ -178,6 +179,16 @@ bool engine_forked_child(struct engine *e);
  * @return 0; -EALREADY stepping aside already; -ECHILD a forked child's copy.
  */
 int engine_release(struct engine *e);
+/*
+ * engine_set_limit() : hold the process under @limit bytes from now on,
+ * with a pool cap of @max_pool (0: keep the cap as it is).  Pages over a
+ * lower limit leave at the reclaimer's pace, as when a program grows past
+ * one.  @return 0; -EINVAL @limit 0 or an engine created without a limit;
+ * -ECHILD a forked child's copy; -ECANCELED stepping aside.
+ */
+int engine_set_limit(struct engine *e, size_t limit, size_t max_pool);
+/* engine_limit() : the limit now; 0: none. */
+size_t engine_limit(struct engine *e);
 /* engine_zpool() : the store's pool, for its class and driver tables. */
 struct zpool *engine_zpool(struct engine *e);
 const char *engine_counter_name(unsigned int i);

@@ -198,6 +198,8 @@ struct reclaim {
 	void (*room_fn)(void *);       /* reclaim_on_room() */
 	void *room_arg;
 	_Atomic size_t own;            /* engine_own() */
+	/* o.limit_bytes as it is now: reclaim_set_limit() changes it */
+	_Atomic size_t limit;
 	_Atomic uint64_t own_ns;       /* ... looked at then */
 	uint64_t able_again_ns;        /* reclaimer only: gave up until then */
 };
@@ -1171,6 +1173,12 @@ static size_t engine_own(struct reclaim *r)
 	return atomic_load_explicit(&r->own, memory_order_relaxed);
 }
 
+/* The limit now (0: none): o.limit_bytes until reclaim_set_limit(). */
+static inline size_t limit_of(struct reclaim *r)
+{
+	return atomic_load_explicit(&r->limit, memory_order_relaxed);
+}
+
 /*
  * What the limit is compared with: the program's resident anonymous
  * memory, plus the pool unless ZSWAPU_LIMIT_POOL=0.  Published for
@@ -1204,20 +1212,40 @@ static size_t usage(struct reclaim *r)
 #define FRESH_NS (200ull * 1000)
 bool reclaim_over_limit(struct reclaim *r)
 {
-	if (!r->o.limit_bytes || !atomic_load_explicit(&r->able, memory_order_relaxed))
+	size_t lim = limit_of(r);
+	if (!lim || !atomic_load_explicit(&r->able, memory_order_relaxed))
 		return false;
 	uint64_t n = atomic_fetch_add_explicit(&r->installed, 1, memory_order_relaxed) + 1;
 	size_t est = atomic_load_explicit(&r->usage_seen, memory_order_relaxed) + n * PAGE;
-	if (est <= r->o.limit_bytes)
+	if (est <= lim)
 		return false;
 	if (now_ns() - atomic_load_explicit(&r->seen_ns, memory_order_relaxed) >= FRESH_NS &&
-	    usage(r) <= r->o.limit_bytes)
+	    usage(r) <= lim)
 		return false;
 	atomic_store_explicit(&r->held, true, memory_order_relaxed);
 	pthread_mutex_lock(&r->ctl);
 	pthread_cond_signal(&r->wake);
 	pthread_mutex_unlock(&r->ctl);
 	return true;
+}
+
+size_t reclaim_limit(struct reclaim *r)
+{
+	return limit_of(r);
+}
+
+int reclaim_set_limit(struct reclaim *r, size_t bytes)
+{
+	/* no thread to hold one: it was started without a limit or cold age */
+	if (!bytes || !limit_of(r))
+		return -EINVAL;
+	atomic_store(&r->limit, bytes);
+	/* at once, not at the end of a rest: the estimate the held faults
+	 * go by is compared with the new limit from the next fault on */
+	pthread_mutex_lock(&r->ctl);
+	pthread_cond_signal(&r->wake);
+	pthread_mutex_unlock(&r->ctl);
+	return 0;
 }
 
 void reclaim_on_room(struct reclaim *r, void (*fn)(void *), void *arg)
@@ -1235,7 +1263,7 @@ void reclaim_on_room(struct reclaim *r, void (*fn)(void *), void *arg)
 static size_t room_usage(struct reclaim *r)
 {
 	size_t u = usage(r);
-	if (u <= r->o.limit_bytes && atomic_load_explicit(&r->held, memory_order_relaxed) &&
+	if (u <= limit_of(r) && atomic_load_explicit(&r->held, memory_order_relaxed) &&
 	    atomic_exchange(&r->held, false) && r->room_fn)
 		r->room_fn(r->room_arg);
 	return u;
@@ -1251,7 +1279,7 @@ void reclaim_set_unknown_hook(void (*fn)(void))
 
 void reclaim_note_installed(struct reclaim *r, unsigned int pages)
 {
-	if (r->o.limit_bytes)
+	if (limit_of(r))
 		atomic_fetch_add_explicit(&r->installed, pages, memory_order_relaxed);
 }
 
@@ -1442,7 +1470,7 @@ static uint64_t thrash_check(struct reclaim *r)
 	r->win_moved = moved;
 	r->win_stored = stored;
 	if (futile ||
-	    (r->o.limit_pool && store_pool_bytes(r->store) >= r->o.limit_bytes / 10 * 9)) {
+	    (r->o.limit_pool && store_pool_bytes(r->store) >= limit_of(r) / 10 * 9)) {
 		r->backoff_ns = r->backoff_ns ? 2 * r->backoff_ns : BACKOFF_MIN_NS;
 		if (r->backoff_ns > BACKOFF_MAX_NS)
 			r->backoff_ns = BACKOFF_MAX_NS;
@@ -1492,7 +1520,7 @@ static bool out_of_reach(struct reclaim *r)
 	uintptr_t s, e;
 	if (!region_next(r->regions, 0, &s, &e))
 		return false; /* none yet: "nothing to take" waits for them */
-	size_t u = usage(r), lim = r->o.limit_bytes, mr = 0;
+	size_t u = usage(r), lim = limit_of(r), mr = 0;
 	if (u <= lim + lim / REACH_SLACK_DIV ||
 	    (mr = managed_resident(r)) >= u - lim - lim / REACH_SLACK_DIV) {
 		if (r->unreach_ns && now_ns() >= r->able_again_ns)
@@ -1511,23 +1539,21 @@ static bool out_of_reach(struct reclaim *r)
 static void *reclaim_thread(void *arg)
 {
 	struct reclaim *r = arg;
-	size_t high = 0, low = 0;
 	pthread_setname_np(pthread_self(), "zswapu-reclaim");
-	if (r->o.limit_bytes) {
-		high = r->o.limit_bytes - r->o.limit_bytes / 100 * MARGIN_HIGH_PCT;
-		low = r->o.limit_bytes - r->o.limit_bytes / 100 * MARGIN_LOW_PCT;
-	}
 	r->last_sweep_ns = now_ns();
 	while (!should_stop(r)) {
 		bool work = false;
+		/* read once a turn: reclaim_set_limit() may change it */
+		size_t lim = limit_of(r);
+		size_t high = lim - lim / 100 * MARGIN_HIGH_PCT, low = lim - lim / 100 * MARGIN_LOW_PCT;
 		/* also while resting: the program's faults keep freeing objects
 		 * (hotcold, pool counted: 935 MiB of pool held 634 MiB) */
-		if (r->o.limit_bytes)
+		if (lim)
 			maybe_compact(r);
 		/* out of reach, faults stay free until a pass says otherwise */
-		if (r->o.limit_bytes && !r->unreach_ns && now_ns() >= r->able_again_ns)
+		if (lim && !r->unreach_ns && now_ns() >= r->able_again_ns)
 			atomic_store(&r->able, true);
-		if (r->o.limit_bytes && room_usage(r) > high) {
+		if (lim && room_usage(r) > high) {
 			/* reclaim until below the low mark or a whole pass found nothing */
 			long since_wrap = 0;
 			int wraps = 0;
@@ -1538,7 +1564,7 @@ static void *reclaim_thread(void *arg)
 					/* nothing to take: wait instead of passing over
 					 * empty regions again (a shell whose limit was
 					 * below its own size spun at 60 % of a core) */
-					if (usage(r) > r->o.limit_bytes)
+					if (usage(r) > lim)
 						give_up(r, GIVE_UP_NS);
 					/* the second pass saw all added before the first ended */
 					if (idle_wait(r, GIVE_UP_NS, added_then + 1))
@@ -1636,6 +1662,7 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 		return err;
 	memset(r, 0, sizeof(*r));
 	r->o = *o;
+	atomic_init(&r->limit, o->limit_bytes);
 	size_t limit_pages = o->limit_bytes / PAGE;
 	if (!r->o.batch_pages) {
 		r->o.batch_pages = RECLAIM_BATCH;

@@ -134,6 +134,16 @@ void reclaim_set_unknown_hook(void (*fn)(void));
 void reclaim_memory_added(struct reclaim *r, size_t len);
 
 /*
+ * reclaim_set_limit() : hold usage under @bytes from now on (the batch
+ * size and the refault table keep the sizes the first limit gave them).
+ * @return 0; -EINVAL when @bytes is 0 or the reclaimer was created
+ * without a limit (it has no limit to change).
+ */
+int reclaim_set_limit(struct reclaim *r, size_t bytes);
+/* reclaim_limit() : the limit now (0: none). */
+size_t reclaim_limit(struct reclaim *r);
+
+/*
  * reclaim_on_room() : @fn(@arg) is called on the reclaimer's thread (so it
  * must not block) when usage has come under the limit while a fault was
  * held (reclaim_over_limit() said true).  Set before reclaim_start().

@@ -114,11 +114,15 @@ int shmstat_create(const char *dir, const struct shmstat_info *info, struct shms
 	return 0;
 }
 
-uint64_t shmstat_take_requests(struct shmstat_writer *w)
+uint64_t shmstat_take_requests(struct shmstat_writer *w, uint64_t *limit)
 {
 	if (!w->seg || !atomic_load_explicit(&w->seg->requests, memory_order_relaxed))
 		return 0;
-	return atomic_exchange_explicit(&w->seg->requests, 0, memory_order_acquire);
+	uint64_t bits = atomic_exchange_explicit(&w->seg->requests, 0, memory_order_acquire);
+	/* the reader stored it before it set the bit (release) */
+	if (bits & SHMSTAT_REQ_LIMIT)
+		*limit = atomic_load_explicit(&w->seg->limit_asked, memory_order_relaxed);
+	return bits;
 }
 
 void shmstat_publish(struct shmstat_writer *w, struct shmstat_sample *s)
@@ -235,7 +239,7 @@ int shmstat_open(const char *dir, pid_t pid, struct shmstat_reader *r)
 	return 0;
 }
 
-int shmstat_request(const char *dir, pid_t pid, uint64_t what)
+static int request(const char *dir, pid_t pid, uint64_t what, uint64_t limit)
 {
 	struct shmstat_reader r;
 	int err = shmstat_open(dir, pid, &r);
@@ -255,6 +259,9 @@ int shmstat_request(const char *dir, pid_t pid, uint64_t what)
 		if (seg == MAP_FAILED) {
 			err = -errno;
 		} else {
+			if (what & SHMSTAT_REQ_LIMIT)
+				atomic_store_explicit(&seg->limit_asked, limit,
+						      memory_order_relaxed);
 			atomic_fetch_or_explicit(&seg->requests, what, memory_order_release);
 			munmap(seg, sizeof(*seg));
 		}
@@ -263,6 +270,16 @@ int shmstat_request(const char *dir, pid_t pid, uint64_t what)
 		close(fd);
 	shmstat_close(&r);
 	return err;
+}
+
+int shmstat_request(const char *dir, pid_t pid, uint64_t what)
+{
+	return request(dir, pid, what & ~SHMSTAT_REQ_LIMIT, 0);
+}
+
+int shmstat_request_limit(const char *dir, pid_t pid, uint64_t bytes)
+{
+	return request(dir, pid, SHMSTAT_REQ_LIMIT, bytes);
 }
 
 static void terminate(char *s, size_t len)

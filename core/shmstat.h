@@ -43,7 +43,7 @@
 
 #define SHMSTAT_DIR "/dev/shm"
 #define SHMSTAT_MAGIC 0x315453555057535aULL /* "ZSWPUST1" */
-#define SHMSTAT_VERSION 2
+#define SHMSTAT_VERSION 3
 #define SHMSTAT_NAME_LEN 32
 #define SHMSTAT_MAX_COUNTERS 128
 #define SHMSTAT_MAX_CLASSES 256
@@ -94,6 +94,7 @@ struct shmstat_seg {
 	_Atomic uint64_t seq;          /* odd while the writer is in the sample */
 	_Atomic uint64_t heartbeat_ns; /* CLOCK_MONOTONIC of the last publish */
 	_Atomic uint64_t requests;     /* SHMSTAT_REQ_* bits a reader set */
+	_Atomic uint64_t limit_asked;  /* SHMSTAT_REQ_LIMIT's new limit */
 	_Atomic uint64_t words[SHMSTAT_SAMPLE_WORDS];
 };
 
@@ -118,9 +119,13 @@ void shmstat_publish(struct shmstat_writer *w, struct shmstat_sample *s);
 
 /* What a reader may ask of the writer's process. */
 #define SHMSTAT_REQ_RELEASE 1ULL /* put every stored page back and stop managing */
+#define SHMSTAT_REQ_LIMIT 2ULL   /* hold the process under a new limit */
 
-/* shmstat_take_requests() : the SHMSTAT_REQ_* bits set since the last call. */
-uint64_t shmstat_take_requests(struct shmstat_writer *w);
+/*
+ * shmstat_take_requests() : the SHMSTAT_REQ_* bits set since the last
+ * call; with SHMSTAT_REQ_LIMIT, *@limit is the limit asked for last.
+ */
+uint64_t shmstat_take_requests(struct shmstat_writer *w, uint64_t *limit);
 
 /* shmstat_destroy() : unlink the file and unmap it. */
 void shmstat_destroy(struct shmstat_writer *w);
@@ -171,6 +176,8 @@ void shmstat_close(struct shmstat_reader *r);
  * the owner); -ESTALE the file was replaced meanwhile.
  */
 int shmstat_request(const char *dir, pid_t pid, uint64_t what);
+/* shmstat_request_limit() : SHMSTAT_REQ_LIMIT for @bytes; as shmstat_request(). */
+int shmstat_request_limit(const char *dir, pid_t pid, uint64_t bytes);
 
 /* shmstat_find() : index of counter @name in @info, or -1. */
 int shmstat_find(const struct shmstat_info *info, const char *name);

@@ -78,7 +78,9 @@ struct store {
 	_Atomic size_t pool_published;  /* pool bytes this store added to st */
 	_Atomic size_t entry_published; /* entry bytes this store added to st */
 	/* the cap and the writeback tier: a root store's only */
-	size_t max_pool, accept_pool;   /* 0: no cap */
+	/* 0: no cap; store_set_max_pool() changes them while others read */
+	_Atomic size_t max_pool, accept_pool;
+	unsigned int accept_pct;
 	_Atomic bool full;              /* cap hit, no writeback: refusing stores */
 	struct writeback *wb;
 	pthread_mutex_t wb_lock[STORE_WB_STRIPES]; /* see the top comment */
@@ -338,8 +340,9 @@ static int store_init_writeback(const struct store_options *o, struct store *s)
 		log_error("accept threshold %u%% out of range: accepted is 1..100", o->accept_pct);
 		return -EINVAL;
 	}
-	s->max_pool = o->max_pool;
-	s->accept_pool = o->max_pool / 100 * o->accept_pct;
+	s->accept_pct = o->accept_pct;
+	atomic_init(&s->max_pool, o->max_pool);
+	atomic_init(&s->accept_pool, o->max_pool / 100 * o->accept_pct);
 	if (o->writeback_dir && writeback_create(o->writeback_dir, s->st, &s->wb))
 		s->wb = NULL;
 	return 0;
@@ -819,20 +822,30 @@ size_t store_entry_count(struct store *s)
  */
 static bool pool_capped(struct store *s)
 {
-	if (!s->max_pool || s->root)
+	size_t max = atomic_load_explicit(&s->max_pool, memory_order_relaxed);
+	if (!max || s->root)
 		return false;
 	size_t pool = pool_bytes(s);
 	if (atomic_load_explicit(&s->full, memory_order_relaxed)) {
-		if (pool >= s->accept_pool)
+		if (pool >= atomic_load_explicit(&s->accept_pool, memory_order_relaxed))
 			return true;
 		atomic_store(&s->full, false);
 		return false;
 	}
-	if (pool < s->max_pool || (s->wb && writeback_usable(s->wb)))
+	if (pool < max || (s->wb && writeback_usable(s->wb)))
 		return false;
 	if (!atomic_exchange(&s->full, true))
 		stats_inc(s->st, STAT_POOL_LIMIT_HIT);
 	return true;
+}
+
+void store_set_max_pool(struct store *s, size_t bytes)
+{
+	/* a cap from nothing would need the tier store_create() decided on */
+	if (s->root || !bytes || !atomic_load(&s->max_pool))
+		return;
+	atomic_store(&s->accept_pool, bytes / 100 * s->accept_pct);
+	atomic_store(&s->max_pool, bytes);
 }
 
 bool store_pool_full(struct store *s)
@@ -930,9 +943,10 @@ static unsigned int writeback_batch(struct store *s, size_t goal, bool *refilled
 
 size_t store_writeback(struct store *s)
 {
-	if (!s->wb || s->root || !s->max_pool || !writeback_usable(s->wb) ||
-	    pool_bytes(s) < s->max_pool)
+	size_t max = atomic_load_explicit(&s->max_pool, memory_order_relaxed);
+	if (!s->wb || s->root || !max || !writeback_usable(s->wb) || pool_bytes(s) < max)
 		return 0;
+	size_t accept = atomic_load_explicit(&s->accept_pool, memory_order_relaxed);
 	stats_inc(s->st, STAT_POOL_LIMIT_HIT);
 	size_t total = 0;
 	bool refilled = false;
@@ -944,9 +958,9 @@ size_t store_writeback(struct store *s)
 	 */
 	for (int round = 0; round < 4 && writeback_usable(s->wb); round++) {
 		size_t pool = pool_bytes(s), data = store_compressed_bytes(s);
-		if (pool <= s->accept_pool || !data)
+		if (pool <= accept || !data)
 			break;
-		size_t goal = (size_t)((double)(pool - s->accept_pool) * data / pool) + 1, got = 0;
+		size_t goal = (size_t)((double)(pool - accept) * data / pool) + 1, got = 0;
 		unsigned int n = 0;
 		do {
 			size_t b;

@@ -205,6 +205,11 @@ int store_move(struct store *s, uintptr_t old_addr, uintptr_t new_addr, size_t l
  */
 size_t store_writeback(struct store *s);
 bool store_pool_full(struct store *s);
+/*
+ * store_set_max_pool() : a new cap of @bytes (nonzero), for a store
+ * created with one (a store without keeps none).
+ */
+void store_set_max_pool(struct store *s, size_t bytes);
 struct writeback *store_writeback_file(struct store *s);
 
 /* Accessors for the engine's limits, tests and benchmarks. */

@@ -28,7 +28,7 @@ enum source { SRC_STATS, SRC_ENGINE, SRC_RECLAIM, SRC_GAUGE, SRC_ZERO };
 
 enum gauge {
 	G_ANON_RSS, G_MANAGED, G_REGIONS, G_POOL_BYTES, G_FAILED, G_RELEASED, G_STEPPED_ASIDE,
-	G_FAULTS_PER_SEC, G_RECLAIMED_PER_SEC, G_NR
+	G_FAULTS_PER_SEC, G_RECLAIMED_PER_SEC, G_LIMIT, G_NR
 };
 
 static const char *const gauge_names[G_NR] = {
@@ -41,6 +41,7 @@ static const char *const gauge_names[G_NR] = {
 	[G_STEPPED_ASIDE] = "stepped_aside",
 	[G_FAULTS_PER_SEC] = "faults_per_sec",
 	[G_RECLAIMED_PER_SEC] = "reclaimed_per_sec",
+	[G_LIMIT] = "limit_bytes", /* now: zswapu_set_limit() changes it */
 };
 
 /* Published even before anything counts them, so readers can rely on them. */
@@ -129,6 +130,7 @@ static void fill(struct publisher *p)
 					  now - p->ring[oldest].t),
 		[G_RECLAIMED_PER_SEC] = rate(s.reclaim.moved, p->ring[oldest].moved,
 					     now - p->ring[oldest].t),
+		[G_LIMIT] = s.limit,
 	};
 	const uint64_t *handler = (const uint64_t *)&s.handler;
 	const uint64_t *reclaim = (const uint64_t *)&s.reclaim;
@@ -172,8 +174,16 @@ static void *publisher_main(void *arg)
 		fill(p);
 		shmstat_publish(&p->w, &p->sample);
 		/* the next sample shows it (released, then stepped aside) */
-		if (shmstat_take_requests(&p->w) & SHMSTAT_REQ_RELEASE)
+		uint64_t limit = 0, asked = shmstat_take_requests(&p->w, &limit);
+		if (asked & SHMSTAT_REQ_RELEASE)
 			engine_release(p->e);
+		/* the next sample's limit_bytes says whether it took */
+		if (asked & SHMSTAT_REQ_LIMIT) {
+			int err = zswapu_set_limit(limit);
+			if (err)
+				log_warn("zswapu limit: a limit of %llu bytes refused: %s",
+					 (unsigned long long)limit, strerrordesc_np(-err));
+		}
 		pthread_mutex_lock(&p->mu);
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -26,6 +26,26 @@ static unsigned int users;
 static struct engine *_Atomic ending_engine;
 static _Atomic unsigned int ending_users;
 static pthread_cond_t drained = PTHREAD_COND_INITIALIZER;
+/* the engine's pool cap as a share of its limit (0: none, or in bytes) */
+static unsigned int cap_pct;
+
+/*
+ * A forked child has one thread: another that was in get() or put() at
+ * the fork left `lock` held, and `users` counting a call that will never
+ * end.  The child calls in here still: the shim asks the (inert) engine
+ * for its limit, and starts an engine of its own (zswapu_init()).
+ */
+static void forked_child(void)
+{
+	pthread_mutex_init(&lock, NULL);
+	pthread_cond_init(&drained, NULL);
+	users = 0;
+}
+
+static void install_forked_child(void)
+{
+	pthread_atfork(NULL, NULL, forked_child);
+}
 
 ZSWAPU_API void zswapu_options_init(struct zswapu_options *o)
 {
@@ -36,19 +56,25 @@ ZSWAPU_API void zswapu_options_init(struct zswapu_options *o)
 	o->log_level = LOG_ERROR;
 }
 
-/* The cap in bytes (zswap's max_pool_percent when only a file is given). */
+/* The cap's share of the limit: 0 when none or given in bytes (zswap's
+ * max_pool_percent when only a file is given). */
+static unsigned int pool_cap_pct(const struct zswapu_options *in)
+{
+	if (in->max_pool_bytes)
+		return 0;
+	return !in->max_pool_percent && in->writeback_dir ? 20 : in->max_pool_percent;
+}
+
+/* The cap in bytes. */
 static int pool_cap_options(const struct zswapu_options *in, struct engine_options *o)
 {
-	unsigned int pct = in->max_pool_percent;
-	if (pct > 100 || in->accept_percent > 100) {
+	if (in->max_pool_percent > 100 || in->accept_percent > 100) {
 		log_error("max_pool_percent %u / accept_percent %u: accepted are 0..100",
 			  in->max_pool_percent, in->accept_percent);
 		return -EINVAL;
 	}
-	if (!in->max_pool_bytes && !pct && in->writeback_dir)
-		pct = 20;
 	o->store.max_pool = in->max_pool_bytes ? in->max_pool_bytes
-					       : in->limit_bytes / 100 * pct;
+					       : in->limit_bytes / 100 * pool_cap_pct(in);
 	if (in->accept_percent)
 		o->store.accept_pct = in->accept_percent;
 	o->store.writeback_dir = in->writeback_dir && *in->writeback_dir ? in->writeback_dir
@@ -105,6 +131,8 @@ ZSWAPU_API int zswapu_init(const struct zswapu_options *in)
 	int err = to_engine_options(in, &o);
 	if (err)
 		return err;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, install_forked_child);
 	pthread_mutex_lock(&lock);
 	/* a forked child may start its own: the parent's copy is inert (its
 	 * memory is left as it is; ranges the parent still serves refuse
@@ -115,6 +143,7 @@ ZSWAPU_API int zswapu_init(const struct zswapu_options *in)
 	}
 	err = engine_create(&o, &engine);
 	if (!err) {
+		cap_pct = pool_cap_pct(in);
 		atomic_store(&ending_engine, engine);
 		publish_start(engine, in);
 	}
@@ -251,6 +280,30 @@ ZSWAPU_API int zswapu_before_end(unsigned int flags, unsigned int timeout_ms)
 	int err = e ? engine_end(e, flags & ZSWAPU_END_CORE, timeout_ms) : -ENODEV;
 	atomic_fetch_sub(&ending_users, 1);
 	return err == -ECHILD ? -ENODEV : err;
+}
+
+ZSWAPU_API int zswapu_set_limit(size_t bytes)
+{
+	struct engine *e = get();
+	if (!e)
+		return -ENODEV;
+	/* a cap set in bytes stays; one set as a share follows the limit */
+	pthread_mutex_lock(&lock);
+	size_t cap = bytes / 100 * cap_pct;
+	pthread_mutex_unlock(&lock);
+	int err = engine_set_limit(e, bytes, cap);
+	put();
+	return err == -ECHILD ? -ENODEV : err; /* a forked child's copy */
+}
+
+ZSWAPU_API size_t zswapu_limit(void)
+{
+	struct engine *e = get();
+	if (!e)
+		return 0;
+	size_t limit = engine_forked_child(e) ? 0 : engine_limit(e);
+	put();
+	return limit;
 }
 
 ZSWAPU_API int zswapu_hot(void *addr, size_t len)

@@ -228,6 +228,24 @@ ZSWAPU_API int zswapu_before_end(unsigned int flags, unsigned int timeout_ms);
 ZSWAPU_API int zswapu_managed(const void *addr);
 
 /*
+ * zswapu_set_limit() : hold the process under @bytes from now on, as if it
+ * had started with that limit_bytes (`zswapu limit PID SIZE` does this in
+ * a running program).  A pool cap given as max_pool_percent (or
+ * the 20 % a writeback_dir brings) follows the new limit; one given in
+ * bytes stays.  Under a lower limit the reclaimer takes pages at its own
+ * pace, as when the program grows past its limit; the batch size and the
+ * tables sized from the first limit keep their sizes.
+ * @return 0; -EINVAL @bytes is 0, or the engine was started without a
+ * limit (it runs no reclaimer to hold one); -ECANCELED the engine has
+ * stepped aside; -ENODEV when not initialised (also in a forked child,
+ * which has no engine of its own yet).
+ */
+ZSWAPU_API int zswapu_set_limit(size_t bytes);
+
+/* zswapu_limit() : the limit the engine holds now; 0 without one or without an engine. */
+ZSWAPU_API size_t zswapu_limit(void);
+
+/*
  * zswapu_hot() : bring the range's compressed pages back now, before the
  * program touches them (a hint that it is about to be used).
  * @return 0 or -errno.

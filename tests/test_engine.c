@@ -2027,6 +2027,67 @@ START_TEST(limit_held_against_a_fast_writer)
 END_TEST
 
 /*
+ * A limit changed while the program runs (zswapu_set_limit(), `zswapu
+ * limit`): lowered, the resident size comes down to the new one without
+ * the program doing anything; raised, faults are no longer held.  Every
+ * page reads back right throughout.
+ */
+START_TEST(limit_changed_while_running)
+{
+	SKIP_WITHOUT_UFFD();
+	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: a page's shadow stays");
+	enum { N = 8192, SLACK = 2 << 20 };
+	uint8_t *m = map(N * PAGE);
+	struct engine_options o;
+	engine_options_default(&o);
+	size_t base = program_rss(), high = base + (48 << 20), low = base + (8 << 20);
+	o.reclaim.limit_bytes = high;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 1);
+	ck_assert_int_eq(engine_set_limit(e, 0, 0), -EINVAL);
+	struct engine_snapshot snap;
+	engine_snapshot(e, &snap);
+	ck_assert_uint_eq(snap.limit, high);
+	size_t before = program_rss();
+	ck_assert_int_eq(engine_set_limit(e, low, 0), 0);
+	engine_snapshot(e, &snap);
+	ck_assert_uint_eq(snap.limit, low);
+	size_t now = program_rss();
+	for (int t = 0; t < 1000 && now > low + SLACK; t++) {
+		usleep(10 * 1000);
+		now = program_rss();
+	}
+	fprintf(stderr, "limit_changed: %zu KiB under %zu KiB; lowered to %zu KiB: %zu KiB\n",
+		before >> 10, high >> 10, low >> 10, now >> 10);
+	ck_assert_uint_gt(before, low + SLACK); /* else this proves nothing */
+	ck_assert_uint_le(now, low + SLACK);
+	int bad = 0;
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, 1);
+	ck_assert_int_eq(bad, 0);
+	/* raised over all of it: nothing is held any more */
+	ck_assert_int_eq(engine_set_limit(e, base + (96 << 20), 0), 0);
+	engine_sync(e);
+	engine_snapshot(e, &snap);
+	uint64_t held = snap.handler.faults_held;
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, 1);
+	last_snapshot(e, &snap);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_eq(snap.handler.faults_held, held);
+	/* an engine without a limit has none to change */
+	engine_options_default(&o);
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_set_limit(e, low, 0), -EINVAL);
+	engine_destroy(e);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/*
  * Memory the engine does not manage puts the process over its limit by
  * more than the managed pages could ever free.  Holding faults then waits
  * for nothing, and taking pages back out only makes the program fault
@@ -2699,6 +2760,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, limit_held_against_a_fast_writer);
 	tcase_add_test(tc, limit_out_of_reach_is_not_held);
+	tcase_add_test(tc, limit_changed_while_running);
 	tcase_add_test(tc, rest_ends_when_memory_is_registered);
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_loop_test(tc, reclaim_passes_pages_move_refuses, 0, 2);

@@ -158,12 +158,23 @@ END_TEST
 START_TEST(requests_reach_the_writer)
 {
 	struct shmstat_writer w;
+	uint64_t lim = 7;
 	start_writer(&w);
-	ck_assert_uint_eq(shmstat_take_requests(&w), 0);
+	ck_assert_uint_eq(shmstat_take_requests(&w, &lim), 0);
 	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_RELEASE), 0);
 	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_RELEASE), 0);
-	ck_assert_uint_eq(shmstat_take_requests(&w), SHMSTAT_REQ_RELEASE);
-	ck_assert_uint_eq(shmstat_take_requests(&w), 0); /* taken once */
+	ck_assert_uint_eq(shmstat_take_requests(&w, &lim), SHMSTAT_REQ_RELEASE);
+	ck_assert_uint_eq(shmstat_take_requests(&w, &lim), 0); /* taken once */
+	ck_assert_uint_eq(lim, 7); /* no limit asked: left alone */
+	/* the last limit asked wins; a plain request cannot ask one */
+	ck_assert_int_eq(shmstat_request_limit(dir, getpid(), 64 << 20), 0);
+	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_LIMIT), 0);
+	ck_assert_int_eq(shmstat_request_limit(dir, getpid(), 48 << 20), 0);
+	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_RELEASE), 0);
+	ck_assert_uint_eq(shmstat_take_requests(&w, &lim), SHMSTAT_REQ_RELEASE | SHMSTAT_REQ_LIMIT);
+	ck_assert_uint_eq(lim, 48 << 20);
+	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_LIMIT), 0);
+	ck_assert_uint_eq(shmstat_take_requests(&w, &lim), 0);
 	ck_assert_int_eq(shmstat_request(dir, 0x7ffffff0, SHMSTAT_REQ_RELEASE), -ENOENT);
 	shmstat_destroy(&w);
 	ck_assert_int_eq(shmstat_request(dir, getpid(), SHMSTAT_REQ_RELEASE), -ENOENT);
@@ -650,6 +661,46 @@ START_TEST(engine_released_on_request)
 }
 END_TEST
 
+/*
+ * `zswapu limit`: the request reaches the engine, and the samples show the
+ * limit it holds from then on.  An engine started without a limit refuses
+ * one (it runs no reclaimer) and keeps publishing none.
+ */
+START_TEST(engine_limit_on_request)
+{
+	if (!uffd_usable()) {
+		fprintf(stderr, "SKIP %s: userfaultfd unusable here\n", __func__);
+		return;
+	}
+	struct zswapu_options o;
+	for (int with_limit = 1; with_limit >= 0; with_limit--) {
+		zswapu_options_init(&o);
+		o.limit_bytes = with_limit ? (size_t)1 << 40 : 0;
+		ck_assert_int_eq(zswapu_init(&o), 0);
+		struct shmstat_reader r;
+		ck_assert_int_eq(shmstat_open(NULL, getpid(), &r), 0);
+		struct shmstat_info in;
+		shmstat_info(&r, &in);
+		static struct shmstat_sample s;
+		ck_assert_int_eq(shmstat_read(&r, &s), 0);
+		ck_assert_uint_eq(value(&in, &s, "limit_bytes"), o.limit_bytes);
+		ck_assert_int_eq(shmstat_request_limit(NULL, getpid(), 1ull << 39), 0);
+		for (int i = 0; i < 2000 && value(&in, &s, "limit_bytes") == o.limit_bytes; i++) {
+			usleep(5000);
+			ck_assert_int_eq(shmstat_read(&r, &s), 0);
+		}
+		if (!with_limit) {
+			next_sample(&r, &s); /* taken and refused by now */
+			ck_assert_int_eq(zswapu_set_limit(1ull << 39), -EINVAL);
+		}
+		ck_assert_uint_eq(value(&in, &s, "limit_bytes"), with_limit ? 1ull << 39 : 0);
+		zswapu_shutdown();
+		shmstat_close(&r);
+	}
+	ck_assert_int_eq(zswapu_set_limit(1ull << 39), -ENODEV);
+}
+END_TEST
+
 Suite *shmstat_suite(void)
 {
 	Suite *s = suite_create("shmstat");
@@ -674,6 +725,7 @@ Suite *shmstat_suite(void)
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, engine_publishes);
 	tcase_add_test(t, engine_released_on_request);
+	tcase_add_test(t, engine_limit_on_request);
 	suite_add_tcase(s, t);
 	return s;
 }

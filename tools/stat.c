@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/options.h"
 #include "core/shmstat.h"
 #include "core/stats.h"
 
@@ -50,6 +51,14 @@ static uint64_t val(const struct view *v, const char *name)
 {
 	int i = shmstat_find(&v->info, name);
 	return i < 0 ? 0 : v->s.values[i];
+}
+
+/* The limit now (`zswapu limit` changes it); the one it started with from a
+ * file without the counter. */
+static uint64_t limit_of(const struct view *v)
+{
+	return shmstat_find(&v->info, "limit_bytes") >= 0 ? val(v, "limit_bytes")
+							   : v->info.limit_bytes;
 }
 
 static const char *open_error(int err)
@@ -182,7 +191,7 @@ static void print_screen(FILE *f, const struct view *v, const struct shmstat_sam
 {
 	char a[32], b[32], c[32], d[32];
 	const struct shmstat_info *in = &v->info;
-	uint64_t limit = in->limit_bytes, rss = val(v, "anon_rss_bytes");
+	uint64_t limit = limit_of(v), rss = val(v, "anon_rss_bytes");
 	uint64_t stored = val(v, "stored_pages");
 	fprintf(f, "zswapu stat: pid %ld (%s), up %.1f s; %s, %s, limit %s%s, cold age %llu ms%s\n",
 		(long)v->pid, in->comm, uptime(v), in->compressor, in->pool,
@@ -253,9 +262,10 @@ static void print_counters(FILE *f, const struct view *v)
 /* name value, one per line: every counter, then the derived figures. */
 static void print_raw(FILE *f, const struct view *v)
 {
-	fprintf(f, "pid %ld\ncomm %s\ncompressor %s\npool %s\nlimit_bytes %llu\n", (long)v->pid,
-		v->info.comm, v->info.compressor, v->info.pool,
-		(unsigned long long)v->info.limit_bytes);
+	fprintf(f, "pid %ld\ncomm %s\ncompressor %s\npool %s\n", (long)v->pid, v->info.comm,
+		v->info.compressor, v->info.pool);
+	if (shmstat_find(&v->info, "limit_bytes") < 0)
+		fprintf(f, "limit_bytes %llu\n", (unsigned long long)limit_of(v));
 	for (unsigned i = 0; i < v->info.ncounters; i++)
 		fprintf(f, "%s %llu\n", v->info.names[i], (unsigned long long)v->s.values[i]);
 	fprintf(f, "effective_ratio %.3f\nrefaults_per_reclaimed %.4f\n", ratio(v),
@@ -303,28 +313,36 @@ static void print_classes(FILE *f, const struct view *v)
 
 /* ---- record ---- */
 
-/* Fixed columns first (gnuplot's script names them), then every counter. */
+/* A counter that is one of the fixed columns already. */
+static bool fixed_column(const struct view *v, unsigned i)
+{
+	return strcmp(v->info.names[i], "limit_bytes") == 0;
+}
+
+/* Fixed columns first (gnuplot's script names them), then every other counter. */
 static void record_header(FILE *f, const struct view *v)
 {
 	fprintf(f, "# zswapu stat --record: pid %ld (%s), compressor %s, pool %s, limit %llu\n",
 		(long)v->pid, v->info.comm, v->info.compressor, v->info.pool,
-		(unsigned long long)v->info.limit_bytes);
+		(unsigned long long)limit_of(v));
 	fprintf(f, "time_s\tlimit_bytes\teffective_ratio\tfault_p50_ns\tfault_p99_ns\t"
 		   "refaults_per_reclaimed");
 	for (unsigned i = 0; i < v->info.ncounters; i++)
-		fprintf(f, "\t%s", v->info.names[i]);
+		if (!fixed_column(v, i))
+			fprintf(f, "\t%s", v->info.names[i]);
 	fputc('\n', f);
 }
 
 static void record_line(FILE *f, const struct view *v)
 {
 	fprintf(f, "%.3f\t%llu\t%.3f\t%llu\t%llu\t%.4f", uptime(v),
-		(unsigned long long)v->info.limit_bytes, ratio(v),
+		(unsigned long long)limit_of(v), ratio(v),
 		(unsigned long long)stats_hist_quantile_ns(v->s.fault_ns, 0.5),
 		(unsigned long long)stats_hist_quantile_ns(v->s.fault_ns, 0.99),
 		refaults_per_reclaimed(v));
 	for (unsigned i = 0; i < v->info.ncounters; i++)
-		fprintf(f, "\t%llu", (unsigned long long)v->s.values[i]);
+		if (!fixed_column(v, i))
+			fprintf(f, "\t%llu", (unsigned long long)v->s.values[i]);
 	fputc('\n', f);
 	fflush(f);
 }
@@ -477,9 +495,95 @@ out:
 	return rc;
 }
 
-/* ---- ps ---- */
+/* ---- release, limit: asked of the process ---- */
 
-/* ---- release ---- */
+/* ask_open()'s work: 0, -1 (--help shown) or an exit status. */
+static int ask_parse(int argc, char **argv, int nargs, void (*usage)(FILE *), struct view *v,
+		     double *timeout)
+{
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	char *end;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			*timeout = strtod(optarg, &end);
+			if (*end || !(*timeout > 0 && *timeout <= 86400)) {
+				fprintf(stderr, "zswapu %s: --timeout takes seconds, above 0\n", argv[0]);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return -1;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (argc - optind < 1 || argc - optind > 1 + nargs) {
+		usage(stderr);
+		return 2;
+	}
+	pid_t pid = pick_pid(argv[optind], argv[0]);
+	if (pid < 0 || view_open(pid, v, argv[0]))
+		return 1;
+	if (val(v, "failed") && !val(v, "released")) {
+		fprintf(stderr, "zswapu %s: pid %ld (%s): its engine failed and stepped aside "
+				"already: nothing is managed\n", argv[0], (long)pid, v->info.comm);
+		shmstat_close(&v->r);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The options and PID of a command that asks something of one process
+ * (no default PID: that is asked of a process by name), and its first
+ * sample.  @nargs: the arguments after the PID the command takes (at
+ * most).  @return the view (free it, its reader closed), or NULL with the
+ * exit status in *@rc.
+ */
+static struct view *ask_open(int argc, char **argv, int nargs, void (*usage)(FILE *),
+			     double *timeout, int *rc)
+{
+	struct view *v = malloc(sizeof(*v));
+	*rc = v ? ask_parse(argc, argv, nargs, usage, v, timeout) : 1;
+	if (*rc) {
+		free(v);
+		v = NULL;
+		*rc = *rc < 0 ? 0 : *rc;
+	}
+	return v;
+}
+
+/* Ask @what (SHMSTAT_REQ_*, @limit for a limit) of @v's process. */
+static int ask(struct view *v, const char *cmd, uint64_t what, uint64_t limit)
+{
+	int err = what == SHMSTAT_REQ_LIMIT ? shmstat_request_limit(NULL, v->pid, limit)
+					    : shmstat_request(NULL, v->pid, what);
+	if (err)
+		fprintf(stderr, "zswapu %s: pid %ld: %s\n", cmd, (long)v->pid,
+			err == -EACCES ? "permission denied (another user's process)" : open_error(err));
+	return err;
+}
+
+/* Wait until counter @name reads @want; 0, -ETIMEDOUT, or -ESRCH (gone: said). */
+static int await_value(struct view *v, const char *cmd, const char *name, uint64_t want,
+		       double timeout)
+{
+	for (double waited = 0; val(v, name) != want; waited += 0.05) {
+		if (waited >= timeout)
+			return -ETIMEDOUT;
+		sleep_s(0.05);
+		if (!view_refresh(v)) {
+			fprintf(stderr, "zswapu %s: pid %ld has exited\n", cmd, (long)v->pid);
+			return -ESRCH;
+		}
+	}
+	return 0;
+}
 
 static void release_usage(FILE *f)
 {
@@ -494,76 +598,30 @@ static void release_usage(FILE *f)
 
 int stat_cmd_release(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "timeout", required_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	double timeout = 60;
-	int c;
-	char *end;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			timeout = strtod(optarg, &end);
-			if (*end || !(timeout > 0 && timeout <= 86400)) {
-				fprintf(stderr, "zswapu release: --timeout takes seconds, above 0\n");
-				return 2;
-			}
-			break;
-		case 'h': release_usage(stdout); return 0;
-		default: release_usage(stderr); return 2;
-		}
-	}
-	/* no default PID: taking memory back is asked of one process by name */
-	if (argc - optind != 1) {
-		release_usage(stderr);
-		return 2;
-	}
-	pid_t pid = pick_pid(argv[optind], "release");
-	struct view *v = malloc(sizeof(*v));
-	if (pid < 0 || !v) {
-		free(v);
-		return 1;
-	}
-	int rc = 1;
-	if (view_open(pid, v, "release"))
-		goto out;
+	int rc;
+	struct view *v = ask_open(argc, argv, 0, release_usage, &timeout, &rc);
+	if (!v)
+		return rc;
+	rc = 1;
 	char a[32], b[32];
 	uint64_t stored = val(v, "stored_pages");
-	if (val(v, "failed") && !val(v, "released")) {
-		fprintf(stderr, "zswapu release: pid %ld (%s): its engine failed and stepped aside "
-				"already: nothing is managed\n", (long)pid, v->info.comm);
-		goto close;
-	}
+	pid_t pid = v->pid;
 	if (val(v, "released")) {
 		printf("zswapu release: pid %ld (%s): released already; it runs on unmanaged\n",
 		       (long)pid, v->info.comm);
 		rc = 0;
 		goto close;
 	}
-	int err = shmstat_request(NULL, pid, SHMSTAT_REQ_RELEASE);
-	if (err) {
-		fprintf(stderr, "zswapu release: pid %ld: %s\n", (long)pid,
-			err == -EACCES ? "permission denied (another user's process)" : open_error(err));
+	if (ask(v, "release", SHMSTAT_REQ_RELEASE, 0))
 		goto close;
-	}
-	double waited = 0;
-	while (!val(v, "stepped_aside")) {
-		if (waited >= timeout) {
-			fprintf(stderr, "zswapu release: pid %ld (%s): not done after %g s (%s stored "
-					"pages left; is it stopped?)\n", (long)pid, v->info.comm, timeout,
-				bytes(val(v, "stored_pages") * 4096, a, sizeof(a)));
-			goto close;
-		}
-		sleep_s(0.05);
-		waited += 0.05;
-		if (!view_refresh(v)) {
-			fprintf(stderr, "zswapu release: pid %ld has exited\n", (long)pid);
-			goto close;
-		}
-	}
+	int err = await_value(v, "release", "stepped_aside", 1, timeout);
+	if (err == -ETIMEDOUT)
+		fprintf(stderr, "zswapu release: pid %ld (%s): not done after %g s (%s stored "
+				"pages left; is it stopped?)\n", (long)pid, v->info.comm, timeout,
+			bytes(val(v, "stored_pages") * 4096, a, sizeof(a)));
+	if (err)
+		goto close;
 	uint64_t lost = val(v, "pages_lost");
 	printf("zswapu release: pid %ld (%s): %s of stored pages brought back, resident %s; it "
 	       "runs on unmanaged%s\n", (long)pid, v->info.comm, bytes(stored * 4096, a, sizeof(a)),
@@ -572,10 +630,92 @@ int stat_cmd_release(int argc, char **argv)
 	rc = lost ? 1 : 0;
 close:
 	shmstat_close(&v->r);
-out:
 	free(v);
 	return rc;
 }
+
+static void limit_usage(FILE *f)
+{
+	fprintf(f, "usage: zswapu limit [--timeout SECONDS] PID [SIZE]\n\n"
+		   "Shows the limit a managed process is held under, or changes it to SIZE\n"
+		   "(512M, 2G, 25%% of RAM: as ZSWAPU_LIMIT) while it runs, as writing a\n"
+		   "cgroup's memory.max does.  Under a lower limit the process's pages are\n"
+		   "compressed at the reclaimer's pace; `zswapu stat PID` shows the resident\n"
+		   "size come down.  Only a process started with a limit has one to change.\n"
+		   "Waits until the process holds the new limit (at most --timeout, 10 s by\n"
+		   "default).\n");
+}
+
+int stat_cmd_limit(int argc, char **argv)
+{
+	double timeout = 10;
+	int rc;
+	struct view *v = ask_open(argc, argv, 1, limit_usage, &timeout, &rc);
+	if (!v)
+		return rc;
+	rc = 1;
+	char a[32], b[32], c[32];
+	pid_t pid = v->pid;
+	uint64_t was = limit_of(v);
+	const char *size = argv[optind + 1];
+	if (!size) {
+		if (was)
+			printf("zswapu limit: pid %ld (%s): limit %s, resident %s\n", (long)pid,
+			       v->info.comm, bytes(was, a, sizeof(a)),
+			       bytes(val(v, "anon_rss_bytes"), b, sizeof(b)));
+		else
+			printf("zswapu limit: pid %ld (%s): no limit\n", (long)pid, v->info.comm);
+		rc = 0;
+		goto close;
+	}
+	/* parsed as the variable is, with its messages */
+	struct options o;
+	char var[300], err[400];
+	snprintf(var, sizeof(var), OPTIONS_PREFIX "LIMIT=%s", size);
+	const char *env[] = { var, NULL };
+	if (options_load(&o, env, err, sizeof(err))) {
+		fprintf(stderr, "zswapu limit: %s\n", err);
+		rc = 2;
+		goto close;
+	}
+	uint64_t want = o.z.limit_bytes;
+	if (!want) {
+		fprintf(stderr, "zswapu limit: a running process keeps a limit: to stop managing "
+				"it, zswapu release %ld\n", (long)pid);
+		rc = 2;
+		goto close;
+	}
+	if (val(v, "released")) {
+		fprintf(stderr, "zswapu limit: pid %ld (%s): released: it runs unmanaged\n",
+			(long)pid, v->info.comm);
+		goto close;
+	}
+	if (!was) {
+		fprintf(stderr, "zswapu limit: pid %ld (%s) was started without a limit, and has "
+				"no reclaimer to hold one: start it with --limit (ZSWAPU_LIMIT)\n",
+			(long)pid, v->info.comm);
+		goto close;
+	}
+	if (ask(v, "limit", SHMSTAT_REQ_LIMIT, want))
+		goto close;
+	int e = await_value(v, "limit", "limit_bytes", want, timeout);
+	if (e == -ETIMEDOUT)
+		fprintf(stderr, "zswapu limit: pid %ld (%s): the limit is still %s after %g s "
+				"(is it stopped?)\n", (long)pid, v->info.comm,
+			bytes(limit_of(v), a, sizeof(a)), timeout);
+	if (e)
+		goto close;
+	printf("zswapu limit: pid %ld (%s): limit %s, was %s; resident %s\n", (long)pid,
+	       v->info.comm, bytes(want, a, sizeof(a)), bytes(was, b, sizeof(b)),
+	       bytes(val(v, "anon_rss_bytes"), c, sizeof(c)));
+	rc = 0;
+close:
+	shmstat_close(&v->r);
+	free(v);
+	return rc;
+}
+
+/* ---- ps ---- */
 
 int stat_cmd_ps(int argc, char **argv)
 {
@@ -614,7 +754,7 @@ int stat_cmd_ps(int argc, char **argv)
 		}
 		printf("%7ld  %-16.16s %11s %11s %11s %11s %6.2f %9llu\n", (long)v->pid, v->info.comm,
 		       bytes(val(v, "anon_rss_bytes"), a, sizeof(a)),
-		       v->info.limit_bytes ? bytes(v->info.limit_bytes, b, sizeof(b)) : "-",
+		       limit_of(v) ? bytes(limit_of(v), b, sizeof(b)) : "-",
 		       bytes(val(v, "pool_total_size"), c, sizeof(c)),
 		       bytes(val(v, "stored_pages") * 4096, d, sizeof(d)), ratio(v),
 		       (unsigned long long)val(v, "faults_per_sec"));

@@ -1,7 +1,7 @@
 /*
  * stat — the `zswapu` commands that read the live stats of managed
  * processes (core/shmstat): stat, ps, release (which asks the process to
- * stop managing itself), and plot for what `stat --record`
+ * stop managing itself), limit (which shows or changes its limit), and plot for what `stat --record`
  * wrote.  Each takes (argc, argv) with argv[0] the command's name, and
  * returns the exit status.
  */
@@ -11,6 +11,7 @@
 int stat_cmd_stat(int argc, char **argv);
 int stat_cmd_ps(int argc, char **argv);
 int stat_cmd_release(int argc, char **argv);
+int stat_cmd_limit(int argc, char **argv);
 int stat_cmd_plot(int argc, char **argv);
 
 #endif

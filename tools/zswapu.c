@@ -403,6 +403,8 @@ static const struct command commands[] = {
 	{ "ps", stat_cmd_ps, "ps", "list the managed processes" },
 	{ "release", stat_cmd_release, "release [--timeout SECONDS] PID",
 	  "put a process's stored pages back and stop managing it (for gdb)" },
+	{ "limit", stat_cmd_limit, "limit [--timeout SECONDS] PID [SIZE]",
+	  "show a managed process's limit, or change it while it runs" },
 	{ "plot", stat_cmd_plot, "plot [-o PREFIX] FILE",
 	  "draw what stat --record wrote (PNG and SVG, gnuplot)" },
 	{ "profile", cmd_profile, "profile [-o PREFIX] [--rate SIZE] [--] program...",

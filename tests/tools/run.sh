@@ -11,6 +11,8 @@
 #     data: the engine's descriptors are left alone, with one line saying so;
 #   - a SIGKILLed program's stale file is removed by the next reader; with
 #     two managed programs, `zswapu stat` asks which;
+#   - zswapu limit shows and changes a running program's limit: lowered,
+#     its resident size comes down, and its data stays intact;
 #   - zswapu release puts a program's stored pages back: before it, they
 #     cannot be read through /proc/PID/mem (what gdb reads), after it all are;
 #   - a forked child whose parent ends by exit, _exit, daemon(3), SIGTERM or
@@ -238,6 +240,42 @@ hog=$?
 if [ $hog -eq 0 ]; then ok "memhog, released midway, read every page back intact"; else
     bad "memhog, released midway, read every page back intact (exit $hog)" "$T/hog.40.out"; fi
 
+# ---- limit ----
+# a limit changed while the program runs: lowered, the resident size comes
+# down to it (memhog reads every page, so faults are held meanwhile), and
+# every page still reads back right
+check "limit wants a PID" sh -c "! '$Z' limit 2>$T/e && grep -q 'usage: zswapu limit' $T/e"
+start_hog 64M 40 12
+L=$HOGPID
+wait_seg "$L"
+i=0; rss=0
+while [ $i -lt 100 ] && [ "${rss:-0}" -lt 41943040 ]; do sleep 0.1; rss=$(raw anon_rss_bytes "$L"); i=$((i + 1)); done
+check "limit shows the limit" sh -c "'$Z' limit $L | grep -q 'limit 64.0 MiB, resident'"
+check "limit refuses a bad size, as ZSWAPU_LIMIT does" \
+    sh -c "'$Z' limit $L 12Q 2>$T/e; [ \$? = 2 ] && grep -q \"ZSWAPU_LIMIT='12Q' is not valid\" $T/e"
+check "limit refuses 0 (that is release)" sh -c "! '$Z' limit $L 0 2>$T/e && grep -q 'zswapu release' $T/e"
+check "limit 16M is taken" sh -c "'$Z' limit $L 16M > $T/lim && grep -q 'limit 16.0 MiB, was 64.0 MiB' $T/lim"
+i=0
+while [ $i -lt 100 ] && [ "$(raw anon_rss_bytes "$L")" -gt 23068672 ]; do sleep 0.1; i=$((i + 1)); done
+rss2=$(raw anon_rss_bytes "$L")
+if [ "${rss:-0}" -ge 41943040 ] && [ "${rss2:-99999999999}" -le 23068672 ]; then
+    ok "under the lower limit the resident size came down ($((rss / 1048576)) to $((rss2 / 1048576)) MiB, engine included)"
+else
+    bad "under the lower limit the resident size came down ('$rss' to '$rss2' bytes)" "$T/lim"
+fi
+check "stat and stat --raw show the new limit" sh -c "'$Z' stat $L | head -1 | grep -q 'limit 16.0 MiB' &&
+    '$Z' stat --raw $L | grep -qx 'limit_bytes 16777216'"
+"$Z" run --cold-age 5 -- "$HOG" 4 4 >"$T/hog.nolimit.out" 2>&1 &
+N=$!
+wait_seg "$N"
+check "limit refuses a process started without one" \
+    sh -c "! '$Z' limit $N 8M 2>$T/e && grep -q 'started without a limit' $T/e"
+wait "$N"
+wait "$L"
+hog=$?
+if [ $hog -eq 0 ]; then ok "memhog, its limit lowered midway, read every page back intact"; else
+    bad "memhog, its limit lowered midway, read every page back intact (exit $hog)" "$T/hog.40.out"; fi
+
 # ---- a parent that ends without its exit handlers ----
 # a forked child reads its stored pages through the parent's engine; the
 # parent ending by _exit() (daemon(3) does it) or a fatal signal's default
@@ -282,6 +320,15 @@ if [ "${istored:-0}" -gt 0 ]; then
     ok "orphans worker: and what it inherited once the parent has handed it over ($istored stored)"
 else
     bad "orphans worker: and what it inherited once the parent has handed it over" "$T/orph.worker"
+fi
+# its limit: 4M on top of what it had at the fork while the parent lives,
+# 4M alone once the parent has handed its pages over
+lraised=$(awk '/^worker: limit .* while the parent lives/ { print $3 }' "$T/orph.worker")
+lback=$(awk '/^worker: limit .* once the parent is gone/ { print $3 }' "$T/orph.worker")
+if [ "${lraised:-0}" -gt 4194304 ] && [ "${lback:-0}" = 4194304 ]; then
+    ok "orphans worker: its limit is raised by what it inherited ($lraised bytes), and back to 4M once the parent is gone"
+else
+    bad "orphans worker: its limit is raised by what it inherited, and back once the parent is gone" "$T/orph.worker"
 fi
 wpid=$(awk '/^worker: pid/ { print $3 }' "$T/orph.worker")
 if [ -n "$wpid" ] && [ ! -e "/dev/shm/zswapu.$wpid" ]; then
