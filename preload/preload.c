@@ -161,6 +161,10 @@ static struct {
 	pid_t adopt_pid;
 	size_t adopt_base; /* its resident anonymous memory at the fork */
 	_Atomic uint64_t adopt_next; /* ms: the next look at a live parent's child */
+	/* a worker's engine (adopt_slow()): the parent's page and what its
+	 * limit was raised by until the parent hands over; scanner only */
+	const struct handover *worker_ho;
+	size_t worker_raise;
 } g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -355,10 +359,14 @@ struct handover {
 static int start_managing(const struct discover *like);
 static uint64_t now_ms(void);
 
-/* Is the resident size @over past ARM_PCT of the limit?  (One pread.) */
+/* Is the resident size @over past ARM_PCT of the limit?  (One pread.)
+ * The engine's limit once there is one: `zswapu limit` changes it. */
 static bool at_arm_mark(size_t over)
 {
-	return g.o.z.limit_bytes && reclaim_anon_rss() >= over + g.o.z.limit_bytes / 100 * ARM_PCT;
+	size_t limit = zswapu_limit();
+	if (!limit)
+		limit = g.o.z.limit_bytes;
+	return limit && reclaim_anon_rss() >= over + limit / 100 * ARM_PCT;
 }
 
 static __thread unsigned int adopt_calls __attribute__((tls_model("initial-exec")));
@@ -400,14 +408,36 @@ static __attribute__((noinline)) void adopt_slow(void)
 	 * a worker is held to the limit on top of it, or under a parent at
 	 * its limit it would find the limit out of reach and cycle its own
 	 * hot pages */
-	if (!ended && g.o.z.limit_bytes)
+	struct handover *parent = atomic_load(&g.ho);
+	if (!ended && g.o.z.limit_bytes) {
 		g.o.z.limit_bytes += g.adopt_base;
+		g.worker_raise = g.adopt_base;
+		g.worker_ho = parent;
+	}
 	if (start_managing(g.disc) == 0) {
 		log_info(ended ? "the parent has ended: managing this process's memory from now on"
 			       : "a forked child that lives on and has grown: managing its own memory "
 				 "(the parent's engine serves what it inherited)");
 	}
 	errno = saved;
+}
+
+/*
+ * A worker's parent has handed its pages over (ended): what the worker
+ * inherited is its engine's to take now (full scans register it), and
+ * the limit goes back to the one every process has.  On the scanner.
+ */
+static void worker_parent_check(void)
+{
+	if (!g.worker_raise || atomic_load(&g.worker_ho->released) == g.adopt_seen)
+		return;
+	/* unless `zswapu limit` has set one since: that one stays */
+	size_t limit = zswapu_limit();
+	if (limit == g.o.z.limit_bytes && limit > g.worker_raise &&
+	    zswapu_set_limit(limit - g.worker_raise) == 0)
+		log_info("the parent has ended: the limit is back to %zu bytes",
+			 limit - g.worker_raise);
+	g.worker_raise = 0;
 }
 
 /* One load and a branch unless this is a forked child of a managed process. */
@@ -1459,6 +1489,7 @@ static void *scanner_main(void *arg)
 	uint64_t next_scan = 0, next_full = 0, next_sample = 0, wake;
 	do {
 		uint64_t t = now_ms();
+		worker_parent_check();
 		pthread_mutex_lock(&g.lock);
 		unsigned long asked = g.scan_asked;
 		pthread_mutex_unlock(&g.lock);

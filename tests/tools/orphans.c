@@ -14,20 +14,23 @@
  *   exec    execl("/bin/true"): the process lives on as another program
  *   detach  a daemon made as redis makes one: fork(), the parent returns
  *           from main; the child lives on as "daemon" does
- *   worker  the parent lives on for 2 s more; the child (a prefork
- *           worker) maps and fills MIB mebibytes of its own, serves
- *           requests for 3 s while they stay cold (under zswapu its own
+ *   worker  the parent lives on until the child (a prefork worker) has
+ *           mapped and filled MIB mebibytes of its own and its engine
+ *           has started (under zswapu; 5 s natively), and says the
+ *           engine's limit (raised by what it inherited).  The worker
+ *           serves requests for 3 s while its pages stay cold (its
  *           engine stores them), says how many are not present, then
  *           serves 3 s more, by when the parent has ended and handed it
- *           the pages it inherited (under zswapu its engine takes those
- *           on too), says how many of those are not present, checks
- *           both, and ends by _exit()
+ *           the pages it inherited (its engine takes those on too), says
+ *           how many of those are not present and its limit (back to
+ *           the one every process has), checks both, and ends by _exit()
  * The child (daemon's own child for "daemon") waits until the parent is
  * gone, then counts its pages that are not present yet and those that
  * read wrong, and prints both.  Its exit status: 0 when none read wrong.
  *
  * usage: orphans HOW MIB
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -138,11 +141,29 @@ static int daemon_life(unsigned char *m, size_t n)
 	return wrong != 0;
 }
 
-static int worker(const unsigned char *inherited, size_t n)
+/* The limit the process's engine holds now; 0 without one (natively). */
+static size_t limit_now(void)
+{
+	size_t (*fn)(void) = (size_t(*)(void))dlsym(RTLD_DEFAULT, "zswapu_limit");
+	return fn ? fn() : 0;
+}
+
+static int worker(const unsigned char *inherited, size_t n, int tell)
 {
 	unsigned char *m = filled(n);
 	if (!m)
 		return 2;
+	/* its engine starts about a second after the fork (natively, none:
+	 * 5 s); the parent waits for the word */
+	size_t first = limit_now();
+	for (int i = 0; i < 50 && limit_now() == first; i++)
+		if (serve(100))
+			return 2;
+	printf("worker: limit %zu while the parent lives\n", limit_now());
+	fflush(stdout);
+	if (write(tell, "", 1) != 1)
+		return 2;
+	close(tell);
 	if (serve(3000))
 		return 2;
 	printf("worker: %ld of %zu pages of its own not present after 3 s cold\n", absent(m, n), n);
@@ -150,6 +171,7 @@ static int worker(const unsigned char *inherited, size_t n)
 		return 2;
 	printf("worker: %ld of %zu inherited pages not present once the parent is gone\n",
 	       absent(inherited, n), n);
+	printf("worker: limit %zu once the parent is gone\n", limit_now());
 	size_t wrong = wrong_pages(m, n), iwrong = wrong_pages(inherited, n);
 	printf("worker: %zu of its own read wrong, %zu inherited\n", wrong, iwrong);
 	printf("worker: pid %d\n", (int)getpid());
@@ -178,6 +200,9 @@ int main(int argc, char **argv)
 		int rc = child(m, n, self);
 		return daemon_life(m, n) || rc;
 	}
+	int word[2];
+	if (pipe(word))
+		return 2;
 	pid_t pid = fork();
 	if (pid < 0)
 		return 2;
@@ -185,12 +210,16 @@ int main(int argc, char **argv)
 		int rc = child(m, n, self);
 		return daemon_life(m, n) || rc;
 	}
-	if (pid == 0 && !strcmp(how, "worker"))
-		_exit(worker(m, n)); /* as multiprocessing's workers end */
+	if (pid == 0 && !strcmp(how, "worker")) {
+		close(word[0]);
+		_exit(worker(m, n, word[1])); /* as multiprocessing's workers end */
+	}
+	close(word[1]);
 	if (pid == 0)
 		return child(m, n, self);
-	if (!strcmp(how, "worker"))
-		sleep(2);
+	char c;
+	if (!strcmp(how, "worker") && read(word[0], &c, 1) < 0)
+		return 2;
 	if (!strcmp(how, "_exit"))
 		_exit(0);
 	if (!strcmp(how, "term"))
