@@ -5,7 +5,8 @@
  *   [ main: meta | pages ... ][ data: meta | pages ... ]
  * The data zone holds what only this process's engine reads, the
  * compressed objects (pagesrc_alloc_data()).  It is MADV_WIPEONFORK: a
- * forked child (which the parent's engine serves) gets none of it.
+ * forked child (which the parent's engine serves) gets none of it, and
+ * starts the zone afresh (fork_child()).
  * Without that, each child kept the pool as it was at the fork, shared
  * until the parent rewrote or freed those pages, then the child's alone;
  * and fork copied the pool's page tables.  The main zone keeps what a
@@ -123,6 +124,45 @@ static void zone_init(struct zone *z, uintptr_t base, size_t size)
 	z->npages = total - meta_pages;
 }
 
+/* fork: the bookkeeping goes through whole (no thread mid-update) */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&ps.lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&ps.lock);
+}
+
+/*
+ * The data zone came through the fork wiped (MADV_WIPEONFORK), and with
+ * it the links of its cached runs and its stacks of released runs: they
+ * read as zeros, every released run as page 0.  Nothing in it is this
+ * process's: the objects are the parent's, and the inert copy of its
+ * engine never frees them.  So the zone starts afresh, for the engine a
+ * child that lives on starts (its pool's pages were handed out over and
+ * over as page 0 before).
+ */
+static void fork_child(void)
+{
+	struct zone *z = &ps.z[Z_DATA];
+	size_t main_cached = 0, released = 0;
+	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++) {
+		for (struct cached_run *r = ps.z[Z_MAIN].cached[k]; r; r = r->next)
+			main_cached += k;
+		released += k * z->nreleased[k];
+	}
+	size_t cached = ps.ncached - main_cached;
+	ps.used -= z->bump - cached - released;
+	ps.ncached = main_cached;
+	ps.nreleased_pages -= released;
+	z->bump = z->populated = 0;
+	memset(z->cached, 0, sizeof(z->cached));
+	memset(z->nreleased, 0, sizeof(z->nreleased));
+	pthread_mutex_unlock(&ps.lock);
+}
+
 static void do_init(void)
 {
 	size_t want = 2 * phys_bytes();
@@ -152,6 +192,7 @@ static void do_init(void)
 	zone_init(&ps.z[Z_MAIN], ps.base, half);
 	zone_init(&ps.z[Z_DATA], ps.base + half, want - half);
 	madvise((void *)ps.z[Z_DATA].base, ps.z[Z_DATA].size, MADV_WIPEONFORK);
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 int pagesrc_init(void)

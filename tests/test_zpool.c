@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "pools/pagesrc.h"
 #include "pools/zpool.h"
@@ -527,6 +529,63 @@ START_TEST(deferring_thread_gives_back_a_step)
 }
 END_TEST
 
+/*
+ * The data zone (pool objects) is wiped in a forked child, its free-run
+ * bookkeeping with it: the stacks of released runs read as page 0 there,
+ * the cached runs' links as the end.  A child that starts an engine of
+ * its own (a daemon, a prefork worker) allocates from it: every page it
+ * gets must be its own.  Before the child reset the zone, each of them
+ * was the zone's first page, and its pool's objects overwrote each other.
+ * The main zone is inherited as it was.
+ */
+START_TEST(data_zone_fresh_in_a_forked_child)
+{
+	enum { N = 300 };
+	static void *p[N];
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(pagesrc_alloc_data(1, &p[i]), 0);
+	for (int i = 0; i < N; i++)
+		pagesrc_free(p[i], 1);
+	pagesrc_trim(); /* all released: on the stacks */
+	for (int i = 0; i < N / 2; i++)
+		ck_assert_int_eq(pagesrc_alloc_data(1, &p[i]), 0);
+	for (int i = 0; i < N / 4; i++)
+		pagesrc_free(p[i], 1); /* and some cached */
+	void *keep;
+	ck_assert_int_eq(pagesrc_alloc(1, &keep), 0);
+	memset(keep, 0x5a, PAGESRC_PAGE_SIZE);
+	struct pagesrc_stats before;
+	pagesrc_get_stats(&before);
+	pid_t pid = fork();
+	if (pid == 0) {
+		static void *q[N];
+		static unsigned char page[PAGESRC_PAGE_SIZE];
+		struct pagesrc_stats st;
+		pagesrc_get_stats(&st);
+		/* the parent's data pages are not this process's to count */
+		if (st.used_pages >= before.used_pages)
+			_exit(1);
+		for (int i = 0; i < N; i++) {
+			if (pagesrc_alloc_data(1, &q[i]))
+				_exit(2);
+			memset(q[i], i % 251 + 1, PAGESRC_PAGE_SIZE);
+		}
+		for (int i = 0; i < N; i++) {
+			memset(page, i % 251 + 1, PAGESRC_PAGE_SIZE);
+			if (memcmp(q[i], page, PAGESRC_PAGE_SIZE))
+				_exit(3);
+		}
+		_exit(((unsigned char *)keep)[PAGESRC_PAGE_SIZE - 1] != 0x5a ? 4 : 0);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	for (int i = N / 4; i < N / 2; i++)
+		pagesrc_free(p[i], 1);
+	pagesrc_free(keep, 1);
+}
+END_TEST
+
 Suite *zpool_suite(void)
 {
 	Suite *s = suite_create("zpool");
@@ -542,6 +601,7 @@ Suite *zpool_suite(void)
 	tcase_add_loop_test(tc, shrink_races_owners, 0, NDRIVERS);
 	tcase_add_test(tc, budget_bounds_the_cache);
 	tcase_add_test(tc, deferring_thread_gives_back_a_step);
+	tcase_add_test(tc, data_zone_fresh_in_a_forked_child);
 	suite_add_tcase(s, tc);
 	return s;
 }
