@@ -2087,6 +2087,78 @@ START_TEST(limit_changed_while_running)
 }
 END_TEST
 
+/* limit_flips_under_load: two threads, each its half of the pages */
+struct flip_worker {
+	uint8_t *m;
+	uint64_t first, n, *seq;
+	_Atomic bool *stop;
+	uint64_t ops, bad;
+};
+
+static void *flip_worker_main(void *arg)
+{
+	struct flip_worker *w = arg;
+	for (uint64_t k = 1; !atomic_load(w->stop); k++) {
+		uint64_t i = w->first + mix(k * 7919 + w->first) % w->n;
+		w->bad += !page_ok(w->m + i * PAGE, i, w->seq[i]);
+		fill_page(w->m + i * PAGE, i, ++w->seq[i]);
+		w->ops++;
+	}
+	return NULL;
+}
+
+/*
+ * The limit changes under a program that writes and reads all the time:
+ * between far under what it uses and over all of it, every 20 ms, while
+ * faults are held and let go.  Every read must see the last write.
+ */
+START_TEST(limit_flips_under_load)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = 4096, FLIPS = 100 };
+	uint8_t *m = map(N * PAGE);
+	static uint64_t seq[N];
+	size_t base = program_rss(), low = base + (2 << 20), high = base + (64 << 20);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, seq[i] = 1);
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.limit_bytes = low;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	_Atomic bool stop = false;
+	struct flip_worker w[2] = {
+		{ .m = m, .first = 0, .n = N / 2, .seq = seq, .stop = &stop },
+		{ .m = m, .first = N / 2, .n = N / 2, .seq = seq, .stop = &stop },
+	};
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, flip_worker_main, &w[i]), 0);
+	for (int f = 0; f < FLIPS; f++) {
+		ck_assert_int_eq(engine_set_limit(e, f % 2 ? low : high, 0), 0);
+		usleep(20 * 1000);
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	int bad = 0;
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	struct engine_snapshot snap;
+	last_snapshot(e, &snap);
+	fprintf(stderr, "limit_flips: %llu page ops, %llu + %d mismatches; %llu faults (%llu held), "
+		"%llu pages reclaimed\n", (unsigned long long)(w[0].ops + w[1].ops),
+		(unsigned long long)(w[0].bad + w[1].bad), bad,
+		(unsigned long long)snap.handler.faults, (unsigned long long)snap.handler.faults_held,
+		(unsigned long long)snap.reclaim.moved);
+	ck_assert_uint_eq(w[0].bad + w[1].bad, 0);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_gt(snap.reclaim.moved, N); /* it took pages again after raises */
+	munmap(m, N * PAGE);
+}
+END_TEST
+
 /*
  * Memory the engine does not manage puts the process over its limit by
  * more than the managed pages could ever free.  Holding faults then waits
@@ -2761,6 +2833,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, limit_held_against_a_fast_writer);
 	tcase_add_test(tc, limit_out_of_reach_is_not_held);
 	tcase_add_test(tc, limit_changed_while_running);
+	tcase_add_test(tc, limit_flips_under_load);
 	tcase_add_test(tc, rest_ends_when_memory_is_registered);
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_loop_test(tc, reclaim_passes_pages_move_refuses, 0, 2);
