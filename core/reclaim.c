@@ -1591,6 +1591,9 @@ static void *reclaim_thread(void *arg)
 					break;
 				}
 				since_wrap += n;
+				/* a limit raised meanwhile ends the pass */
+				lim = limit_of(r);
+				low = lim - lim / 100 * MARGIN_LOW_PCT;
 				if (wrapped) {
 					wraps = since_wrap ? 0 : wraps + 1;
 					since_wrap = 0;
