@@ -124,43 +124,46 @@ static void zone_init(struct zone *z, uintptr_t base, size_t size)
 	z->npages = total - meta_pages;
 }
 
-/* fork: the bookkeeping goes through whole (no thread mid-update) */
-static void fork_prepare(void)
-{
-	pthread_mutex_lock(&ps.lock);
-}
-
-static void fork_parent(void)
-{
-	pthread_mutex_unlock(&ps.lock);
-}
-
 /*
+ * A forked child has its copy of the bookkeeping, and one thread: another
+ * that was inside the lock at the fork left it held, and what it was
+ * changing half done.  (Holding the lock across fork() instead deadlocks:
+ * with fork events, fork() waits for the handler to read the event, and
+ * the handler may wait for the lock.)
+ *
  * The data zone came through the fork wiped (MADV_WIPEONFORK), and with
  * it the links of its cached runs and its stacks of released runs: they
  * read as zeros, every released run as page 0.  Nothing in it is this
  * process's: the objects are the parent's, and the inert copy of its
  * engine never frees them.  So the zone starts afresh, for the engine a
  * child that lives on starts (its pool's pages were handed out over and
- * over as page 0 before).
+ * over as page 0 before).  When the lock was held, the main zone's free
+ * runs are dropped too (left to the inert copy: at most the cache), and
+ * the child takes new pages from the bump pointer only.
  */
 static void fork_child(void)
 {
-	struct zone *z = &ps.z[Z_DATA];
-	size_t main_cached = 0, released = 0;
-	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++) {
-		for (struct cached_run *r = ps.z[Z_MAIN].cached[k]; r; r = r->next)
-			main_cached += k;
-		released += k * z->nreleased[k];
+	bool whole = pthread_mutex_trylock(&ps.lock) == 0;
+	if (whole)
+		pthread_mutex_unlock(&ps.lock);
+	else
+		pthread_mutex_init(&ps.lock, NULL);
+	for (struct zone *z = ps.z; z < ps.z + Z_NR; z++) {
+		if (z == &ps.z[Z_MAIN] && whole)
+			continue;
+		memset(z->cached, 0, sizeof(z->cached));
+		memset(z->nreleased, 0, sizeof(z->nreleased));
 	}
-	size_t cached = ps.ncached - main_cached;
-	ps.used -= z->bump - cached - released;
-	ps.ncached = main_cached;
-	ps.nreleased_pages -= released;
-	z->bump = z->populated = 0;
-	memset(z->cached, 0, sizeof(z->cached));
-	memset(z->nreleased, 0, sizeof(z->nreleased));
-	pthread_mutex_unlock(&ps.lock);
+	ps.z[Z_DATA].bump = ps.z[Z_DATA].populated = 0;
+	/* the counters, from what is left: the main zone's */
+	struct zone *z = &ps.z[Z_MAIN];
+	ps.ncached = ps.nreleased_pages = 0;
+	for (size_t k = 1; k <= PAGESRC_MAX_RUN; k++) {
+		for (struct cached_run *r = z->cached[k]; r; r = r->next)
+			ps.ncached += k;
+		ps.nreleased_pages += k * z->nreleased[k];
+	}
+	ps.used = z->bump - ps.ncached - ps.nreleased_pages;
 }
 
 static void do_init(void)
@@ -192,7 +195,7 @@ static void do_init(void)
 	zone_init(&ps.z[Z_MAIN], ps.base, half);
 	zone_init(&ps.z[Z_DATA], ps.base + half, want - half);
 	madvise((void *)ps.z[Z_DATA].base, ps.z[Z_DATA].size, MADV_WIPEONFORK);
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	pthread_atfork(NULL, NULL, fork_child);
 }
 
 int pagesrc_init(void)
