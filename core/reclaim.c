@@ -1536,6 +1536,12 @@ static bool out_of_reach(struct reclaim *r)
 	return true;
 }
 
+/* The hysteresis marks: @pct percent under the limit @lim. */
+static inline size_t under(size_t lim, unsigned int pct)
+{
+	return lim - lim / 100 * pct;
+}
+
 static void *reclaim_thread(void *arg)
 {
 	struct reclaim *r = arg;
@@ -1545,7 +1551,7 @@ static void *reclaim_thread(void *arg)
 		bool work = false;
 		/* read once a turn: reclaim_set_limit() may change it */
 		size_t lim = limit_of(r);
-		size_t high = lim - lim / 100 * MARGIN_HIGH_PCT, low = lim - lim / 100 * MARGIN_LOW_PCT;
+		size_t high = under(lim, MARGIN_HIGH_PCT), low = under(lim, MARGIN_LOW_PCT);
 		/* also while resting: the program's faults keep freeing objects
 		 * (hotcold, pool counted: 935 MiB of pool held 634 MiB) */
 		if (lim)
@@ -1593,7 +1599,7 @@ static void *reclaim_thread(void *arg)
 				since_wrap += n;
 				/* a limit raised meanwhile ends the pass */
 				lim = limit_of(r);
-				low = lim - lim / 100 * MARGIN_LOW_PCT;
+				low = under(lim, MARGIN_LOW_PCT);
 				if (wrapped) {
 					wraps = since_wrap ? 0 : wraps + 1;
 					since_wrap = 0;
