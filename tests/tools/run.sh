@@ -78,6 +78,16 @@ wait_seg() {
     [ -e "/dev/shm/zswapu.$1" ]
 }
 
+# Poll (~10 s at most) until counter KEY of PID satisfies OP VALUE (test's
+# -ge, -le ...); print its last value.
+await_raw() { # KEY PID OP VALUE
+    i=0
+    while v=$(raw "$1" "$2"); ! [ "${v:-x}" "$3" "$4" ] 2>/dev/null && [ $i -lt 100 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    echo "$v"
+}
+
 # Start memhog MIB SECONDS under a limit; its PID in $HOGPID (zswapu run execs).
 start_hog() {
     "$Z" run --limit "$1" -- "$HOG" "$2" "$3" >"$T/hog.$2.out" 2>&1 &
@@ -215,8 +225,7 @@ check "release wants a PID" sh -c "! '$Z' release 2>$T/e && grep -q 'usage: zswa
 start_hog 12M 40 12
 R=$HOGPID
 wait_seg "$R"
-i=0; st=0
-while [ $i -lt 100 ] && [ "${st:-0}" -lt 2560 ]; do sleep 0.1; st=$(raw stored_pages "$R"); i=$((i + 1)); done
+st=$(await_raw stored_pages "$R" -ge 2560)
 python3 "$T/memread.py" "$R" >"$T/before" 2>&1
 if [ "$(awk '{ print $2 }' "$T/before")" -gt 0 ] 2>/dev/null; then
     ok "stored pages cannot be read through /proc/PID/mem (readable, unreadable: $(cat "$T/before"))"
@@ -248,16 +257,13 @@ check "limit wants a PID" sh -c "! '$Z' limit 2>$T/e && grep -q 'usage: zswapu l
 start_hog 64M 40 12
 L=$HOGPID
 wait_seg "$L"
-i=0; rss=0
-while [ $i -lt 100 ] && [ "${rss:-0}" -lt 41943040 ]; do sleep 0.1; rss=$(raw anon_rss_bytes "$L"); i=$((i + 1)); done
+rss=$(await_raw anon_rss_bytes "$L" -ge 41943040)
 check "limit shows the limit" sh -c "'$Z' limit $L | grep -q 'limit 64.0 MiB, resident'"
 check "limit refuses a bad size, as ZSWAPU_LIMIT does" \
     sh -c "'$Z' limit $L 12Q 2>$T/e; [ \$? = 2 ] && grep -q \"ZSWAPU_LIMIT='12Q' is not valid\" $T/e"
 check "limit refuses 0 (that is release)" sh -c "! '$Z' limit $L 0 2>$T/e && grep -q 'zswapu release' $T/e"
 check "limit 16M is taken" sh -c "'$Z' limit $L 16M > $T/lim && grep -q 'limit 16.0 MiB, was 64.0 MiB' $T/lim"
-i=0
-while [ $i -lt 100 ] && [ "$(raw anon_rss_bytes "$L")" -gt 23068672 ]; do sleep 0.1; i=$((i + 1)); done
-rss2=$(raw anon_rss_bytes "$L")
+rss2=$(await_raw anon_rss_bytes "$L" -le 23068672)
 if [ "${rss:-0}" -ge 41943040 ] && [ "${rss2:-99999999999}" -le 23068672 ]; then
     ok "under the lower limit the resident size came down ($((rss / 1048576)) to $((rss2 / 1048576)) MiB, engine included)"
 else
