@@ -37,10 +37,10 @@ fi
 # workload sizes: full, and --quick
 if [ $quick = 1 ]; then
     N_PY=250000 N_SQL=200000 N_LINES=250000 XZ_BYTES=600000 N_C=500
-    MT="64 30000" MC="2 32 30000" N_FORK=100000 N_JS=200000 N_DF=16 N_PF="80 5000"
+    MT="64 30000" MC="2 32 30000" N_FORK=100000 N_JS=200000 N_DF=16 N_PF="80 5000" N_JAVA=100000
 else
     N_PY=1200000 N_SQL=1000000 N_LINES=2500000 XZ_BYTES=120000000 N_C=2500
-    MT="256 60000" MC="2 96 60000" N_FORK=400000 N_JS=1000000 N_DF=64 N_PF="80 10000"
+    MT="256 60000" MC="2 96 60000" N_FORK=400000 N_JS=1000000 N_DF=64 N_PF="80 10000" N_JAVA=300000
 fi
 IT_ENV="ZSWAPU_WRITEBACK=1 ${IT_ENV:-}"
 B=$(cd "$B" && pwd) || exit 1
@@ -274,6 +274,38 @@ elif [ "$kv" -lt 608 ] || case "$IT_ENV" in *DETACH=wp*) true ;; *) false ;; esa
     wanted node && echo "skip node: write-protect detach keeps V8's heap (MADV_DONTFORK) resident"
 else
     run_case node 0 node "$T/jsheap.js" $N_JS
+fi
+
+# A JVM: a score of threads (G1's among them), its heap reserved and
+# committed with mmap and mprotect, SIGSEGV as a safepoint poll and null
+# check.  A map of records, 90 % of lookups to a hot tenth, then all of them
+# sorted (a collection over the whole heap).  Compiled natively first.
+cat > "$T/Records.java" <<'EOF'
+import java.util.*;
+public class Records {
+  public static void main(String[] a) {
+    int n = Integer.parseInt(a[0]);
+    HashMap<Integer, String> m = new HashMap<>();
+    for (int i = 0; i < n; i++)
+      m.put(i, "user-" + i + "-" + (i * 2654435761L % 1000));
+    long h = 0;
+    Random r = new Random(42);
+    for (int k = 0; k < 4 * n; k++) {
+      int i = r.nextInt(10) < 9 ? r.nextInt(n / 10) : r.nextInt(n);
+      h = h * 31 + m.get(i).hashCode();
+    }
+    List<String> l = new ArrayList<>(m.values());
+    Collections.sort(l);
+    System.out.println(n + " " + h + " " + l.get(n / 2));
+  }
+}
+EOF
+if ! command -v javac > /dev/null || ! command -v java > /dev/null; then
+    wanted java && echo "skip java: no JDK here (javac and java)"
+elif wanted java && ! javac -d "$T" "$T/Records.java" 2> "$T/javac.err"; then
+    fail java "javac: $(cat "$T/javac.err")"
+else
+    run_case java 0 java -Xmx256m -cp "$T" Records $N_JAVA
 fi
 
 # ---- options -------------------------------------------------------------
