@@ -76,6 +76,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -805,10 +806,21 @@ EXPORT __attribute__((noreturn)) void _Exit(int status)
  * The daemon that daemon() leaves runs on as a forked child, which the
  * shim does not manage.  Once its parent is gone (it handed the child its
  * pages first), nothing ties it to the parent's engine: it starts its own.
+ * The parent is on its way out (_exit() right after the fork): a pidfd
+ * wakes the child when it has gone, the kernel having reparented the
+ * child by then; kernels before 5.3 look every 5 ms.  30 s at most.
  */
 static void manage_daemon(pid_t parent)
 {
-	for (int i = 0; i < 6000 && getppid() == parent; i++)
+	int fd = (int)syscall(SYS_pidfd_open, parent, 0);
+	/* still our parent: the pid was not reused before the open */
+	if (fd >= 0 && getppid() == parent)
+		while (poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 30000) < 0 &&
+		       errno == EINTR)
+			;
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; fd < 0 && i < 6000 && getppid() == parent; i++)
 		nanosleep(&(struct timespec){ 0, 5 * 1000 * 1000 }, NULL);
 	if (getppid() == parent)
 		return; /* its pages may still be the parent's to serve */
