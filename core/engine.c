@@ -244,9 +244,11 @@ static bool hold_fault(struct engine *e, uintptr_t addr, bool write, uint64_t si
 			return true;
 		}
 	}
-	if (since)
-		atomic_fetch_add_explicit(&e->cnt[EC_held_us], (stats_now_ns() - since) / 1000,
-					  memory_order_relaxed);
+	if (since) {
+		uint64_t held = stats_now_ns() - since;
+		atomic_fetch_add_explicit(&e->cnt[EC_held_us], held / 1000, memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->cnt[EC_stall_ns], held, memory_order_relaxed);
+	}
 	return false;
 }
 
@@ -413,7 +415,9 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 		else
 			handle_fault(e, m->arg.pagefault.address,
 				     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, 0);
-		stats_count_fault_ns(e->stats, stats_now_ns() - t0);
+		uint64_t dt = stats_now_ns() - t0;
+		stats_count_fault_ns(e->stats, dt);
+		atomic_fetch_add_explicit(&e->cnt[EC_stall_ns], dt, memory_order_relaxed);
 		break;
 	}
 	case UFFD_EVENT_REMOVE:

@@ -73,7 +73,8 @@ void engine_options_default(struct engine_options *o);
 	X(wp_faults, "writes to write-protected pages answered (WP detach)") \
 	X(pages_lost, "stored pages unreadable when the engine stepped aside (poisoned)") \
 	X(faults_held, "faults held while the process was over its limit")    \
-	X(held_us, "time those faults were held, summed (us)")
+	X(held_us, "time those faults were held, summed (us)")                \
+	X(stall_ns, "time the program's threads waited on their faults: the handler's time on each, held time included, summed (ns)")
 
 struct engine_counters {
 #define ENGINE_FIELD(name, desc) uint64_t name;

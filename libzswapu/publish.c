@@ -28,7 +28,7 @@ enum source { SRC_STATS, SRC_ENGINE, SRC_RECLAIM, SRC_GAUGE, SRC_ZERO };
 
 enum gauge {
 	G_ANON_RSS, G_MANAGED, G_REGIONS, G_POOL_BYTES, G_FAILED, G_RELEASED, G_STEPPED_ASIDE,
-	G_FAULTS_PER_SEC, G_RECLAIMED_PER_SEC, G_LIMIT, G_NR
+	G_FAULTS_PER_SEC, G_RECLAIMED_PER_SEC, G_LIMIT, G_STALL_PCT, G_NR
 };
 
 static const char *const gauge_names[G_NR] = {
@@ -42,6 +42,9 @@ static const char *const gauge_names[G_NR] = {
 	[G_FAULTS_PER_SEC] = "faults_per_sec",
 	[G_RECLAIMED_PER_SEC] = "reclaimed_per_sec",
 	[G_LIMIT] = "limit_bytes", /* now: zswapu_set_limit() changes it */
+	/* stall_ns over the last second, in percent of it (top's CPU % alike:
+	 * over 100 with several threads waiting at once) */
+	[G_STALL_PCT] = "stall_pct",
 };
 
 /* Published even before anything counts them, so readers can rely on them. */
@@ -56,7 +59,7 @@ struct publisher {
 	struct shmstat_sample sample;
 	struct zpool_class_stat rows[SHMSTAT_MAX_CLASSES];
 	struct zpool_stat prow[SHMSTAT_MAX_POOL_ROWS];
-	struct { uint64_t t, faults, moved; } ring[RATE_SLOTS];
+	struct { uint64_t t, faults, moved, stall_ns; } ring[RATE_SLOTS];
 	unsigned int nring;
 	pthread_t thread;
 	void *stack;
@@ -116,6 +119,7 @@ static void fill(struct publisher *p)
 	p->ring[slot].t = now;
 	p->ring[slot].faults = s.handler.faults;
 	p->ring[slot].moved = s.reclaim.moved;
+	p->ring[slot].stall_ns = s.handler.stall_ns;
 	unsigned oldest = p->nring >= RATE_SLOTS - 1 ? (p->nring + 1) % RATE_SLOTS : 0;
 	p->nring++;
 	uint64_t gauge[G_NR] = {
@@ -131,6 +135,8 @@ static void fill(struct publisher *p)
 		[G_RECLAIMED_PER_SEC] = rate(s.reclaim.moved, p->ring[oldest].moved,
 					     now - p->ring[oldest].t),
 		[G_LIMIT] = s.limit,
+		[G_STALL_PCT] = rate(s.handler.stall_ns, p->ring[oldest].stall_ns,
+				     now - p->ring[oldest].t) / 10000000,
 	};
 	const uint64_t *handler = (const uint64_t *)&s.handler;
 	const uint64_t *reclaim = (const uint64_t *)&s.reclaim;

@@ -368,5 +368,6 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	st->faults_held = s.handler.faults_held;
 	st->held_us = s.handler.held_us;
 	st->limit_unreachable = s.reclaim.limit_unreachable;
+	st->stall_ns = s.handler.stall_ns;
 	return 0;
 }

@@ -304,6 +304,17 @@ struct zswapu_stats {
 						 than all it could take (memory the
 						 engine does not manage): faults not
 						 held, the reclaimer rests 20 ms-1 s */
+	uint64_t stall_ns;                    /* time the program's threads waited
+						 on their faults, summed: the
+						 handler's time on each (from its
+						 read of the fault to the page in
+						 place; the kernel's round trip, a
+						 few us more, is not in it) and the
+						 held time.  Its growth over wall
+						 time is the share of the time the
+						 program spends waiting on zswapu
+						 (over 1 with several threads
+						 waiting at once) */
 };
 
 /*

@@ -1650,9 +1650,12 @@ static void print_stats(const struct zswapu_stats *st)
 		{ "held_us", st->held_us },
 		{ "limit_unreachable", st->limit_unreachable },
 		{ "failed", st->failed },
+		{ "stall_ns", st->stall_ns },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		put(&o, "  %-28s %llu\n", rows[i].name, (unsigned long long)rows[i].v);
+	put(&o, "  %-28s at least %.1f %% of the run waiting on faults (stall_ns / run time)\n",
+	    "stall", secs > 0 ? st->stall_ns / 1e7 / secs : 0.0);
 	struct discover_stats ds;
 	discover_get_stats(g.disc, &ds);
 	put(&o, "  %-28s %llu (%llu full); ranges: %llu registered, %llu failed, %llu taken "

@@ -2021,7 +2021,55 @@ START_TEST(limit_held_against_a_fast_writer)
 		(unsigned long long)snap.handler.held_us);
 	ck_assert_int_eq(bad, 0);
 	ck_assert_uint_gt(snap.handler.faults_held, 0);
+	ck_assert_uint_ge(snap.handler.stall_ns, snap.handler.held_us * 1000); /* held: waited */
 	ck_assert_uint_le(peak, o.reclaim.limit_bytes + SLACK);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/*
+ * stall_ns, the program's time waiting on its faults: nothing before a
+ * fault, then each fault's handling (at least its UFFDIO_COPY: well over
+ * 100 ns), never more than the reading thread's own time, and nothing
+ * more while it reads pages that are in.
+ */
+START_TEST(stall_counts_the_faults_wait)
+{
+	enum { N = 2048 };
+	uint8_t *m = map(N * PAGE);
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 1);
+	struct engine_options o;
+	engine_options_default(&o);
+	struct engine *e = engine_with_stored(&o, m, N * PAGE, N, "stall_counts_the_faults_wait");
+	if (!e)
+		return;
+	struct engine_snapshot before, after, again;
+	engine_sync(e);
+	engine_snapshot(e, &before);
+	ck_assert_uint_eq(before.handler.stall_ns, 0);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int bad = 0;
+	for (uint64_t k = 0; k < N; k++) { /* every page, strided: no readahead */
+		uint64_t i = k * 1237 % N;
+		bad += !page_ok(m + i * PAGE, i, 1);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	uint64_t took = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + t1.tv_nsec - t0.tv_nsec;
+	engine_sync(e);
+	engine_snapshot(e, &after);
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, 1);
+	last_snapshot(e, &again);
+	fprintf(stderr, "stall: %llu faults, %llu ns waited of the %llu ns the reads took\n",
+		(unsigned long long)after.handler.faults,
+		(unsigned long long)after.handler.stall_ns, (unsigned long long)took);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_eq(after.handler.faults, N);
+	ck_assert_uint_ge(after.handler.stall_ns, after.handler.faults * 100);
+	ck_assert_uint_le(after.handler.stall_ns, took);
+	ck_assert_uint_eq(again.handler.stall_ns, after.handler.stall_ns);
 	munmap(m, N * PAGE);
 }
 END_TEST
@@ -2831,6 +2879,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, limit_held_against_a_fast_writer);
+	tcase_add_test(tc, stall_counts_the_faults_wait);
 	tcase_add_test(tc, limit_out_of_reach_is_not_held);
 	tcase_add_test(tc, limit_changed_while_running);
 	tcase_add_test(tc, limit_flips_under_load);

@@ -560,6 +560,8 @@ START_TEST(engine_publishes)
 	ck_assert_uint_eq(value(&in, &s, "wb_reads"), 0);
 	ck_assert_uint_eq(value(&in, &s, "stored_pages"), 0);
 	ck_assert_uint_eq(value(&in, &s, "managed_bytes"), 0);
+	ck_assert_uint_eq(value(&in, &s, "stall_ns"), 0);
+	ck_assert_uint_eq(value(&in, &s, "stall_pct"), 0);
 
 	enum { N = 1024 };
 	uint8_t *m = stored_pages(N);
@@ -583,6 +585,10 @@ START_TEST(engine_publishes)
 	ck_assert_uint_lt(value(&in, &s, "stored_pages"), N);
 	ck_assert_uint_gt(value(&in, &s, "faults"), 0);
 	ck_assert_uint_eq(value(&in, &s, "faults"), st.faults);
+	/* the faults' wait, and its share of the last second (one thread) */
+	ck_assert_uint_gt(value(&in, &s, "stall_ns"), 0);
+	ck_assert_uint_eq(value(&in, &s, "stall_ns"), st.stall_ns);
+	ck_assert_uint_le(value(&in, &s, "stall_pct"), 100);
 	uint64_t hist = 0;
 	for (int i = 0; i < STATS_LAT_BINS; i++)
 		hist += s.fault_ns[i];

@@ -235,6 +235,17 @@ static void print_screen(FILE *f, const struct view *v, const struct shmstat_sam
 		nanos(stats_hist_quantile_ns(v->s.fault_ns, 0.99), b, sizeof(b)),
 		nanos(stats_hist_quantile_ns(v->s.load_ns, 0.5), c, sizeof(c)),
 		nanos(stats_hist_quantile_ns(v->s.load_ns, 0.99), d, sizeof(d)));
+	/* the program's threads waiting on zswapu: the one figure that says
+	 * the limit costs too much (the kernel's PSI, for one process) */
+	double up = uptime(v);
+	uint64_t stall_pct = val(v, "stall_pct");
+	fprintf(f, "  %-12s at least %llu %% of the last second waiting on faults, %.0f %% since "
+		   "the start%s\n",
+		"stall", (unsigned long long)stall_pct,
+		up > 0 ? val(v, "stall_ns") / 1e7 / up : 0.0,
+		limit && stall_pct >= 50 ? ": the limit is too tight for this program "
+					   "(zswapu limit PID SIZE raises it)"
+					 : "");
 	fprintf(f, "  %-12s %llu pages reclaimed (%llu/s), %llu refaulted: %.3f refaults per "
 		   "reclaimed page\n",
 		"reclaim", (unsigned long long)val(v, "reclaim_moved"),
@@ -736,8 +747,8 @@ int stat_cmd_ps(int argc, char **argv)
 	struct view *v = malloc(sizeof(*v));
 	if (!v)
 		return 1;
-	printf("%7s  %-16s %11s %11s %11s %11s %6s %9s\n", "PID", "PROGRAM", "RESIDENT", "LIMIT",
-	       "POOL", "STORED", "RATIO", "FAULTS/S");
+	printf("%7s  %-16s %11s %11s %11s %11s %6s %9s %6s\n", "PID", "PROGRAM", "RESIDENT", "LIMIT",
+	       "POOL", "STORED", "RATIO", "FAULTS/S", "STALL%");
 	for (int i = 0; i < n && i < MAX_PIDS; i++) {
 		char a[32], b[32], c[32], d[32];
 		memset(v, 0, sizeof(*v));
@@ -752,12 +763,13 @@ int stat_cmd_ps(int argc, char **argv)
 			printf("%7ld  (%s)\n", (long)pids[i], open_error(err));
 			continue;
 		}
-		printf("%7ld  %-16.16s %11s %11s %11s %11s %6.2f %9llu\n", (long)v->pid, v->info.comm,
+		printf("%7ld  %-16.16s %11s %11s %11s %11s %6.2f %9llu %6llu\n", (long)v->pid, v->info.comm,
 		       bytes(val(v, "anon_rss_bytes"), a, sizeof(a)),
 		       limit_of(v) ? bytes(limit_of(v), b, sizeof(b)) : "-",
 		       bytes(val(v, "pool_total_size"), c, sizeof(c)),
 		       bytes(val(v, "stored_pages") * 4096, d, sizeof(d)), ratio(v),
-		       (unsigned long long)val(v, "faults_per_sec"));
+		       (unsigned long long)val(v, "faults_per_sec"),
+		       (unsigned long long)val(v, "stall_pct"));
 	}
 	free(v);
 	return 0;

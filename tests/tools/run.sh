@@ -112,7 +112,8 @@ P=$HOGPID
 if wait_seg "$P"; then ok "the managed program publishes /dev/shm/zswapu.$P"; else
     bad "the managed program publishes /dev/shm/zswapu.$P" "$T/hog.48.out"; fi
 check "its file has mode 0600" sh -c "[ \"\$(stat -c %a /dev/shm/zswapu.$P)\" = 600 ]"
-check "zswapu ps lists it" sh -c "'$Z' ps | awk '\$1 == $P && \$2 == \"memhog\"' | grep -q ."
+check "zswapu ps lists it" sh -c "'$Z' ps | awk '\$1 == $P && \$2 == \"memhog\"' | grep -q . &&
+    '$Z' ps | head -1 | grep -q 'FAULTS/S STALL%\$'"
 if [ -n "$ALONE" ]; then
     check "zswapu stat without a PID picks the one managed process" \
         sh -c "'$Z' stat | head -1 | grep -q 'pid $P (memhog)'"
@@ -131,13 +132,18 @@ if [ -n "$s2" ] && [ -n "$s1" ] && [ "$s2" -gt "$s1" ] && [ "${st:-0}" -gt 0 ]; 
 else
     bad "counters move under pressure (stores '$s1' -> '$s2', stored_pages '$st')"
 fi
+# its reads of what was stored wait on faults: the stall counts them
+sn=$(await_raw stall_ns "$P" -gt 0)
+if [ "${sn:-0}" -gt 0 ]; then ok "the stall counts its waits on faults ($sn ns)"; else
+    bad "the stall counts its waits on faults (stall_ns '$sn')"; fi
 check "stat shows the screen" sh -c "'$Z' stat $P > $T/screen &&
     grep -q '^  resident .* of 24.0 MiB limit' $T/screen && grep -q '^  pool ' $T/screen &&
     grep -q 'effective ratio' $T/screen && grep -q 'refaults per reclaimed page' $T/screen &&
-    grep -q '^  writeback ' $T/screen && grep -q 'stored_pages' $T/screen"
+    grep -q '^  writeback ' $T/screen && grep -q 'stored_pages' $T/screen &&
+    grep -q '^  stall  *at least [0-9]* % of the last second waiting on faults' $T/screen"
 check "stat --raw has the writeback fields" sh -c "'$Z' stat --raw $P > $T/raw &&
     grep -q '^written_back_pages 0' $T/raw && grep -q '^writeback_bytes 0' $T/raw &&
-    grep -q '^wb_reads 0' $T/raw && grep -q '^fault_p99_ns ' $T/raw"
+    grep -q '^wb_reads 0' $T/raw && grep -q '^fault_p99_ns ' $T/raw && grep -q '^stall_pct ' $T/raw"
 check "stat --classes shows zsmalloc's classes" sh -c "'$Z' stat --classes $P > $T/cls &&
     grep -q 'class  size almost_full' $T/cls && grep -q '^Total' $T/cls"
 check "stat --watch -n 3 refreshes three times" sh -c "'$Z' stat --watch -n 3 -i 0.1 $P > $T/w &&
