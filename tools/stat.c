@@ -777,8 +777,9 @@ int stat_cmd_ps(int argc, char **argv)
 
 /* ---- plot ---- */
 
-/* The four panels, for whichever terminal is set. */
-static void plot_panels(FILE *g, const char *data, const char *title)
+/* The four panels, for whichever terminal is set; @stall: the file has
+ * stall_pct (records before it do not), drawn on the fault panel. */
+static void plot_panels(FILE *g, const char *data, const char *title, bool stall)
 {
 	fprintf(g,
 		"set multiplot layout 2,2 title \"%s\"\n"
@@ -795,10 +796,13 @@ static void plot_panels(FILE *g, const char *data, const char *title)
 		"title \"stored (uncompressed)\"\n"
 		"set title \"effective compression ratio\"\nset ylabel \"stored / pool\"\n"
 		"plot \"%s\" using \"time_s\":\"effective_ratio\" with lines lw 2 title \"ratio\"\n"
-		"set title \"faults per second\"\nset ylabel \"faults/s\"\n"
-		"plot \"%s\" using \"time_s\":\"faults_per_sec\" with lines lw 2 title \"faults/s\"\n"
-		"unset multiplot\n",
-		title, data, data, data, data);
+		"set title \"faults per second%s\"\nset ylabel \"faults/s\"\n%s"
+		"plot \"%s\" using \"time_s\":\"faults_per_sec\" with lines lw 2 title \"faults/s\"%s\n"
+		"unset multiplot\nunset y2tics\nunset y2label\n",
+		title, data, data, data, stall ? " and the stall" : "",
+		stall ? "set y2label \"% of the time waiting on faults\"\nset y2tics\n" : "", data,
+		stall ? ", \"\" using \"time_s\":\"stall_pct\" axes x1y2 with lines title \"stall %\""
+		      : "");
 }
 
 static bool has_quote(const char *s)
@@ -819,7 +823,7 @@ int stat_cmd_plot(int argc, char **argv)
 			fprintf(c == 'h' ? stdout : stderr,
 				"usage: zswapu plot [-o PREFIX] FILE\n\n"
 				"Draws what `zswapu stat --record FILE PID` wrote: resident vs limit,\n"
-				"pool size, compression ratio and fault rate over time, into\n"
+				"pool size, compression ratio, fault rate and stall over time, into\n"
 				"PREFIX.png and PREFIX.svg (PREFIX: FILE without its extension).\n"
 				"Needs gnuplot (Debian: gnuplot-nox).\n");
 			return c == 'h' ? 0 : 2;
@@ -848,9 +852,11 @@ int stat_cmd_plot(int argc, char **argv)
 		fprintf(stderr, "zswapu plot: %s: %s\n", data, strerror(errno));
 		return 1;
 	}
-	char line[512];
+	char *line = NULL;
+	size_t cap = 0;
 	int rows = -1; /* the column header is not a row */
-	while (fgets(line, sizeof(line), f)) {
+	bool stall = false;
+	while (getline(&line, &cap, f) > 0) {
 		if (line[0] == '#') {
 			/* "# zswapu stat --record: pid N (prog), ..." */
 			char *p = strstr(line, "pid ");
@@ -862,14 +868,17 @@ int stat_cmd_plot(int argc, char **argv)
 		}
 		if (rows < 0 && strncmp(line, "time_s\t", 7)) {
 			fprintf(stderr, "zswapu plot: %s: not written by zswapu stat --record\n", data);
+			free(line);
 			fclose(f);
 			return 1;
 		}
+		if (rows < 0) {
+			line[strcspn(line, "\n")] = '\t';
+			stall = strstr(line, "\tstall_pct\t") != NULL;
+		}
 		rows++;
-		/* a long line is read in pieces: count only its end */
-		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
-			;
 	}
+	free(line);
 	fclose(f);
 	if (rows < 1) {
 		fprintf(stderr, "zswapu plot: %s: no samples\n", data);
@@ -886,9 +895,9 @@ int stat_cmd_plot(int argc, char **argv)
 	fprintf(g, "set datafile separator \"\\t\"\nset datafile commentschars \"#\"\n"
 		   "set key top left\nset grid\n");
 	fprintf(g, "set terminal pngcairo size 1200,900\nset output \"%s.png\"\n", out);
-	plot_panels(g, data, title);
+	plot_panels(g, data, title, stall);
 	fprintf(g, "set terminal svg size 1200,900 dynamic\nset output \"%s.svg\"\n", out);
-	plot_panels(g, data, title);
+	plot_panels(g, data, title, stall);
 	fprintf(g, "set output\n");
 	int st = pclose(g);
 	if (st != 0) {

@@ -417,7 +417,15 @@ if command -v gnuplot >/dev/null 2>&1; then
     check "zswapu plot writes PNG and SVG" sh -c "cd $T && '$Z' plot rec.tsv >/dev/null &&
         [ \"\$(head -c 8 rec.png | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
         python3 -c 'import sys, xml.dom.minidom as m; d = m.parse(\"rec.svg\");
-sys.exit(d.documentElement.tagName != \"svg\")' && grep -q 'resident vs limit' rec.svg"
+sys.exit(d.documentElement.tagName != \"svg\")' && grep -q 'resident vs limit' rec.svg &&
+        grep -q 'stall %' rec.svg"
+    # a record from before the stall was published: drawn without it
+    check "zswapu plot draws a record without stall_pct" sh -c "cd $T &&
+        awk -F '\t' -v OFS='\t' '/^#/ { print; next }
+            !c { for (i = 1; i <= NF; i++) if (\$i == \"stall_pct\") c = i }
+            { for (i = c; i < NF; i++) \$i = \$(i + 1); NF--; print }' rec.tsv > old.tsv &&
+        ! grep -q stall_pct old.tsv && '$Z' plot old.tsv >/dev/null && [ -s old.svg ] &&
+        ! grep -q 'stall %' old.svg"
     check "zswapu plot -o names the files" sh -c "cd $T && '$Z' plot -o other rec.tsv >/dev/null &&
         [ -s other.png ] && [ -s other.svg ]"
 else
