@@ -872,9 +872,10 @@ int stat_cmd_plot(int argc, char **argv)
 			fclose(f);
 			return 1;
 		}
-		if (rows < 0) {
-			line[strcspn(line, "\n")] = '\t';
-			stall = strstr(line, "\tstall_pct\t") != NULL;
+		if (rows < 0) { /* the header: is stall_pct one of its names? */
+			line[strcspn(line, "\n")] = '\0';
+			for (const char *h = line; (h = strstr(h, "\tstall_pct")); h++)
+				stall |= h[10] == '\t' || h[10] == '\0';
 		}
 		rows++;
 	}
