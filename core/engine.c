@@ -229,9 +229,11 @@ static void served_data(struct engine *e, int how, uintptr_t addr)
  * thread asleep, until the reclaimer has made room (it says so:
  * room_made(); the handler also looks every millisecond); THROTTLE_MAX_NS at
  * most, so a reclaimer that cannot keep up slows the program down but
- * never stops it.  True when the fault is held.
+ * never stops it.  True when the fault is held; else *held_ns is how long
+ * it was (0: not at all).
  */
-static bool hold_fault(struct engine *e, uintptr_t addr, bool write, uint64_t since)
+static bool hold_fault(struct engine *e, uintptr_t addr, bool write, uint64_t since,
+		       uint64_t *held_ns)
 {
 	if (reclaim_over_limit(e->reclaim)) {
 		uint64_t t = stats_now_ns();
@@ -248,24 +250,29 @@ static bool hold_fault(struct engine *e, uintptr_t addr, bool write, uint64_t si
 		uint64_t held = stats_now_ns() - since;
 		atomic_fetch_add_explicit(&e->cnt[EC_held_us], held / 1000, memory_order_relaxed);
 		atomic_fetch_add_explicit(&e->cnt[EC_stall_ns], held, memory_order_relaxed);
+		*held_ns = held;
 	}
 	return false;
 }
 
-static void handle_fault(struct engine *e, uintptr_t addr, bool write, uint64_t held_since)
+/* True when it brought back a page the reclaimer had taken. */
+static bool handle_fault(struct engine *e, uintptr_t addr, bool write, uint64_t held_since)
 {
 	addr &= ~(PAGE - 1);
 	int r = reclaim_fault(e->reclaim, addr);
 	if (r == 1) {
 		served_data(e, EC_faults_staging, addr);
-		return;
+		return true;
 	}
 	if (r == -EAGAIN) {
 		queue_retry(e, addr, write, false);
-		return;
+		return false;
 	}
-	if (hold_fault(e, addr, write, held_since))
-		return;
+	/* a first touch held at the limit is the program growing: it does
+	 * not count as what the limit costs (limit_stall_ns), a refault does */
+	uint64_t held = 0;
+	if (hold_fault(e, addr, write, held_since, &held))
+		return false;
 	/*
 	 * Readahead: a fault right after the pages the last one brought in is
 	 * a sequential scan; bring the following stored pages in with it, in
@@ -289,18 +296,19 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write, uint64_t 
 	}
 	if (err == 0) {
 		served_data(e, EC_faults_store, addr);
-		return;
+		atomic_fetch_add_explicit(&e->cnt[EC_limit_stall_ns], held, memory_order_relaxed);
+		return true;
 	}
 	if (err == -EAGAIN) {
 		queue_retry(e, addr, write, false);
-		return;
+		return false;
 	}
 	if (err != -ENOENT) {
 		engine_fail(e, "loading a page", err);
 		/* the data is still in the store; the fault is retried after
 		 * the engine has stepped aside and put everything back */
 		queue_retry(e, addr, write, false);
-		return;
+		return false;
 	}
 	/*
 	 * Never stored: zeros; a write gets a writable page at once.  In a
@@ -346,6 +354,7 @@ static void handle_fault(struct engine *e, uintptr_t addr, bool write, uint64_t 
 		engine_fail(e, write ? "UFFDIO_COPY of a zero page" : "UFFDIO_ZEROPAGE", err);
 	inc(e, EC_faults);
 	inc(e, EC_faults_zero);
+	return false;
 }
 
 /*
@@ -410,14 +419,18 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 	case UFFD_EVENT_PAGEFAULT: {
 		uint64_t t0 = stats_now_ns(); /* vDSO: no syscall on this path */
 		profile_fault(m->arg.pagefault.address, m->arg.pagefault.feat.ptid);
+		/* a write to a page in a WP batch waited on the reclaimer too */
+		bool taken = true;
 		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
 			handle_wp_fault(e, m->arg.pagefault.address);
 		else
-			handle_fault(e, m->arg.pagefault.address,
-				     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, 0);
+			taken = handle_fault(e, m->arg.pagefault.address,
+					     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, 0);
 		uint64_t dt = stats_now_ns() - t0;
 		stats_count_fault_ns(e->stats, dt);
 		atomic_fetch_add_explicit(&e->cnt[EC_stall_ns], dt, memory_order_relaxed);
+		if (taken)
+			atomic_fetch_add_explicit(&e->cnt[EC_limit_stall_ns], dt, memory_order_relaxed);
 		break;
 	}
 	case UFFD_EVENT_REMOVE:
@@ -1020,6 +1033,7 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	}
 	if (!err) {
 		reclaim_on_room(e->reclaim, room_made, e);
+		reclaim_watch_stall(e->reclaim, &e->cnt[EC_limit_stall_ns]);
 		err = reclaim_start(e->reclaim);
 	}
 	if (err) {
@@ -1250,6 +1264,7 @@ void engine_snapshot(struct engine *e, struct engine_snapshot *out)
 	out->pool_bytes = store_pool_bytes(e->store);
 	out->anon_rss = reclaim_anon_rss();
 	out->limit = engine_limit(e);
+	out->limit_set = reclaim_limit_set(e->reclaim);
 	out->released = atomic_load(&e->released);
 	out->failed = atomic_load(&e->failed);
 	out->stepped_aside = atomic_load(&e->stepped_aside);

@@ -74,7 +74,8 @@ void engine_options_default(struct engine_options *o);
 	X(pages_lost, "stored pages unreadable when the engine stepped aside (poisoned)") \
 	X(faults_held, "faults held while the process was over its limit")    \
 	X(held_us, "time those faults were held, summed (us)")                \
-	X(stall_ns, "time the program's threads waited on their faults: the handler's time on each, held time included, summed (ns)")
+	X(stall_ns, "time the program's threads waited on their faults: the handler's time on each, held time included, summed (ns)") \
+	X(limit_stall_ns, "... of it on faults that brought back a page the reclaimer had taken, held time included: what the limit costs (ns)")
 
 struct engine_counters {
 #define ENGINE_FIELD(name, desc) uint64_t name;
@@ -88,7 +89,8 @@ struct engine_snapshot {
 	struct engine_counters handler;
 	uint64_t features;
 	size_t regions, region_bytes, pool_bytes, anon_rss;
-	size_t limit;       /* now (engine_set_limit()); 0: none */
+	size_t limit;       /* now (engine_set_limit(), the stall control); 0: none */
+	size_t limit_set;   /* as set (engine_create(), engine_set_limit()) */
 	bool failed;        /* stepping aside: a failure, or released */
 	bool released;      /* on request (engine_release()) */
 	bool stepped_aside; /* done: every stored page back, nothing registered */

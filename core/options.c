@@ -41,7 +41,7 @@ enum type {
 	T_COUNT,      /* unsigned int in [lo, hi] */
 	T_NAMES,      /* char[], comma-separated names */
 	T_POOLCAP,    /* z.max_pool_bytes or z.max_pool_percent */
-	T_PERCENT,    /* unsigned int, 1..100 */
+	T_PERCENT,    /* unsigned int in [lo, hi], a % sign optional */
 	T_PATH,       /* char[], a directory */
 	T_DETACH,     /* int, ZSWAPU_DETACH_* by name */
 	T_PREFIX,     /* char[], a file name or prefix */
@@ -52,7 +52,7 @@ struct row {
 	struct options_row pub;
 	enum type type;
 	size_t off, size; /* the field in struct options */
-	unsigned int lo, hi; /* T_COUNT's range */
+	unsigned int lo, hi; /* T_COUNT's and T_PERCENT's range */
 };
 
 #define FIELD(f) offsetof(struct options, f), sizeof(((struct options *)0)->f)
@@ -82,6 +82,21 @@ static const struct row table[OPTIONS_NR] = {
 		"pages only and the pool comes on top, as the kernel's zswap under "
 		"a cgroup v1 limit.", OPTIONS_HONOURED },
 		T_BOOL, FIELD(z.limit_includes_pool), 0, 0 },
+	[OPTIONS_STALL_MAX] = { { "STALL_MAX", "percent", "0",
+		"With ZSWAPU_LIMIT: let the limit give when the program does not "
+		"fit in it.  While the program is at its limit and its threads, "
+		"summed, spend more than "
+		"this percent of a second waiting on faults that bring back pages "
+		"that had been compressed (held at the limit or not), the limit is "
+		"raised by a quarter, "
+		"once a second; after 10 s in a row under half of it, a raised limit "
+		"comes down by a fifth, never below ZSWAPU_LIMIT.  First touches of "
+		"new memory do not count, even held: a program that only grows "
+		"stays held.  "
+		"`zswapu stat` shows the limit now and the one set.  0 = the limit "
+		"holds whatever it costs (a program whose working set does not fit "
+		"runs many times slower).", OPTIONS_HONOURED },
+		T_PERCENT, FIELD(z.stall_max_percent), 0, 1000 },
 	[OPTIONS_COLD_AGE] = { { "COLD_AGE", "seconds", "0",
 		"Proactive reclaim: every this many seconds the reclaimer sweeps "
 		"the managed memory and compresses the pages not faulted back in "
@@ -417,7 +432,7 @@ static int parse_pool_cap(const char *s, struct options *o)
 }
 
 /* 1..100, with or without a % sign. */
-static int parse_percent(const char *s, unsigned int *out)
+static int parse_percent(const char *s, unsigned int lo, unsigned int hi, unsigned int *out)
 {
 	char buf[8];
 	size_t len = strlen(s);
@@ -426,7 +441,7 @@ static int parse_percent(const char *s, unsigned int *out)
 	memcpy(buf, s, len + 1);
 	if (buf[len - 1] == '%')
 		buf[len - 1] = '\0';
-	return parse_count(buf, 1, 100, out);
+	return parse_count(buf, lo, hi, out);
 }
 
 /* Parse @value for row @r into @o. */
@@ -466,7 +481,7 @@ static int parse_row(const struct row *r, const char *value, struct options *o)
 	case T_POOLCAP:
 		return parse_pool_cap(value, o);
 	case T_PERCENT:
-		return parse_percent(value, f);
+		return parse_percent(value, r->lo, r->hi, f);
 	case T_PREFIX:
 		/* the files are named PREFIX.view.ext: no line breaks in it */
 		if (strpbrk(value, "\n\r"))
@@ -518,7 +533,8 @@ const char *options_accepts(enum options_id id, char *buf, size_t len)
 		return "bytes with an optional K, M, G or T suffix (256M), or a whole "
 		       "percentage of ZSWAPU_LIMIT (20%); 0 for no cap";
 	case T_PERCENT:
-		return "1..100, with or without a % sign";
+		snprintf(buf, len, "%u..%u, with or without a %% sign", r->lo, r->hi);
+		return buf;
 	case T_PATH:
 		snprintf(buf, len, "a directory (%zu characters at most); empty for none",
 			 r->size - 1);
@@ -620,6 +636,13 @@ static int check_combination(struct options *o, char *err, size_t errlen)
 			snprintf(err, errlen, "%sMAX_POOL='%u%%' is not valid without %sLIMIT: a "
 				 "percentage is of the limit; accepted are bytes (256M)",
 				 OPTIONS_PREFIX, o->z.max_pool_percent, OPTIONS_PREFIX);
+		return -EINVAL;
+	}
+	if (o->z.stall_max_percent && !o->z.limit_bytes) {
+		if (err)
+			snprintf(err, errlen, "%sSTALL_MAX='%u' is not valid without %sLIMIT: it "
+				 "lets a limit give way; accepted is 0",
+				 OPTIONS_PREFIX, o->z.stall_max_percent, OPTIONS_PREFIX);
 		return -EINVAL;
 	}
 	return 0;

@@ -186,7 +186,7 @@ struct reclaim {
 	uint64_t wake_at_added; /* under ctl: a rest ends when added reaches it */
 	size_t shortfall;       /* reclaimer only: see out_of_reach() */
 
-	_Atomic uint64_t cnt[16]; /* struct reclaim_counters, in order */
+	_Atomic uint64_t cnt[18]; /* struct reclaim_counters, in order */
 	void *thread_stack;
 
 	/* back-pressure: see reclaim_over_limit() */
@@ -198,15 +198,19 @@ struct reclaim {
 	void (*room_fn)(void *);       /* reclaim_on_room() */
 	void *room_arg;
 	_Atomic size_t own;            /* engine_own() */
-	/* o.limit_bytes as it is now: reclaim_set_limit() changes it */
-	_Atomic size_t limit;
+	/* o.limit_bytes as it is now: reclaim_set_limit() changes it, and
+	 * stall_control() raises it over `given` */
+	_Atomic size_t limit, given;
+	const _Atomic uint64_t *stall_src; /* reclaim_watch_stall() */
+	uint64_t stall_t, stall_v;     /* reclaimer only: the window's start */
+	unsigned int calm;             /* reclaimer only: quiet windows in a row */
 	_Atomic uint64_t own_ns;       /* ... looked at then */
 	uint64_t able_again_ns;        /* reclaimer only: gave up until then */
 };
 
 enum { C_BATCHES, C_MOVED, C_STORED, C_POOR, C_REFAULT_STAGING, C_DROPPED,
        C_BUSY, C_PASSES, C_SKIPPED_REF, C_COMPACTED, C_REFAULTS, C_BACKOFFS,
-       C_WP_WRITES, C_UNREACHABLE, C_REFUSED, C_SKIPPED_UNFIT };
+       C_WP_WRITES, C_UNREACHABLE, C_REFUSED, C_SKIPPED_UNFIT, C_RAISED, C_LOWERED };
 
 static void count(struct reclaim *r, int c, uint64_t n)
 {
@@ -1234,11 +1238,22 @@ size_t reclaim_limit(struct reclaim *r)
 	return limit_of(r);
 }
 
+size_t reclaim_limit_set(struct reclaim *r)
+{
+	return atomic_load_explicit(&r->given, memory_order_relaxed);
+}
+
+void reclaim_watch_stall(struct reclaim *r, const _Atomic uint64_t *ns)
+{
+	r->stall_src = ns;
+}
+
 int reclaim_set_limit(struct reclaim *r, size_t bytes)
 {
 	/* no thread to hold one: it was started without a limit or cold age */
 	if (!bytes || !limit_of(r))
 		return -EINVAL;
+	atomic_store(&r->given, bytes);
 	atomic_store(&r->limit, bytes);
 	/* at once, not at the end of a rest: the estimate the held faults
 	 * go by is compared with the new limit from the next fault on */
@@ -1542,6 +1557,68 @@ static inline size_t under(size_t lim, unsigned int pct)
 	return lim - lim / 100 * pct;
 }
 
+/*
+ * The stall control (ZSWAPU_STALL_MAX).  A limit the program's hot set
+ * does not fit is held all the same: each fault brings back a page that
+ * pushes out another the program needs next, and it ran 40-120x slower
+ * (perl, a JVM, mawk under 30 % of their size) where the kernel's zswap in
+ * a cgroup OOM-kills them.  With stall_max_pct the limit gives: while the
+ * program is at it and waits on what it costs (refaults, held or not)
+ * more than that share of a window, it is raised by a quarter, once a
+ * window; a first touch's fault is not counted, held or not, or a program
+ * that merely grows would raise it.  Like memory.high rather than
+ * memory.max, but with the time the program loses as the measure.  Once the stall has stayed under
+ * half the maximum for STALL_CALM windows (a phase ended), a raised limit
+ * comes down by a fifth, at most down to the limit given: a program whose
+ * hot set shrank gets back under it, one whose set is still there raises
+ * it again a window later.  A limit set meanwhile (reclaim_set_limit())
+ * wins: the exchange fails and the next window starts from it.
+ */
+#define STALL_CALM 10
+static void stall_control(struct reclaim *r)
+{
+	if (!r->o.stall_max_pct || !r->stall_src)
+		return;
+	uint64_t t = now_ns(), win = (r->o.stall_window_ms ? r->o.stall_window_ms : 1000) * 1000000ull;
+	uint64_t v = atomic_load_explicit(r->stall_src, memory_order_relaxed);
+	if (!r->stall_t) {
+		r->stall_t = t;
+		r->stall_v = v;
+		return;
+	}
+	if (t - r->stall_t < win)
+		return;
+	uint64_t pct = (v - r->stall_v) * 100 / (t - r->stall_t);
+	r->stall_t = t;
+	r->stall_v = v;
+	size_t lim = limit_of(r), given = reclaim_limit_set(r), to = lim;
+	/*
+	 * Only a limit the program is at: refaults under it (pages stored
+	 * before, read back in a scan) are not the limit's doing, and raising
+	 * it there went on without end (hotcold's verify pass: raised 21
+	 * times, to 100 times the memory it had).
+	 */
+	bool at_limit = atomic_load_explicit(&r->usage_seen, memory_order_relaxed) >=
+			under(lim, MARGIN_LOW_PCT);
+	if (pct > r->o.stall_max_pct && at_limit) {
+		r->calm = 0;
+		to = lim + lim / 4;
+	} else if (lim > given && pct < r->o.stall_max_pct / 2.0) {
+		if (++r->calm < STALL_CALM)
+			return;
+		r->calm = 0;
+		to = lim - lim / 5 > given ? lim - lim / 5 : given;
+	} else {
+		r->calm = 0;
+	}
+	to &= ~(size_t)(PAGE - 1);
+	if (to == lim || !atomic_compare_exchange_strong(&r->limit, &lim, to))
+		return;
+	count(r, to > lim ? C_RAISED : C_LOWERED, 1);
+	log_info("stall %llu %% over the last %.1f s: limit %s to %zu KiB",
+		 (unsigned long long)pct, win / 1e9, to > lim ? "raised" : "lowered", to >> 10);
+}
+
 static void *reclaim_thread(void *arg)
 {
 	struct reclaim *r = arg;
@@ -1549,6 +1626,7 @@ static void *reclaim_thread(void *arg)
 	r->last_sweep_ns = now_ns();
 	while (!should_stop(r)) {
 		bool work = false;
+		stall_control(r);
 		/* read once a turn: reclaim_set_limit() may change it */
 		size_t lim = limit_of(r);
 		size_t high = under(lim, MARGIN_HIGH_PCT), low = under(lim, MARGIN_LOW_PCT);
@@ -1590,6 +1668,7 @@ static void *reclaim_thread(void *arg)
 					break;
 				}
 				maybe_compact(r);
+				stall_control(r);
 				uint64_t rest = thrash_check(r);
 				if (rest) {
 					give_up(r, rest);
@@ -1672,6 +1751,7 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 	memset(r, 0, sizeof(*r));
 	r->o = *o;
 	atomic_init(&r->limit, o->limit_bytes);
+	atomic_init(&r->given, o->limit_bytes);
 	size_t limit_pages = o->limit_bytes / PAGE;
 	if (!r->o.batch_pages) {
 		r->o.batch_pages = RECLAIM_BATCH;
@@ -1846,7 +1926,7 @@ const char *reclaim_counter_name(unsigned int i)
 		"batches", "moved", "stored", "returned_poor", "refaulted_staging",
 		"dropped", "busy", "passes", "skipped_referenced", "compacted_pages",
 		"refaults", "thrash_backoffs", "wp_write_faults", "limit_unreachable",
-		"refused", "skipped_unfit",
+		"refused", "skipped_unfit", "limit_raised", "limit_lowered",
 	};
 	_Static_assert(sizeof(names) / sizeof(names[0]) * sizeof(uint64_t) ==
 			       sizeof(struct reclaim_counters),

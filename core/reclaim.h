@@ -68,6 +68,11 @@ struct reclaim_options {
 	unsigned int cold_age_ms; /* 0: no proactive sweeps */
 	unsigned int batch_pages; /* 1..RECLAIM_BATCH; 0: from the limit */
 	enum reclaim_detach detach; /* MOVE or WP by the time reclaim_create() sees it */
+	/* ZSWAPU_STALL_MAX: raise the limit while the program waits more than
+	 * this percent of the time on what the limit costs it (see
+	 * reclaim_watch_stall()); 0: the limit holds whatever it costs */
+	unsigned int stall_max_pct;
+	unsigned int stall_window_ms; /* ... measured over this; 0: 1000 (tests shorten it) */
 };
 
 struct reclaim_counters {
@@ -75,7 +80,8 @@ struct reclaim_counters {
 		dropped, busy, passes, skipped_referenced, compacted_pages, refaults,
 		thrash_backoffs, wp_write_faults, limit_unreachable,
 		refused, /* pages MOVE would not take (another protection, mlocked) */
-		skipped_unfit; /* pages the hand left: sent back lately (unfit_mark()) */
+		skipped_unfit, /* pages the hand left: sent back lately (unfit_mark()) */
+		limit_raised, limit_lowered; /* steps of the stall control (stall_max_pct) */
 };
 
 struct reclaim;
@@ -140,8 +146,24 @@ void reclaim_memory_added(struct reclaim *r, size_t len);
  * without a limit (it has no limit to change).
  */
 int reclaim_set_limit(struct reclaim *r, size_t bytes);
-/* reclaim_limit() : the limit now (0: none). */
+/* reclaim_limit() : the limit now (0: none), raised by the stall control
+ * or not. */
 size_t reclaim_limit(struct reclaim *r);
+/* reclaim_limit_set() : the limit given (at creation or last set), which
+ * the stall control may have raised the limit above. */
+size_t reclaim_limit_set(struct reclaim *r);
+
+/*
+ * reclaim_watch_stall() : @ns counts the time the program's threads waited
+ * on what the limit costs (faults that brought back pages that had been
+ * taken, their time held at the limit included), in ns.  With
+ * stall_max_pct, the reclaimer reads it once a window and, while usage is
+ * at the limit, raises the limit by a quarter when it grew by more than
+ * stall_max_pct percent of the window; after ten windows in a row
+ * under half of that, it lowers a raised limit by a fifth, never below
+ * the one given.  Set before reclaim_start().
+ */
+void reclaim_watch_stall(struct reclaim *r, const _Atomic uint64_t *ns);
 
 /*
  * reclaim_on_room() : @fn(@arg) is called on the reclaimer's thread (so it

@@ -28,7 +28,7 @@ enum source { SRC_STATS, SRC_ENGINE, SRC_RECLAIM, SRC_GAUGE, SRC_ZERO };
 
 enum gauge {
 	G_ANON_RSS, G_MANAGED, G_REGIONS, G_POOL_BYTES, G_FAILED, G_RELEASED, G_STEPPED_ASIDE,
-	G_FAULTS_PER_SEC, G_RECLAIMED_PER_SEC, G_LIMIT, G_STALL_PCT, G_NR
+	G_FAULTS_PER_SEC, G_RECLAIMED_PER_SEC, G_LIMIT, G_STALL_PCT, G_LIMIT_SET, G_NR
 };
 
 static const char *const gauge_names[G_NR] = {
@@ -45,6 +45,8 @@ static const char *const gauge_names[G_NR] = {
 	/* stall_ns over the last second, in percent of it (top's CPU % alike:
 	 * over 100 with several threads waiting at once) */
 	[G_STALL_PCT] = "stall_pct",
+	/* as set: the stall control may hold limit_bytes above it */
+	[G_LIMIT_SET] = "limit_set_bytes",
 };
 
 /* Published even before anything counts them, so readers can rely on them. */
@@ -135,6 +137,7 @@ static void fill(struct publisher *p)
 		[G_RECLAIMED_PER_SEC] = rate(s.reclaim.moved, p->ring[oldest].moved,
 					     now - p->ring[oldest].t),
 		[G_LIMIT] = s.limit,
+		[G_LIMIT_SET] = s.limit_set,
 		[G_STALL_PCT] = rate(s.handler.stall_ns, p->ring[oldest].stall_ns,
 				     now - p->ring[oldest].t) / 10000000,
 	};

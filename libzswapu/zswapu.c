@@ -106,6 +106,11 @@ static int to_engine_options(const struct zswapu_options *in, struct engine_opti
 	o->reclaim.limit_bytes = in->limit_bytes;
 	o->reclaim.limit_pool = in->limit_includes_pool != 0;
 	o->reclaim.cold_age_ms = in->cold_age_ms;
+	if (in->stall_max_percent > 1000) {
+		log_error("stall_max_percent %u: accepted are 0..1000", in->stall_max_percent);
+		return -EINVAL;
+	}
+	o->reclaim.stall_max_pct = in->stall_max_percent;
 	o->spin_us = in->spin_us;
 	o->fault_threads = in->fault_threads;
 	if (in->detach < ZSWAPU_DETACH_AUTO || in->detach > ZSWAPU_DETACH_WP) {
@@ -369,5 +374,10 @@ ZSWAPU_API int zswapu_stats(struct zswapu_stats *st)
 	st->held_us = s.handler.held_us;
 	st->limit_unreachable = s.reclaim.limit_unreachable;
 	st->stall_ns = s.handler.stall_ns;
+	st->limit_stall_ns = s.handler.limit_stall_ns;
+	st->limit_bytes = s.limit;
+	st->limit_set_bytes = s.limit_set;
+	st->limit_raised = s.reclaim.limit_raised;
+	st->limit_lowered = s.reclaim.limit_lowered;
 	return 0;
 }

@@ -68,6 +68,10 @@ struct zswapu_options {
 					 fault is resolved on the CPU it came from.
 					 0 (default) = one per CPU, 4 at most; 1 = one
 					 handler thread, on any CPU; N = N at most */
+	unsigned int stall_max_percent; /* with a limit: raise it while the program's
+					 threads wait on what it costs more than this
+					 percent of the time ("The stall control"
+					 below); 0 (default) = the limit holds */
 };
 
 /*
@@ -84,6 +88,20 @@ struct zswapu_options {
  * would not get under (memory the engine does not manage is over the
  * limit: limit_unreachable in the stats), the process runs over its limit
  * rather than wait for nothing.
+ *
+ * The stall control.  A limit the program's working set does not fit is
+ * held all the same, and the program then waits on refaults most of the
+ * time (40-120x slower in the runs docs/design.md lists; the kernel's
+ * zswap in a cgroup kills such a program).  With stall_max_percent P, the
+ * limit gives: while the program is at it and its threads, summed, wait
+ * more than P % of
+ * a second on faults that bring back pages that had been compressed,
+ * their time held at the limit included (limit_stall_ns), the limit is
+ * raised by a quarter, once a second;
+ * after 10 s in a row under P/2 %, a raised limit comes down by a fifth, at
+ * most to the one set.  The first touch of new memory does not count, so a
+ * program that only grows stays held.  zswapu_limit() and limit_bytes in
+ * the stats give the limit now; limit_set_bytes the one set.
  */
 
 /*
@@ -242,7 +260,9 @@ ZSWAPU_API int zswapu_managed(const void *addr);
  */
 ZSWAPU_API int zswapu_set_limit(size_t bytes);
 
-/* zswapu_limit() : the limit the engine holds now; 0 without one or without an engine. */
+/* zswapu_limit() : the limit the engine holds now (over the one set while
+ * the stall control has raised it); 0 without one or without an engine.
+ * zswapu_set_limit() sets both. */
 ZSWAPU_API size_t zswapu_limit(void);
 
 /*
@@ -315,6 +335,16 @@ struct zswapu_stats {
 						 program spends waiting on zswapu
 						 (over 1 with several threads
 						 waiting at once) */
+	uint64_t limit_stall_ns;              /* of stall_ns, the waits of faults
+						 that brought back a page the
+						 reclaimer had taken, held time
+						 included: what the limit costs the
+						 program; first touches of new
+						 memory, held or not, are not in it */
+	uint64_t limit_bytes;                 /* gauge: the limit now (0: none) */
+	uint64_t limit_set_bytes;             /* gauge: the limit set (at start or by
+						 zswapu_set_limit()) */
+	uint64_t limit_raised, limit_lowered; /* steps of the stall control */
 };
 
 /*

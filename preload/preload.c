@@ -1651,6 +1651,11 @@ static void print_stats(const struct zswapu_stats *st)
 		{ "limit_unreachable", st->limit_unreachable },
 		{ "failed", st->failed },
 		{ "stall_ns", st->stall_ns },
+		{ "limit_stall_ns", st->limit_stall_ns },
+		{ "limit_bytes", st->limit_bytes },
+		{ "limit_set_bytes", st->limit_set_bytes },
+		{ "limit_raised", st->limit_raised },
+		{ "limit_lowered", st->limit_lowered },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		put(&o, "  %-28s %llu\n", rows[i].name, (unsigned long long)rows[i].v);

@@ -306,6 +306,7 @@ START_TEST(bad_value_message)
 		{ "ZSWAPU_ENABLED=maybe", "yes, no" },
 		{ "ZSWAPU_LIMIT=12X", "percentage of RAM" },
 		{ "ZSWAPU_LIMIT_POOL=2", "on, off" },
+		{ "ZSWAPU_STALL_MAX=1001%", "0..1000, with or without a % sign" },
 		{ "ZSWAPU_COLD_AGE=soon", "250ms" },
 		{ "ZSWAPU_COMPRESSOR=gzip", "zstd:N" },
 		{ "ZSWAPU_POOL=slab", "zsmalloc, z3fold, zbud" },
@@ -369,6 +370,14 @@ START_TEST(pool_cap_and_writeback)
 	ck_assert_ptr_nonnull(strstr(err, "ZSWAPU_MAX_POOL='0.5%'"));
 	ck_assert_int_eq(load1(&o, "ZSWAPU_MAX_POOL=25%", err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "without ZSWAPU_LIMIT"));
+	/* the stall control: 0..1000, % optional; only with a limit */
+	const char *stall[] = { "ZSWAPU_LIMIT=1G", "ZSWAPU_STALL_MAX=30%", NULL };
+	ck_assert_int_eq(options_load(&o, stall, err, sizeof(err)), 0);
+	ck_assert_uint_eq(o.z.stall_max_percent, 30);
+	const char *stall0[] = { "ZSWAPU_STALL_MAX=0", NULL };
+	ck_assert_int_eq(options_load(&o, stall0, err, sizeof(err)), 0);
+	ck_assert_int_eq(load1(&o, "ZSWAPU_STALL_MAX=150", err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "ZSWAPU_STALL_MAX='150' is not valid without ZSWAPU_LIMIT"));
 	/* accept: 1..100, % optional */
 	ck_assert_int_eq(load1(&o, "ZSWAPU_ACCEPT=75%", NULL, 0), 0);
 	ck_assert_uint_eq(o.z.accept_percent, 75);

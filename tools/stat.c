@@ -192,10 +192,17 @@ static void print_screen(FILE *f, const struct view *v, const struct shmstat_sam
 	char a[32], b[32], c[32], d[32];
 	const struct shmstat_info *in = &v->info;
 	uint64_t limit = limit_of(v), rss = val(v, "anon_rss_bytes");
-	uint64_t stored = val(v, "stored_pages");
-	fprintf(f, "zswapu stat: pid %ld (%s), up %.1f s; %s, %s, limit %s%s, cold age %llu ms%s\n",
+	uint64_t stored = val(v, "stored_pages"), set = val(v, "limit_set_bytes");
+	/* ZSWAPU_STALL_MAX let the limit give: say from what */
+	char given[96] = "";
+	if (limit && set && set != limit)
+		snprintf(given, sizeof(given), " (set %s; raised %llu times, lowered %llu by the "
+			 "stall control)", bytes(set, b, sizeof(b)),
+			 (unsigned long long)val(v, "reclaim_limit_raised"),
+			 (unsigned long long)val(v, "reclaim_limit_lowered"));
+	fprintf(f, "zswapu stat: pid %ld (%s), up %.1f s; %s, %s, limit %s%s%s, cold age %llu ms%s\n",
 		(long)v->pid, in->comm, uptime(v), in->compressor, in->pool,
-		limit ? bytes(limit, a, sizeof(a)) : "none",
+		limit ? bytes(limit, a, sizeof(a)) : "none", given,
 		limit ? (in->limit_pool ? " (pool counted)" : " (pool not counted)") : "",
 		(unsigned long long)in->cold_age_ms,
 		val(v, "released") ? "; released: unmanaged"
@@ -243,9 +250,10 @@ static void print_screen(FILE *f, const struct view *v, const struct shmstat_sam
 		   "the start%s\n",
 		"stall", (unsigned long long)stall_pct,
 		up > 0 ? val(v, "stall_ns") / 1e7 / up : 0.0,
-		limit && stall_pct >= 50 ? ": the limit is too tight for this program "
-					   "(zswapu limit PID SIZE raises it)"
-					 : "");
+		!limit || stall_pct < 50 ? ""
+		: val(v, "reclaim_limit_raised") ? ": the stall control is raising the limit"
+		: ": the limit is too tight for this program (zswapu limit PID SIZE raises "
+		  "it; ZSWAPU_STALL_MAX lets it give)");
 	fprintf(f, "  %-12s %llu pages reclaimed (%llu/s), %llu refaulted: %.3f refaults per "
 		   "reclaimed page\n",
 		"reclaim", (unsigned long long)val(v, "reclaim_moved"),
@@ -670,7 +678,13 @@ int stat_cmd_limit(int argc, char **argv)
 	uint64_t was = limit_of(v);
 	const char *size = argv[optind + 1];
 	if (!size) {
-		if (was)
+		uint64_t set = val(v, "limit_set_bytes");
+		if (was && set && set != was)
+			printf("zswapu limit: pid %ld (%s): limit %s (set %s, raised by the stall "
+			       "control), resident %s\n", (long)pid, v->info.comm,
+			       bytes(was, a, sizeof(a)), bytes(set, c, sizeof(c)),
+			       bytes(val(v, "anon_rss_bytes"), b, sizeof(b)));
+		else if (was)
 			printf("zswapu limit: pid %ld (%s): limit %s, resident %s\n", (long)pid,
 			       v->info.comm, bytes(was, a, sizeof(a)),
 			       bytes(val(v, "anon_rss_bytes"), b, sizeof(b)));

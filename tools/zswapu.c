@@ -198,6 +198,8 @@ static void run_usage(FILE *f)
 		"already in the environment apply too.\n"
 		"\n"
 		"  --limit SIZE       ZSWAPU_LIMIT: keep resident memory under SIZE (512M, 2G, 25%%)\n"
+		"  --stall-max P      ZSWAPU_STALL_MAX: raise the limit while the program waits on\n"
+		"                     refaults more than P %% of the time (0: the limit holds)\n"
 		"  --compressor C     ZSWAPU_COMPRESSOR: lz4, lz4:N, zstd, zstd:N\n"
 		"  --pool P           ZSWAPU_POOL: zsmalloc, z3fold, zbud\n"
 		"  --cold-age S       ZSWAPU_COLD_AGE: compress pages untouched for S seconds\n"
@@ -211,6 +213,7 @@ static int cmd_run(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "limit", required_argument, NULL, 'l' },
+		{ "stall-max", required_argument, NULL, 'S' },
 		{ "compressor", required_argument, NULL, 'c' },
 		{ "pool", required_argument, NULL, 'p' },
 		{ "cold-age", required_argument, NULL, 'a' },
@@ -225,6 +228,7 @@ static int cmd_run(int argc, char **argv)
 		const char *var = NULL, *val = optarg;
 		switch (c) {
 		case 'l': var = OPTIONS_PREFIX "LIMIT"; break;
+		case 'S': var = OPTIONS_PREFIX "STALL_MAX"; break;
 		case 'c': var = OPTIONS_PREFIX "COMPRESSOR"; break;
 		case 'p': var = OPTIONS_PREFIX "POOL"; break;
 		case 'a': var = OPTIONS_PREFIX "COLD_AGE"; break;

@@ -11,6 +11,8 @@
 #     data: the engine's descriptors are left alone, with one line saying so;
 #   - a SIGKILLed program's stale file is removed by the next reader; with
 #     two managed programs, `zswapu stat` asks which;
+#   - --stall-max: a thrashing program's limit is raised; stat and limit
+#     show the limit now beside the one set;
 #   - zswapu limit shows and changes a running program's limit: lowered,
 #     its resident size comes down, and its data stays intact;
 #   - zswapu release puts a program's stored pages back: before it, they
@@ -287,6 +289,27 @@ wait "$L"
 hog=$?
 if [ $hog -eq 0 ]; then ok "memhog, its limit lowered midway, read every page back intact"; else
     bad "memhog, its limit lowered midway, read every page back intact (exit $hog)" "$T/hog.40.out"; fi
+
+# ---- the stall control ----
+# memhog reads all of its 40 MiB each round: under 8M it thrashes, and with
+# --stall-max the limit gives; stat, limit and --raw say from what
+"$Z" run --limit 8M --stall-max 20 -- "$HOG" 40 8 >"$T/hog.stall.out" 2>&1 &
+S=$!
+PIDS="$PIDS $S"
+wait_seg "$S"
+raised=$(await_raw reclaim_limit_raised "$S" -ge 1)
+if [ "${raised:-0}" -ge 1 ]; then ok "--stall-max: a thrashing program's limit is raised ($raised times)"; else
+    bad "--stall-max: a thrashing program's limit is raised (limit_raised '$raised')" "$T/hog.stall.out"; fi
+check "stat shows the limit now and the one set" sh -c "'$Z' stat $S | head -1 |
+    grep -q 'limit [0-9.]* MiB (set 8.0 MiB; raised [0-9]* times, lowered [0-9]* by the stall control)' &&
+    '$Z' stat --raw $S | grep -qx 'limit_set_bytes 8388608'"
+check "limit shows it too" sh -c "'$Z' limit $S | grep -q '(set 8.0 MiB, raised by the stall control)'"
+check "--stall-max without --limit is refused" sh -c "! '$Z' run --stall-max 20 -- true 2>$T/e &&
+    grep -q \"ZSWAPU_STALL_MAX='20' is not valid without ZSWAPU_LIMIT\" $T/e"
+wait "$S"
+hog=$?
+if [ $hog -eq 0 ]; then ok "memhog, its limit raised by the stall control, read every page back intact"; else
+    bad "memhog, its limit raised by the stall control, read every page back intact (exit $hog)" "$T/hog.stall.out"; fi
 
 # ---- a parent that ends without its exit handlers ----
 # a forked child reads its stored pages through the parent's engine; the
