@@ -204,6 +204,8 @@ struct reclaim {
 	const _Atomic uint64_t *stall_src; /* reclaim_watch_stall() */
 	uint64_t stall_t, stall_v;     /* reclaimer only: the window's start */
 	unsigned int calm;             /* reclaimer only: quiet windows in a row */
+	unsigned int calm_need;        /* ... before a lowering; 0: STALL_CALM */
+	unsigned int probe;            /* windows since a lowering, while it may be undone */
 	_Atomic uint64_t own_ns;       /* ... looked at then */
 	uint64_t able_again_ns;        /* reclaimer only: gave up until then */
 };
@@ -1567,14 +1569,21 @@ static inline size_t under(size_t lim, unsigned int pct)
  * more than that share of a window, it is raised by a quarter, once a
  * window; a first touch's fault is not counted, held or not, or a program
  * that merely grows would raise it.  Like memory.high rather than
- * memory.max, but with the time the program loses as the measure.  Once the stall has stayed under
- * half the maximum for STALL_CALM windows (a phase ended), a raised limit
- * comes down by a fifth, at most down to the limit given: a program whose
- * hot set shrank gets back under it, one whose set is still there raises
- * it again a window later.  A limit set meanwhile (reclaim_set_limit())
- * wins: the exchange fails and the next window starts from it.
+ * memory.max, but with the time the program loses as the measure.  Once
+ * the stall has stayed under half the maximum for STALL_CALM windows (a
+ * phase ended), a raised limit comes down by a fifth, at most down to the
+ * limit given: a program whose hot set shrank gets back under it, one
+ * whose set is still there raises it again a window later.  Such a probe
+ * costs that program a window of refaults and the reclaimer a fifth of
+ * its memory, so each one undone within STALL_CALM windows doubles the
+ * calm the next one waits for, up to STALL_CALM_MAX (5 min at 1 s); one
+ * that holds resets it (engine/basic/stall_control_probes_less_often: 5 s
+ * of steady access at a 20 ms window probed 15 times, now 7).  A limit
+ * set meanwhile (reclaim_set_limit()) wins: the exchange fails and the
+ * next window starts from it.
  */
 #define STALL_CALM 10
+#define STALL_CALM_MAX 300
 static void stall_control(struct reclaim *r)
 {
 	if (!r->o.stall_max_pct || !r->stall_src)
@@ -1600,13 +1609,23 @@ static void stall_control(struct reclaim *r)
 	 */
 	bool at_limit = atomic_load_explicit(&r->usage_seen, memory_order_relaxed) >=
 			under(lim, MARGIN_LOW_PCT);
+	unsigned int need = r->calm_need ? r->calm_need : STALL_CALM;
+	if (r->probe && ++r->probe > STALL_CALM) {
+		r->probe = 0; /* the last lowering held */
+		r->calm_need = STALL_CALM;
+	}
 	if (pct > r->o.stall_max_pct && at_limit) {
 		r->calm = 0;
+		if (r->probe) { /* the last lowering undone: probe less often */
+			r->probe = 0;
+			r->calm_need = 2 * need < STALL_CALM_MAX ? 2 * need : STALL_CALM_MAX;
+		}
 		to = lim + lim / 4;
 	} else if (lim > given && pct < r->o.stall_max_pct / 2.0) {
-		if (++r->calm < STALL_CALM)
+		if (++r->calm < need)
 			return;
 		r->calm = 0;
+		r->probe = 1;
 		to = lim - lim / 5 > given ? lim - lim / 5 : given;
 	} else {
 		r->calm = 0;

@@ -99,7 +99,8 @@ struct zswapu_options {
  * their time held at the limit included (limit_stall_ns), the limit is
  * raised by a quarter, once a second;
  * after 10 s in a row under P/2 %, a raised limit comes down by a fifth, at
- * most to the one set.  The first touch of new memory does not count, so a
+ * most to the one set (a lowering undone at once doubles that wait, up to
+ * 5 minutes).  The first touch of new memory does not count, so a
  * program that only grows stays held.  zswapu_limit() and limit_bytes in
  * the stats give the limit now; limit_set_bytes the one set.
  */
