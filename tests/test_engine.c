@@ -2081,42 +2081,63 @@ static uint64_t mono_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + t.tv_nsec;
 }
 
+/* The stall tests: STALL_N pages, each written once (generation seq[i]),
+ * under a limit 2 MiB over what the process had before them, with the
+ * stall control at @pct over windows of @window_ms.  *set: the limit. */
+enum { STALL_N = 4096 };
+static struct engine *stall_engine(uint8_t **m, uint64_t *seq, unsigned int pct,
+				   unsigned int window_ms, size_t *set)
+{
+	*m = map(STALL_N * PAGE);
+	*set = program_rss() + (2 << 20);
+	for (int i = 0; i < STALL_N; i++)
+		fill_page(*m + i * PAGE, i, seq[i] = 1);
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.limit_bytes = *set;
+	o.reclaim.stall_max_pct = pct;
+	o.reclaim.stall_window_ms = window_ms;
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)*m, STALL_N * PAGE), 0);
+	return e;
+}
+
+/* 256 random page reads (checked: the count of bad ones) and rewrites. */
+static uint64_t stall_accesses(uint8_t *m, uint64_t *seq, uint64_t *ops)
+{
+	uint64_t bad = 0;
+	for (int k = 0; k < 256; k++, (*ops)++) {
+		uint64_t i = mix(*ops + 1) % STALL_N;
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+		fill_page(m + i * PAGE, i, ++seq[i]);
+	}
+	return bad;
+}
+
 /*
  * The stall control (stall_max_pct).  16 MiB written and read at random
  * under a limit 2 MiB over what the process had: nearly every access
  * refaults.  The limit must be raised, step after step, until half the
  * pages fit (the stall counted is the refaults'), and every page must read
- * back right meanwhile.  Then the
- * program rests: with no stall, the raised limit comes back down in
- * steps to the one set, the reclaimer takes pages again, and they still
- * read back right.
+ * back right meanwhile.  Then the program rests: with no stall, the raised
+ * limit comes back down in steps to the one set, the reclaimer takes pages
+ * again, and they still read back right.
  */
 START_TEST(stall_control_raises_then_lowers)
 {
 	SKIP_WITHOUT_UFFD();
 	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: a page's shadow stays");
-	enum { N = 4096 };
-	uint8_t *m = map(N * PAGE);
+	enum { N = STALL_N };
+	uint8_t *m;
 	static uint64_t seq[N];
-	size_t set = program_rss() + (2 << 20);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, seq[i] = 1);
-	struct engine_options o;
-	engine_options_default(&o);
-	o.reclaim.limit_bytes = set;
-	o.reclaim.stall_max_pct = 20;
-	o.reclaim.stall_window_ms = 50; /* the calm then takes 0.5 s a step */
-	struct engine *e;
-	ck_assert_int_eq(engine_create(&o, &e), 0);
-	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	size_t set;
+	/* the calm takes 0.5 s a step */
+	struct engine *e = stall_engine(&m, seq, 20, 50, &set);
 	uint64_t t0 = mono_ns(), bad = 0, ops = 0;
 	/* until half the pages fit: raised step after step */
 	while (engine_limit(e) < set + N * PAGE / 2 && mono_ns() - t0 < 30000000000ull)
-		for (int k = 0; k < 256; k++, ops++) {
-			uint64_t i = mix(ops + 1) % N;
-			bad += !page_ok(m + i * PAGE, i, seq[i]);
-			fill_page(m + i * PAGE, i, ++seq[i]);
-		}
+		bad += stall_accesses(m, seq, &ops);
 	uint64_t thrash_ns = mono_ns() - t0;
 	struct engine_snapshot hot, calm;
 	engine_sync(e);
@@ -2166,27 +2187,14 @@ START_TEST(stall_control_probes_less_often)
 {
 	SKIP_WITHOUT_UFFD();
 	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: a page's shadow stays");
-	enum { N = 4096 };
-	uint8_t *m = map(N * PAGE);
+	enum { N = STALL_N };
+	uint8_t *m;
 	static uint64_t seq[N];
-	size_t set = program_rss() + (2 << 20);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, seq[i] = 1);
-	struct engine_options o;
-	engine_options_default(&o);
-	o.reclaim.limit_bytes = set;
-	o.reclaim.stall_max_pct = 20;
-	o.reclaim.stall_window_ms = 20;
-	struct engine *e;
-	ck_assert_int_eq(engine_create(&o, &e), 0);
-	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	size_t set;
+	struct engine *e = stall_engine(&m, seq, 20, 20, &set);
 	uint64_t t0 = mono_ns(), bad = 0, ops = 0;
 	while (mono_ns() - t0 < 5000000000ull)
-		for (int k = 0; k < 256; k++, ops++) {
-			uint64_t i = mix(ops + 1) % N;
-			bad += !page_ok(m + i * PAGE, i, seq[i]);
-			fill_page(m + i * PAGE, i, ++seq[i]);
-		}
+		bad += stall_accesses(m, seq, &ops);
 	for (int i = 0; i < N; i++)
 		bad += !page_ok(m + i * PAGE, i, seq[i]);
 	struct engine_snapshot snap;
