@@ -2081,11 +2081,11 @@ static uint64_t mono_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + t.tv_nsec;
 }
 
-/* The stall tests: STALL_N pages, each written once (generation seq[i]),
- * under a limit 2 MiB over what the process had before them, with the
- * stall control at @pct over windows of @window_ms.  *set: the limit. */
+/* STALL_N pages, each written once (generation seq[i]), under a limit 2
+ * MiB over what the process had before them, with the stall control at
+ * @pct (0: off) over windows of @window_ms.  *set: the limit. */
 enum { STALL_N = 4096 };
-static struct engine *stall_engine(uint8_t **m, uint64_t *seq, unsigned int pct,
+static struct engine *engine_under_limit(uint8_t **m, uint64_t *seq, unsigned int pct,
 				   unsigned int window_ms, size_t *set)
 {
 	*m = map(STALL_N * PAGE);
@@ -2133,7 +2133,7 @@ START_TEST(stall_control_raises_then_lowers)
 	static uint64_t seq[N];
 	size_t set;
 	/* the calm takes 0.5 s a step */
-	struct engine *e = stall_engine(&m, seq, 20, 50, &set);
+	struct engine *e = engine_under_limit(&m, seq, 20, 50, &set);
 	uint64_t t0 = mono_ns(), bad = 0, ops = 0;
 	/* until half the pages fit: raised step after step */
 	while (engine_limit(e) < set + N * PAGE / 2 && mono_ns() - t0 < 30000000000ull)
@@ -2191,7 +2191,7 @@ START_TEST(stall_control_probes_less_often)
 	uint8_t *m;
 	static uint64_t seq[N];
 	size_t set;
-	struct engine *e = stall_engine(&m, seq, 20, 20, &set);
+	struct engine *e = engine_under_limit(&m, seq, 20, 20, &set);
 	uint64_t t0 = mono_ns(), bad = 0, ops = 0;
 	while (mono_ns() - t0 < 5000000000ull)
 		bad += stall_accesses(m, seq, &ops);
@@ -2385,6 +2385,24 @@ static void *flip_worker_main(void *arg)
 	return NULL;
 }
 
+/* Two flip workers on @m's @n pages, each its half, until *@stop. */
+static void flip_start(struct flip_worker w[2], pthread_t t[2], uint8_t *m, uint64_t *seq,
+		       uint64_t n, _Atomic bool *stop)
+{
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct flip_worker){ .m = m, .first = i * n / 2, .n = n / 2, .seq = seq,
+					     .stop = stop };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, flip_worker_main, &w[i]), 0);
+	}
+}
+
+static void flip_stop(pthread_t t[2], _Atomic bool *stop)
+{
+	atomic_store(stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+}
+
 /*
  * The limit changes under a program that writes and reads all the time:
  * between far under what it uses and over all of it, every 20 ms, while
@@ -2393,33 +2411,21 @@ static void *flip_worker_main(void *arg)
 START_TEST(limit_flips_under_load)
 {
 	SKIP_WITHOUT_UFFD();
-	enum { N = 4096, FLIPS = 100 };
-	uint8_t *m = map(N * PAGE);
+	enum { N = STALL_N, FLIPS = 100 };
+	uint8_t *m;
 	static uint64_t seq[N];
-	size_t base = program_rss(), low = base + (2 << 20), high = base + (64 << 20);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, seq[i] = 1);
-	struct engine_options o;
-	engine_options_default(&o);
-	o.reclaim.limit_bytes = low;
-	struct engine *e;
-	ck_assert_int_eq(engine_create(&o, &e), 0);
-	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	size_t low;
+	struct engine *e = engine_under_limit(&m, seq, 0, 0, &low);
+	size_t high = low + (62 << 20);
 	_Atomic bool stop = false;
-	struct flip_worker w[2] = {
-		{ .m = m, .first = 0, .n = N / 2, .seq = seq, .stop = &stop },
-		{ .m = m, .first = N / 2, .n = N / 2, .seq = seq, .stop = &stop },
-	};
+	struct flip_worker w[2];
 	pthread_t t[2];
-	for (int i = 0; i < 2; i++)
-		ck_assert_int_eq(pthread_create(&t[i], NULL, flip_worker_main, &w[i]), 0);
+	flip_start(w, t, m, seq, N, &stop);
 	for (int f = 0; f < FLIPS; f++) {
 		ck_assert_int_eq(engine_set_limit(e, f % 2 ? low : high, 0), 0);
 		usleep(20 * 1000);
 	}
-	atomic_store(&stop, true);
-	for (int i = 0; i < 2; i++)
-		pthread_join(t[i], NULL);
+	flip_stop(t, &stop);
 	int bad = 0;
 	for (int i = 0; i < N; i++)
 		bad += !page_ok(m + i * PAGE, i, seq[i]);
@@ -2433,6 +2439,56 @@ START_TEST(limit_flips_under_load)
 	ck_assert_uint_eq(w[0].bad + w[1].bad, 0);
 	ck_assert_int_eq(bad, 0);
 	ck_assert_uint_gt(snap.reclaim.moved, N); /* it took pages again after raises */
+	munmap(m, N * PAGE);
+}
+END_TEST
+
+/*
+ * The stall control raising and lowering the limit while the program sets
+ * it every 10 ms (zswapu_set_limit(), `zswapu limit`), under two threads
+ * that write and read against a shadow: every read sees the last write,
+ * the limit set is the last one asked for, and the limit now is never
+ * under it.  A raise computed from a limit that was set meanwhile must
+ * lose (compare-and-swap); under TSan this is where the two race.
+ */
+START_TEST(stall_control_races_set_limit)
+{
+	SKIP_WITHOUT_UFFD();
+	enum { N = STALL_N, FLIPS = 100 };
+	uint8_t *m;
+	static uint64_t seq[N];
+	size_t low;
+	struct engine *e = engine_under_limit(&m, seq, 1, 5, &low);
+	size_t high = low + (6 << 20);
+	_Atomic bool stop = false;
+	struct flip_worker w[2];
+	pthread_t t[2];
+	flip_start(w, t, m, seq, N, &stop);
+	size_t under_set = 0;
+	for (int f = 0; f < FLIPS; f++) {
+		size_t want = f % 2 ? high : low;
+		ck_assert_int_eq(engine_set_limit(e, want, 0), 0);
+		usleep(10 * 1000);
+		struct engine_snapshot s;
+		engine_snapshot(e, &s);
+		under_set += s.limit < s.limit_set;
+	}
+	flip_stop(t, &stop);
+	int bad = 0;
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	struct engine_snapshot snap;
+	last_snapshot(e, &snap);
+	fprintf(stderr, "stall_control_races: %llu page ops, %llu + %d mismatches; limit raised %llu "
+		"times, lowered %llu; %zu of %d looks under the limit set\n",
+		(unsigned long long)(w[0].ops + w[1].ops), (unsigned long long)(w[0].bad + w[1].bad),
+		bad, (unsigned long long)snap.reclaim.limit_raised,
+		(unsigned long long)snap.reclaim.limit_lowered, under_set, FLIPS);
+	ck_assert_uint_eq(w[0].bad + w[1].bad, 0);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_eq(snap.limit_set, high); /* the last one asked for (FLIPS is even) */
+	ck_assert_uint_ge(snap.limit, snap.limit_set);
+	ck_assert_uint_eq(under_set, 0);
 	munmap(m, N * PAGE);
 }
 END_TEST
@@ -3117,6 +3173,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, limit_out_of_reach_is_not_held);
 	tcase_add_test(tc, limit_changed_while_running);
 	tcase_add_test(tc, limit_flips_under_load);
+	tcase_add_test(tc, stall_control_races_set_limit);
 	tcase_add_test(tc, rest_ends_when_memory_is_registered);
 	tcase_add_loop_test(tc, readahead_stops_at_a_mapping_end, 0, 2);
 	tcase_add_loop_test(tc, reclaim_passes_pages_move_refuses, 0, 2);
