@@ -202,10 +202,11 @@ struct reclaim {
 	 * stall_control() raises it over `given` */
 	_Atomic size_t limit, given;
 	const _Atomic uint64_t *stall_src; /* reclaim_watch_stall() */
-	uint64_t stall_t, stall_v;     /* reclaimer only: the window's start */
-	unsigned int calm;             /* reclaimer only: quiet windows in a row */
-	unsigned int calm_need;        /* ... before a lowering; 0: STALL_CALM */
-	unsigned int probe;            /* windows since a lowering, while it may be undone */
+	/* the stall control's, reclaimer only: see stall_control() */
+	uint64_t stall_t, stall_v;     /* the window's start, and the stall then */
+	uint64_t calm_since;           /* the first quiet window's start; 0: not quiet */
+	uint64_t calm_need_ns;         /* ... needed before a lowering; 0: the calm */
+	uint64_t probe_ns;             /* the last lowering, while it may be undone; 0: none */
 	_Atomic uint64_t own_ns;       /* ... looked at then */
 	uint64_t able_again_ns;        /* reclaimer only: gave up until then */
 };
@@ -1569,37 +1570,39 @@ static inline size_t under(size_t lim, unsigned int pct)
  * more than that share of a window, it is raised by a quarter, once a
  * window; a first touch's fault is not counted, held or not, or a program
  * that merely grows would raise it.  Like memory.high rather than
- * memory.max, but with the time the program loses as the measure.  Once
- * the stall has stayed under half the maximum for STALL_CALM windows (a
+ * memory.max, but with the time the program loses as the measure.  The
+ * window is STALL_WINDOW_MS: with 1 s, perl and a JVM whose limits had to
+ * double or triple spent 4-6 s getting there (2.3-2.7 s with 250 ms).
+ * Once the stall has stayed under half the maximum for STALL_CALM_MS (a
  * phase ended), a raised limit comes down by a fifth, at most down to the
  * limit given: a program whose hot set shrank gets back under it, one
  * whose set is still there raises it again a window later.  Such a probe
  * costs that program a window of refaults and the reclaimer a fifth of
- * its memory, so each one undone within STALL_CALM windows doubles the
- * calm the next one waits for, up to STALL_CALM_MAX (5 min at 1 s); one
- * that holds resets it (engine/basic/stall_control_probes_less_often: 5 s
- * of steady access at a 20 ms window probed 15 times, now 7).  A limit
- * set meanwhile (reclaim_set_limit()) wins: the exchange fails and the
- * next window starts from it.
+ * its memory, so each one undone within the calm doubles the calm the
+ * next one waits for, up to STALL_CALM_MAX_NS; one that holds resets it
+ * (engine/basic/stall_control_probes_less_often: 5 s of steady access at
+ * a 20 ms window and a 200 ms calm probed 16 times, now 8-10).  A limit set
+ * meanwhile (reclaim_set_limit()) wins: the exchange fails and the next
+ * window starts from it.
  */
-#define STALL_CALM 10
-#define STALL_CALM_MAX 300
+#define STALL_WINDOW_MS 250
+#define STALL_CALM_MS 10000
+#define STALL_CALM_MAX_NS (300ull * 1000 * 1000 * 1000)
 static void stall_control(struct reclaim *r)
 {
 	if (!r->o.stall_max_pct || !r->stall_src)
 		return;
-	uint64_t t = now_ns(), win = (r->o.stall_window_ms ? r->o.stall_window_ms : 1000) * 1000000ull;
+	uint64_t t = now_ns(), start = r->stall_t;
+	uint64_t win = (r->o.stall_window_ms ? r->o.stall_window_ms : STALL_WINDOW_MS) * 1000000ull;
+	uint64_t calm = (r->o.stall_calm_ms ? r->o.stall_calm_ms : STALL_CALM_MS) * 1000000ull;
 	uint64_t v = atomic_load_explicit(r->stall_src, memory_order_relaxed);
-	if (!r->stall_t) {
-		r->stall_t = t;
-		r->stall_v = v;
+	if (start && t - start < win)
 		return;
-	}
-	if (t - r->stall_t < win)
-		return;
-	uint64_t pct = (v - r->stall_v) * 100 / (t - r->stall_t);
+	uint64_t pct = start ? (v - r->stall_v) * 100 / (t - start) : 0;
 	r->stall_t = t;
 	r->stall_v = v;
+	if (!start)
+		return;
 	size_t lim = limit_of(r), given = reclaim_limit_set(r), to = lim;
 	/*
 	 * Only a limit the program is at: refaults under it (pages stored
@@ -1609,33 +1612,35 @@ static void stall_control(struct reclaim *r)
 	 */
 	bool at_limit = atomic_load_explicit(&r->usage_seen, memory_order_relaxed) >=
 			under(lim, MARGIN_LOW_PCT);
-	unsigned int need = r->calm_need ? r->calm_need : STALL_CALM;
-	if (r->probe && ++r->probe > STALL_CALM) {
-		r->probe = 0; /* the last lowering held */
-		r->calm_need = STALL_CALM;
+	uint64_t need = r->calm_need_ns ? r->calm_need_ns : calm;
+	if (r->probe_ns && t - r->probe_ns > calm) {
+		r->probe_ns = 0; /* the last lowering held */
+		r->calm_need_ns = calm;
 	}
 	if (pct > r->o.stall_max_pct && at_limit) {
-		r->calm = 0;
-		if (r->probe) { /* the last lowering undone: probe less often */
-			r->probe = 0;
-			r->calm_need = 2 * need < STALL_CALM_MAX ? 2 * need : STALL_CALM_MAX;
+		r->calm_since = 0;
+		if (r->probe_ns) { /* the last lowering undone: probe less often */
+			r->probe_ns = 0;
+			r->calm_need_ns = 2 * need < STALL_CALM_MAX_NS ? 2 * need : STALL_CALM_MAX_NS;
 		}
 		to = lim + lim / 4;
 	} else if (lim > given && pct < r->o.stall_max_pct / 2.0) {
-		if (++r->calm < need)
+		if (!r->calm_since)
+			r->calm_since = start;
+		if (t - r->calm_since < need)
 			return;
-		r->calm = 0;
-		r->probe = 1;
+		r->calm_since = 0;
+		r->probe_ns = t;
 		to = lim - lim / 5 > given ? lim - lim / 5 : given;
 	} else {
-		r->calm = 0;
+		r->calm_since = 0;
 	}
 	to &= ~(size_t)(PAGE - 1);
 	if (to == lim || !atomic_compare_exchange_strong(&r->limit, &lim, to))
 		return;
 	count(r, to > lim ? C_RAISED : C_LOWERED, 1);
-	log_info("stall %llu %% over the last %.1f s: limit %s to %zu KiB",
-		 (unsigned long long)pct, win / 1e9, to > lim ? "raised" : "lowered", to >> 10);
+	log_info("stall %llu %% over the last %.2f s: limit %s to %zu KiB",
+		 (unsigned long long)pct, (t - start) / 1e9, to > lim ? "raised" : "lowered", to >> 10);
 }
 
 static void *reclaim_thread(void *arg)

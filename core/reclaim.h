@@ -72,7 +72,9 @@ struct reclaim_options {
 	 * this percent of the time on what the limit costs it (see
 	 * reclaim_watch_stall()); 0: the limit holds whatever it costs */
 	unsigned int stall_max_pct;
-	unsigned int stall_window_ms; /* ... measured over this; 0: 1000 (tests shorten it) */
+	unsigned int stall_window_ms; /* ... measured over this; 0: 250 (tests shorten it) */
+	unsigned int stall_calm_ms;   /* a raised limit comes down after this long
+				       * under half of it; 0: 10000 (tests shorten it) */
 };
 
 struct reclaim_counters {
@@ -159,7 +161,7 @@ size_t reclaim_limit_set(struct reclaim *r);
  * taken, their time held at the limit included), in ns.  With
  * stall_max_pct, the reclaimer reads it once a window and, while usage is
  * at the limit, raises the limit by a quarter when it grew by more than
- * stall_max_pct percent of the window; after ten windows in a row
+ * stall_max_pct percent of the window; after stall_calm_ms in a row
  * under half of that, it lowers a raised limit by a fifth, never below
  * the one given.  Set before reclaim_start().
  */

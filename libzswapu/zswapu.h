@@ -94,10 +94,9 @@ struct zswapu_options {
  * time (40-120x slower in the runs docs/design.md lists; the kernel's
  * zswap in a cgroup kills such a program).  With stall_max_percent P, the
  * limit gives: while the program is at it and its threads, summed, wait
- * more than P % of
- * a second on faults that bring back pages that had been compressed,
- * their time held at the limit included (limit_stall_ns), the limit is
- * raised by a quarter, once a second;
+ * more than P % of the time on faults that bring back pages that had been
+ * compressed, their time held at the limit included (limit_stall_ns), the
+ * limit is raised by a quarter every 0.25 s (measured over that long);
  * after 10 s in a row under P/2 %, a raised limit comes down by a fifth, at
  * most to the one set (a lowering undone at once doubles that wait, up to
  * 5 minutes).  The first touch of new memory does not count, so a

@@ -2097,6 +2097,7 @@ static struct engine *engine_under_limit(uint8_t **m, uint64_t *seq, unsigned in
 	o.reclaim.limit_bytes = *set;
 	o.reclaim.stall_max_pct = pct;
 	o.reclaim.stall_window_ms = window_ms;
+	o.reclaim.stall_calm_ms = 10 * window_ms; /* the defaults: 40 windows */
 	struct engine *e;
 	ck_assert_int_eq(engine_create(&o, &e), 0);
 	ck_assert_int_eq(engine_register(e, (uintptr_t)*m, STALL_N * PAGE), 0);
@@ -2118,7 +2119,7 @@ static uint64_t stall_accesses(uint8_t *m, uint64_t *seq, uint64_t *ops)
 /*
  * The stall control (stall_max_pct).  16 MiB written and read at random
  * under a limit 2 MiB over what the process had: nearly every access
- * refaults.  The limit must be raised, step after step, until half the
+ * refaults.  The limit must be raised (a quarter a step) until half the
  * pages fit (the stall counted is the refaults'), and every page must read
  * back right meanwhile.  Then the program rests: with no stall, the raised
  * limit comes back down in steps to the one set, the reclaimer takes pages
@@ -2162,7 +2163,9 @@ START_TEST(stall_control_raises_then_lowers)
 		(unsigned long long)calm.reclaim.limit_lowered, calm.limit >> 10, calm_ns / 1e9,
 		(unsigned long long)(calm.reclaim.moved - hot.reclaim.moved), (unsigned long long)bad);
 	ck_assert_uint_eq(bad, 0);
-	ck_assert_uint_ge(hot.reclaim.limit_raised, 2);
+	/* a quarter of the limit a step: one did it under ASan, whose own
+	 * memory put the limit at 89 MiB */
+	ck_assert_uint_ge(hot.reclaim.limit_raised, 1);
 	ck_assert_uint_ge(hot.limit, set + N * PAGE / 2);
 	ck_assert_uint_eq(hot.limit_set, set);
 	ck_assert_uint_gt(hot.handler.limit_stall_ns, 0);
@@ -2179,9 +2182,9 @@ END_TEST
  * A program whose working set is steady once the stall control has made
  * room for it: each lowering after a calm is a probe, undone a window
  * later by the refaults it causes.  Each undone probe doubles the calm the
- * next one waits for (0.2 s, 0.4 s, 0.8 s ... at a 20 ms window), and one
- * that holds (the limit still fits) resets it: 5 s of steady access then
- * probe at most 9 times, against one every 0.22 s without.
+ * next one waits for (0.2 s, 0.4 s, 0.8 s ... with a 20 ms window and a
+ * 200 ms calm), and one that holds (the limit still fits) resets it: 5 s
+ * of steady access then probed 8-10 times, 16 without.
  */
 START_TEST(stall_control_probes_less_often)
 {
@@ -2206,7 +2209,7 @@ START_TEST(stall_control_probes_less_often)
 		(unsigned long long)bad);
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_uint_ge(snap.reclaim.limit_lowered, 1); /* it does probe */
-	ck_assert_uint_le(snap.reclaim.limit_lowered, 9);
+	ck_assert_uint_le(snap.reclaim.limit_lowered, 12);
 	ck_assert_uint_gt(snap.limit, set);
 	munmap(m, N * PAGE);
 }
