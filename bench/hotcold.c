@@ -338,7 +338,7 @@ static const struct mode modes[] = {
 	/* the stall control: the tenth of accesses that go to the cold data
 	 * refault, and at 1 GiB the program waits on them most of its access
 	 * phase: the limit gives way, and the run shows what that buys */
-	{ "zswapu, outside, stall 30%", true, 0, 30 },
+	{ "zswapu, out, stall 30%", true, 0, 30 }, /* pool outside */
 };
 #define NMODES (sizeof(modes) / sizeof(modes[0]))
 
