@@ -25,6 +25,7 @@
 
 #include "core/compress.h"
 #include "core/log.h"
+#include "core/reclaim.h"
 #include "pools/zpool.h"
 
 #define PAGE_BYTES 4096u
@@ -95,7 +96,7 @@ static const struct row table[OPTIONS_NR] = {
 		"`zswapu stat` shows the limit now and the one set.  0 = the limit "
 		"holds whatever it costs (a program whose working set does not fit "
 		"runs many times slower).", OPTIONS_HONOURED },
-		T_PERCENT, FIELD(z.stall_max_percent), 0, 1000 },
+		T_PERCENT, FIELD(z.stall_max_percent), 0, RECLAIM_STALL_MAX_PCT },
 	[OPTIONS_COLD_AGE] = { { "COLD_AGE", "seconds", "0",
 		"Proactive reclaim: every this many seconds the reclaimer sweeps "
 		"the managed memory and compresses the pages not faulted back in "
@@ -430,7 +431,7 @@ static int parse_pool_cap(const char *s, struct options *o)
 	return parse_size(s, &o->z.max_pool_bytes);
 }
 
-/* 1..100, with or without a % sign. */
+/* A whole number in [lo, hi], with or without a % sign. */
 static int parse_percent(const char *s, unsigned int lo, unsigned int hi, unsigned int *out)
 {
 	char buf[8];

@@ -1594,10 +1594,10 @@ static void stall_control(struct reclaim *r)
 		return;
 	uint64_t t = now_ns(), start = r->stall_t;
 	uint64_t win = (r->o.stall_window_ms ? r->o.stall_window_ms : STALL_WINDOW_MS) * 1000000ull;
-	uint64_t calm = (r->o.stall_calm_ms ? r->o.stall_calm_ms : STALL_CALM_MS) * 1000000ull;
-	uint64_t v = atomic_load_explicit(r->stall_src, memory_order_relaxed);
 	if (start && t - start < win)
 		return;
+	uint64_t calm = (r->o.stall_calm_ms ? r->o.stall_calm_ms : STALL_CALM_MS) * 1000000ull;
+	uint64_t v = atomic_load_explicit(r->stall_src, memory_order_relaxed);
 	uint64_t pct = start ? (v - r->stall_v) * 100 / (t - start) : 0;
 	r->stall_t = t;
 	r->stall_v = v;

@@ -62,6 +62,9 @@ enum reclaim_detach {
 	RECLAIM_DETACH_WP,   /* write-protect, copy, zap (5.7+); regions registered MISSING|WP */
 };
 
+/* stall_max_pct's top: summed over threads, a stall goes over 100 % */
+#define RECLAIM_STALL_MAX_PCT 1000
+
 struct reclaim_options {
 	size_t limit_bytes;     /* 0: no limit */
 	bool limit_pool;        /* the pool counts against the limit */
@@ -71,7 +74,7 @@ struct reclaim_options {
 	/* ZSWAPU_STALL_MAX: raise the limit while the program waits more than
 	 * this percent of the time on what the limit costs it (see
 	 * reclaim_watch_stall()); 0: the limit holds whatever it costs */
-	unsigned int stall_max_pct;
+	unsigned int stall_max_pct;   /* 0..RECLAIM_STALL_MAX_PCT */
 	unsigned int stall_window_ms; /* ... measured over this; 0: 250 (tests shorten it) */
 	unsigned int stall_calm_ms;   /* a raised limit comes down after this long
 				       * under half of it; 0: 10000 (tests shorten it) */

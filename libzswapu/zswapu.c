@@ -106,8 +106,9 @@ static int to_engine_options(const struct zswapu_options *in, struct engine_opti
 	o->reclaim.limit_bytes = in->limit_bytes;
 	o->reclaim.limit_pool = in->limit_includes_pool != 0;
 	o->reclaim.cold_age_ms = in->cold_age_ms;
-	if (in->stall_max_percent > 1000) {
-		log_error("stall_max_percent %u: accepted are 0..1000", in->stall_max_percent);
+	if (in->stall_max_percent > RECLAIM_STALL_MAX_PCT) {
+		log_error("stall_max_percent %u: accepted are 0..%u", in->stall_max_percent,
+			  RECLAIM_STALL_MAX_PCT);
 		return -EINVAL;
 	}
 	o->reclaim.stall_max_pct = in->stall_max_percent;

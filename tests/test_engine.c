@@ -697,9 +697,7 @@ static bool torture_reclaimed_enough(struct torture *t)
 		return true;
 	if (pthread_mutex_trylock(&t->check))
 		return false;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	uint64_t now = stats_now_ns();
 	if (!t->deadline_ns)
 		t->deadline_ns = now + TORTURE_EXTRA_NS;
 	if (now >= t->next_check_ns) {
@@ -2027,6 +2025,18 @@ START_TEST(limit_held_against_a_fast_writer)
 }
 END_TEST
 
+/* Every page of @m's @n once, strided (no readahead): how many were not
+ * generation @seq. */
+static int strided_reads(const uint8_t *m, uint64_t n, uint64_t seq)
+{
+	int bad = 0;
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t i = k * 1237 % n;
+		bad += !page_ok(m + i * PAGE, i, seq);
+	}
+	return bad;
+}
+
 /*
  * stall_ns, the program's time waiting on its faults: nothing before a
  * fault, then each fault's handling (at least its UFFDIO_COPY: well over
@@ -2036,9 +2046,7 @@ END_TEST
 START_TEST(stall_counts_the_faults_wait)
 {
 	enum { N = 2048 };
-	uint8_t *m = map(N * PAGE);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, 1);
+	uint8_t *m = map_filled(N, 1);
 	struct engine_options o;
 	engine_options_default(&o);
 	struct engine *e = engine_with_stored(&o, m, N * PAGE, N, "stall_counts_the_faults_wait");
@@ -2048,15 +2056,9 @@ START_TEST(stall_counts_the_faults_wait)
 	engine_sync(e);
 	engine_snapshot(e, &before);
 	ck_assert_uint_eq(before.handler.stall_ns, 0);
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int bad = 0;
-	for (uint64_t k = 0; k < N; k++) { /* every page, strided: no readahead */
-		uint64_t i = k * 1237 % N;
-		bad += !page_ok(m + i * PAGE, i, 1);
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	uint64_t took = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000ull + t1.tv_nsec - t0.tv_nsec;
+	uint64_t t0 = stats_now_ns();
+	int bad = strided_reads(m, N, 1);
+	uint64_t took = stats_now_ns() - t0;
 	engine_sync(e);
 	engine_snapshot(e, &after);
 	for (int i = 0; i < N; i++)
@@ -2074,13 +2076,6 @@ START_TEST(stall_counts_the_faults_wait)
 }
 END_TEST
 
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + t.tv_nsec;
-}
-
 /* STALL_N pages, each written once (generation seq[i]), under a limit 2
  * MiB over what the process had before them, with the stall control at
  * @pct (0: off) over windows of @window_ms.  *set: the limit. */
@@ -2088,10 +2083,10 @@ enum { STALL_N = 4096 };
 static struct engine *engine_under_limit(uint8_t **m, uint64_t *seq, unsigned int pct,
 				   unsigned int window_ms, size_t *set)
 {
-	*m = map(STALL_N * PAGE);
 	*set = program_rss() + (2 << 20);
+	*m = map_filled(STALL_N, 1);
 	for (int i = 0; i < STALL_N; i++)
-		fill_page(*m + i * PAGE, i, seq[i] = 1);
+		seq[i] = 1;
 	struct engine_options o;
 	engine_options_default(&o);
 	o.reclaim.limit_bytes = *set;
@@ -2135,18 +2130,18 @@ START_TEST(stall_control_raises_then_lowers)
 	size_t set;
 	/* the calm takes 0.5 s a step */
 	struct engine *e = engine_under_limit(&m, seq, 20, 50, &set);
-	uint64_t t0 = mono_ns(), bad = 0, ops = 0;
+	uint64_t t0 = stats_now_ns(), bad = 0, ops = 0;
 	/* until half the pages fit: raised step after step */
-	while (engine_limit(e) < set + N * PAGE / 2 && mono_ns() - t0 < 30000000000ull)
+	while (engine_limit(e) < set + N * PAGE / 2 && stats_now_ns() - t0 < 30000000000ull)
 		bad += stall_accesses(m, seq, &ops);
-	uint64_t thrash_ns = mono_ns() - t0;
+	uint64_t thrash_ns = stats_now_ns() - t0;
 	struct engine_snapshot hot, calm;
 	engine_sync(e);
 	engine_snapshot(e, &hot);
-	t0 = mono_ns();
-	while (engine_limit(e) != set && mono_ns() - t0 < 30000000000ull)
+	t0 = stats_now_ns();
+	while (engine_limit(e) != set && stats_now_ns() - t0 < 30000000000ull)
 		usleep(50 * 1000);
-	uint64_t calm_ns = mono_ns() - t0;
+	uint64_t calm_ns = stats_now_ns() - t0;
 	usleep(300 * 1000); /* the reclaimer works down to the limit set */
 	engine_sync(e);
 	engine_snapshot(e, &calm);
@@ -2195,8 +2190,8 @@ START_TEST(stall_control_probes_less_often)
 	static uint64_t seq[N];
 	size_t set;
 	struct engine *e = engine_under_limit(&m, seq, 20, 20, &set);
-	uint64_t t0 = mono_ns(), bad = 0, ops = 0;
-	while (mono_ns() - t0 < 5000000000ull)
+	uint64_t t0 = stats_now_ns(), bad = 0, ops = 0;
+	while (stats_now_ns() - t0 < 5000000000ull)
 		bad += stall_accesses(m, seq, &ops);
 	for (int i = 0; i < N; i++)
 		bad += !page_ok(m + i * PAGE, i, seq[i]);
@@ -2225,9 +2220,7 @@ END_TEST
 START_TEST(stall_control_leaves_a_limit_not_reached)
 {
 	enum { N = 4096 };
-	uint8_t *m = map(N * PAGE);
-	for (int i = 0; i < N; i++)
-		fill_page(m + i * PAGE, i, 1);
+	uint8_t *m = map_filled(N, 1);
 	struct engine_options o;
 	engine_options_default(&o);
 	size_t set = program_rss() + (64 << 20);
@@ -2239,10 +2232,7 @@ START_TEST(stall_control_leaves_a_limit_not_reached)
 		return;
 	int bad = 0;
 	for (int round = 0; round < 3; round++) {
-		for (uint64_t k = 0; k < N; k++) { /* strided: no readahead */
-			uint64_t i = k * 1237 % N;
-			bad += !page_ok(m + i * PAGE, i, 1);
-		}
+		bad += strided_reads(m, N, 1);
 		ck_assert_int_eq(engine_reclaim(e, (uintptr_t)m, N * PAGE), N);
 	}
 	struct engine_snapshot snap;
