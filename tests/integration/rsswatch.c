@@ -2,7 +2,7 @@
  * rsswatch — run a command and report the most resident anonymous memory
  * it had, sampled from /proc/PID/status (RssAnon) while it runs.
  *
- *   rsswatch [-i MS] [-o FILE] -- command args...
+ *   rsswatch [-i MS] [-o FILE] [-t TRACE] -- command args...
  *
  * Samples every MS milliseconds (default 20) the command's process and
  * every process descended from it, each on its own (zswapu's limit is per
@@ -10,6 +10,9 @@
  *   peak_rss_anon_bytes N   the command's own process
  *   tree_peak_rss_anon_bytes N   the most any one process of the tree had
  *   samples N
+ *   peak_at_ms N   when the command's own peak was sampled (since start)
+ * With -t, every sample of the command's own process goes to TRACE as
+ * "MS KIB" lines, to see how a peak came about.
  * and exits with the command's status (128 + signal if it was killed).
  * The integration tests use it to check that a program run under zswapu
  * kept within its limit; a sample can miss a short peak, which is why the
@@ -100,18 +103,27 @@ static long tree_peak_kib(pid_t root)
 int main(int argc, char **argv)
 {
 	long interval_ms = 20;
-	const char *out = NULL;
+	const char *out = NULL, *trace_path = NULL;
 	int i = 1;
 	for (; i < argc && strcmp(argv[i], "--"); i++) {
 		if (!strcmp(argv[i], "-i") && i + 1 < argc)
 			interval_ms = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "-o") && i + 1 < argc)
 			out = argv[++i];
+		else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+			trace_path = argv[++i];
 		else
 			goto usage;
 	}
 	if (i + 1 >= argc || interval_ms <= 0)
 		goto usage;
+	FILE *trace = NULL;
+	if (trace_path && !(trace = fopen(trace_path, "w"))) {
+		perror("rsswatch: trace");
+		return 125;
+	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pid_t pid = fork();
 	if (pid < 0) {
 		perror("rsswatch: fork");
@@ -122,7 +134,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rsswatch: cannot run %s: %s\n", argv[i + 1], strerror(errno));
 		_exit(127);
 	}
-	long peak = 0, tree_peak = 0, samples = 0;
+	long peak = 0, tree_peak = 0, samples = 0, peak_at_ms = 0;
 	int status;
 	struct timespec ts = { interval_ms / 1000, (interval_ms % 1000) * 1000000L };
 	for (;;) {
@@ -134,8 +146,15 @@ int main(int argc, char **argv)
 			return 125;
 		}
 		long kib = rss_anon_kib(pid);
-		if (kib > peak)
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (kib > peak) {
 			peak = kib;
+			peak_at_ms = ms;
+		}
+		if (trace && kib >= 0)
+			fprintf(trace, "%ld %ld\n", ms, kib);
 		kib = tree_peak_kib(pid);
 		if (kib > tree_peak)
 			tree_peak = kib;
@@ -147,14 +166,16 @@ int main(int argc, char **argv)
 		perror("rsswatch: output");
 		return 125;
 	}
-	fprintf(f, "peak_rss_anon_bytes %ld\ntree_peak_rss_anon_bytes %ld\nsamples %ld\n",
-		peak * 1024, (tree_peak > peak ? tree_peak : peak) * 1024, samples);
+	fprintf(f, "peak_rss_anon_bytes %ld\ntree_peak_rss_anon_bytes %ld\nsamples %ld\npeak_at_ms %ld\n",
+		peak * 1024, (tree_peak > peak ? tree_peak : peak) * 1024, samples, peak_at_ms);
+	if (trace)
+		fclose(trace);
 	if (out)
 		fclose(f);
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
 usage:
-	fprintf(stderr, "usage: rsswatch [-i MS] [-o FILE] -- command args...\n");
+	fprintf(stderr, "usage: rsswatch [-i MS] [-o FILE] [-t TRACE] -- command args...\n");
 	return 2;
 }

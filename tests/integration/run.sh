@@ -109,7 +109,7 @@ run_case() {
     peak=$(field $key "$T/$name.native.rss")
     limit=$(( peak * FRACTION / 100 ))
     start=$(date +%s.%N)
-    (cd "$T/$name.zswapu" && "$W" -o ../"$name".zswapu.rss -- \
+    (cd "$T/$name.zswapu" && "$W" -o ../"$name".zswapu.rss -t ../"$name".zswapu.trace -- \
         env $IT_ENV "$Z" run --limit "$limit" --stats -- "$@" \
         > ../"$name".zswapu.out 2> ../"$name".zswapu.err)
     rc_zswapu=$?
@@ -152,11 +152,18 @@ run_case() {
     if [ "$got" -gt "$allowed" ]; then
         fail "$name" "peak $(mib "$got") MiB over $bound ($(mib "$allowed") MiB)"
         ok=0
+        # how the first process's peak came about: its samples around it
+        at=$(field peak_at_ms "$T/$name.zswapu.rss")
+        echo "    the first process's peak at $at ms; its RssAnon (ms KiB) from 1 s before:"
+        awk -v at="$at" '$1 >= at - 1000 && $1 <= at + 400 {
+                printf "%s%6d %6d", n % 8 ? "  " : "    | ", $1, $2
+                if (++n % 8 == 0) print "" }
+            END { if (n % 8) print "" }' "$T/$name.zswapu.trace"
     fi
     printf '%-4s %-10s native peak %5d MiB %6.1f s | limit %4d MiB: peak %4d MiB %6.1f s\n' \
         "$([ $ok = 1 ] && echo ok || echo FAIL)" "$name" "$(mib "$peak")" "$t_native" \
         "$(mib "$limit")" "$(mib "$got")" "$t_zswapu"
-    [ $ok = 1 ] || sed 's/^/    | /' "$T/$name.zswapu.err" | tail -20
+    [ $ok = 1 ] || sed 's/^/    | /' "$T/$name.zswapu.err" | tail -70
     rm -rf "$T/$name.native" "$T/$name.zswapu"
 }
 
