@@ -49,7 +49,8 @@ SHARED_LIB := $(B)/libzswapu.so
 PRELOAD_LIB := $(B)/libzswapu-preload.so
 TOOL       := $(B)/zswapu
 # Helpers the integration tests and the shell benchmarks run programs with.
-INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow $(B)/tests/mallocchurn $(B)/tests/dontfork
+INTEGRATION_TOOLS := $(B)/tests/rsswatch $(B)/tests/mtshadow $(B)/tests/mallocchurn $(B)/tests/dontfork \
+	$(B)/tests/recommit
 
 .PHONY: all deps demo check test tools-test bench install uninstall clean torture docs docs-check integration integration-check profile-check FORCE
 all: $(SHARED_LIB) $(PRELOAD_LIB) $(TOOL) $(B)/tests/runner $(BENCHES) $(B)/zswapu.pc $(INTEGRATION_TOOLS)

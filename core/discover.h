@@ -50,7 +50,13 @@
 /* discover_keep_out() calls between two scans; more make the next scan a full one. */
 #define DISCOVER_KEEP_MAX 64
 
-enum discover_op { DISCOVER_REGISTER, DISCOVER_UNREGISTER, DISCOVER_DONTFORK, DISCOVER_DOFORK };
+enum discover_op {
+	DISCOVER_REGISTER,
+	DISCOVER_UNREGISTER,
+	DISCOVER_DONTFORK,
+	DISCOVER_DOFORK,
+	DISCOVER_MANAGED,
+};
 
 /*
  * The callback.  DISCOVER_REGISTER: 0 when registered; -EAGAIN aborts the
@@ -61,6 +67,9 @@ enum discover_op { DISCOVER_REGISTER, DISCOVER_UNREGISTER, DISCOVER_DONTFORK, DI
  * matters when it is -ECANCELED/-ENODEV.  DISCOVER_DONTFORK / _DOFORK
  * (after discover_manage_dontfork()): a full scan saw a managed range
  * marked MADV_DONTFORK, or not; the result as for UNREGISTER.
+ * DISCOVER_MANAGED: does the engine still have the VMA [start, start+len)
+ * that an earlier scan registered (1) or not (0)?  Asked by quick scans,
+ * which cannot see registrations; a full scan reads them from smaps.
  */
 typedef int (*discover_fn)(enum discover_op op, uintptr_t start, size_t len, void *arg);
 
@@ -70,6 +79,7 @@ struct discover_stats {
 	uint64_t registered;   /* successful registrations */
 	uint64_t unregistered; /* managed ranges found to need residency */
 	uint64_t failed;       /* registrations that failed (other than -EAGAIN) */
+	uint64_t dropped;      /* VMAs a quick scan found the engine no longer had */
 	uint64_t kept_out;     /* candidate ranges the last scan left resident */
 	size_t known;          /* ranges in the table now */
 	size_t managed_bytes;  /* bytes of the ranges known as managed */

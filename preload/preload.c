@@ -256,6 +256,9 @@ static int scanned(enum discover_op op, uintptr_t start, size_t len, void *arg)
 	(void)arg;
 	if (op == DISCOVER_UNREGISTER)
 		return zswapu_unregister((void *)start, len);
+	/* one VMA: registered whole or not at all */
+	if (op == DISCOVER_MANAGED)
+		return zswapu_managed((void *)start) && zswapu_managed((char *)start + len - 1);
 	if (op == DISCOVER_DONTFORK || op == DISCOVER_DOFORK)
 		return zswapu_fork_advice((void *)start, len,
 					  op == DISCOVER_DONTFORK ? MADV_DONTFORK : MADV_DOFORK);
@@ -1663,10 +1666,11 @@ static void print_stats(const struct zswapu_stats *st)
 	    "stall", secs > 0 ? st->stall_ns / 1e7 / secs : 0.0);
 	struct discover_stats ds;
 	discover_get_stats(g.disc, &ds);
-	put(&o, "  %-28s %llu (%llu full); ranges: %llu registered, %llu failed, %llu taken "
-		"back, %llu kept resident\n",
+	put(&o, "  %-28s %llu (%llu full); ranges: %llu registered (%llu mapped again where "
+		"one was), %llu failed, %llu taken back, %llu kept resident\n",
 	    "scans", (unsigned long long)ds.scans, (unsigned long long)ds.smaps_reads,
-	    (unsigned long long)ds.registered, (unsigned long long)ds.failed,
+	    (unsigned long long)ds.registered, (unsigned long long)ds.dropped,
+	    (unsigned long long)ds.failed,
 	    (unsigned long long)ds.unregistered, (unsigned long long)ds.kept_out);
 	/* one write: the table stays whole among other threads' output */
 	ssize_t w = write(g.stats_fd, o.b, o.n);
