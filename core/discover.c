@@ -15,9 +15,10 @@
  * else is registered again, which costs one idempotent call when it was
  * registered after all.  A mapping of exactly the old bounds passes that
  * test: V8 gives its 256 KiB heap pages back with mmap(MAP_FIXED,
- * PROT_NONE) and takes them again with mprotect(), and node filled them
- * unmanaged until the next full scan (its resident size 55 MiB under a
- * 30 MiB limit, the reclaimer finding nothing to take).  So a quick scan
+ * PROT_NONE) and takes them again with mprotect(), and such pages filled
+ * up unmanaged until the next full scan (tests/integration/recommit.c:
+ * 69 MiB under a 19 MiB limit; most likely node's 55 MiB under 30 in CI,
+ * the reclaimer finding nothing to take meanwhile).  So a quick scan
  * also asks the engine, which drops a range on its unmap event, whether
  * it still has the VMA (DISCOVER_MANAGED, a lookup).
  *
