@@ -92,6 +92,15 @@ static bool page_ok(const uint8_t *p, uint64_t page, uint64_t seq)
 	return memcmp(p, ref, PAGE) == 0;
 }
 
+/* How many of @m's @n pages differ from what fill_page(page, seq[page]) wrote. */
+static int pages_differ(const uint8_t *m, const uint64_t *seq, size_t n)
+{
+	int bad = 0;
+	for (size_t i = 0; i < n; i++)
+		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	return bad;
+}
+
 static uint64_t checksum(const uint8_t *m, size_t len)
 {
 	uint64_t h = 1469598103934665603ULL;
@@ -2146,8 +2155,7 @@ START_TEST(stall_control_raises_then_lowers)
 	engine_sync(e);
 	engine_snapshot(e, &calm);
 	/* these refaults may raise it again: the snapshot is before them */
-	for (int i = 0; i < N; i++)
-		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	bad += pages_differ(m, seq, N);
 	engine_destroy(e);
 	fprintf(stderr, "stall_control: limit set %zu KiB, raised %llu times to %zu KiB in %.1f s "
 		"(%llu ops, stall %llu ms, of it the limit's %llu ms); lowered %llu times back "
@@ -2193,8 +2201,7 @@ START_TEST(stall_control_probes_less_often)
 	uint64_t t0 = stats_now_ns(), bad = 0, ops = 0;
 	while (stats_now_ns() - t0 < 5000000000ull)
 		bad += stall_accesses(m, seq, &ops);
-	for (int i = 0; i < N; i++)
-		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	bad += pages_differ(m, seq, N);
 	struct engine_snapshot snap;
 	last_snapshot(e, &snap);
 	fprintf(stderr, "stall_control_probes: %llu ops in 5 s; limit raised %llu times, lowered "
@@ -2419,9 +2426,7 @@ START_TEST(limit_flips_under_load)
 		usleep(20 * 1000);
 	}
 	flip_stop(t, &stop);
-	int bad = 0;
-	for (int i = 0; i < N; i++)
-		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	int bad = pages_differ(m, seq, N);
 	struct engine_snapshot snap;
 	last_snapshot(e, &snap);
 	fprintf(stderr, "limit_flips: %llu page ops, %llu + %d mismatches; %llu faults (%llu held), "
@@ -2467,9 +2472,7 @@ START_TEST(stall_control_races_set_limit)
 		under_set += s.limit < s.limit_set;
 	}
 	flip_stop(t, &stop);
-	int bad = 0;
-	for (int i = 0; i < N; i++)
-		bad += !page_ok(m + i * PAGE, i, seq[i]);
+	int bad = pages_differ(m, seq, N);
 	struct engine_snapshot snap;
 	last_snapshot(e, &snap);
 	fprintf(stderr, "stall_control_races: %llu page ops, %llu + %d mismatches; limit raised %llu "
