@@ -80,9 +80,10 @@
 #define REF_SHIFT_MIN 15
 #define REF_PAGES(r) ((1UL << (r)->ref_shift) / 8 / PAGE)
 /*
- * Pages per batch: RECLAIM_BATCH, or 1/32 of a smaller limit (at least
- * 64): a batch in flight is resident twice over for a moment (staging and
- * the compressed copy), 2 MiB of a 10 MiB limit.
+ * Pages taken per batch: RECLAIM_BATCH, or 1/32 of a smaller limit (at
+ * least 64): a batch in flight is resident twice over for a moment
+ * (staging and the compressed copy), 2 MiB of a 10 MiB limit.  The window
+ * they are taken from may span RECLAIM_BATCH pages (hand_step()).
  */
 #define BATCH_MIN 64
 /* Limit hysteresis: start above limit - HIGH_MARGIN, stop below - LOW. */
@@ -1329,34 +1330,12 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 			return 0;
 	}
 	uintptr_t resume;
-	uintptr_t lim = s + r->o.batch_pages * PAGE < e ? s + r->o.batch_pages * PAGE : e;
+	uintptr_t lim = s + RECLAIM_BATCH * PAGE < e ? s + RECLAIM_BATCH * PAGE : e;
 	lim = quarantine_clip(r, s, lim, &resume);
 	if (lim == s) {
 		r->hand = resume > s ? resume : s + PAGE;
 		return 0;
 	}
-	/*
-	 * Referenced pages get their second chance by being skipped (their
-	 * bit cleared), not by ending the batch there: hot pages spread over
-	 * a region would otherwise cut every batch down to a page or two,
-	 * each paying a whole batch's fixed cost (measured: the hand fell
-	 * behind a random-access workload and the limit was not held).
-	 */
-	uint64_t skip[RECLAIM_BATCH / 64] = { 0 };
-	size_t n = (lim - s) / PAGE, nref = 0, nunfit = 0;
-	for (size_t i = 0; i < n; i++) {
-		bool ref = ref_test_clear(r, s + i * PAGE);
-		bool unfit = !ref && filter_test(r, r->unfit, s + i * PAGE);
-		if (ref || unfit)
-			skip[i / 64] |= 1ULL << (i % 64);
-		nref += ref;
-		nunfit += unfit;
-	}
-	count(r, C_SKIPPED_REF, nref);
-	count(r, C_SKIPPED_UNFIT, nunfit);
-	r->hand = lim;
-	if (nref + nunfit == n)
-		return 0;
 	/*
 	 * A program thrashing under its limit leaves the hand mostly absent
 	 * pages: a batch over them costs two registrations of staging (the mmap
@@ -1365,16 +1344,36 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 	 * 138,102 pages).  mincore() takes it only for reading.  A page that
 	 * turns up after the look waits for the next pass.
 	 */
-	if (mincore((void *)s, lim - s, r->hpresent) == 0) {
-		size_t left = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (!(r->hpresent[i] & 1))
-				skip[i / 64] |= 1ULL << (i % 64);
-			left += !skipped(skip, i);
-		}
-		if (!left)
-			return 0;
+	size_t n = (lim - s) / PAGE;
+	bool looked = mincore((void *)s, lim - s, r->hpresent) == 0;
+	/*
+	 * Referenced pages get their second chance by being skipped (their
+	 * bit cleared), not by ending the batch there: hot pages spread over
+	 * a region would otherwise cut every batch down to a page or two,
+	 * each paying a whole batch's fixed cost (measured: the hand fell
+	 * behind a random-access workload and the limit was not held).  For
+	 * the same reason the window spans up to RECLAIM_BATCH pages and ends
+	 * where batch_pages pages are to be taken: a window of batch_pages
+	 * over a thrashing working set (xz under 2.4 MiB, a third of it
+	 * resident and most of that hot) held 4.6 pages to take a batch.
+	 */
+	uint64_t skip[RECLAIM_BATCH / 64] = { 0 };
+	size_t i, nref = 0, nunfit = 0, take = 0;
+	for (i = 0; i < n && take < r->o.batch_pages; i++) {
+		bool ref = ref_test_clear(r, s + i * PAGE);
+		bool unfit = !ref && filter_test(r, r->unfit, s + i * PAGE);
+		if (ref || unfit || (looked && !(r->hpresent[i] & 1)))
+			skip[i / 64] |= 1ULL << (i % 64);
+		nref += ref;
+		nunfit += unfit;
+		take += !skipped(skip, i);
 	}
+	count(r, C_SKIPPED_REF, nref);
+	count(r, C_SKIPPED_UNFIT, nunfit);
+	lim = s + i * PAGE;
+	r->hand = lim;
+	if (!take)
+		return 0;
 	pthread_mutex_lock(&r->owner);
 	long got = do_batch(r, s, lim, skip);
 	store_writeback(r->store); /* the pool over its cap: oldest pages to the file */
