@@ -151,11 +151,20 @@ run_case() {
         fail "$name" "no zswapu stats on stderr: was it managed at all?"
         ok=0
     fi
+    # within a quarter of the slack of failing: said, with the same
+    # detail as a failure, so that a peak that passes only just (node's
+    # 43-45 MiB of 48 allowed, once in several runs) leaves a trace in CI
+    near=0
     if [ "$got" -gt "$allowed" ]; then
         fail "$name" "peak $(mib "$got") MiB over $bound ($(mib "$allowed") MiB)"
         ok=0
+    elif [ "$got" -gt $(( allowed - (allowed - limit) / 4 )) ]; then
+        near=1
+    fi
+    if [ $ok = 0 ] || [ $near = 1 ]; then
         # how the first process's peak came about: its samples around it
         at=$(field peak_at_ms "$T/$name.zswapu.rss")
+        [ $near = 1 ] && echo "    $name: peak $(mib "$got") MiB, near $bound ($(mib "$allowed") MiB)"
         echo "    the first process's peak at $at ms; its RssAnon (ms KiB) from 1 s before:"
         awk -v at="$at" '$1 >= at - 1000 && $1 <= at + 400 {
                 printf "%s%6d %6d", n % 8 ? "  " : "    | ", $1, $2
@@ -165,7 +174,7 @@ run_case() {
     printf '%-4s %-10s native peak %5d MiB %6.1f s | limit %4d MiB: peak %4d MiB %6.1f s\n' \
         "$([ $ok = 1 ] && echo ok || echo FAIL)" "$name" "$(mib "$peak")" "$t_native" \
         "$(mib "$limit")" "$(mib "$got")" "$t_zswapu"
-    [ $ok = 1 ] || sed 's/^/    | /' "$T/$name.zswapu.err" | tail -70
+    [ $ok = 1 ] && [ $near = 0 ] || sed 's/^/    | /' "$T/$name.zswapu.err" | tail -70
     rm -rf "$T/$name.native" "$T/$name.zswapu"
 }
 
