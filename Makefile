@@ -187,7 +187,7 @@ docs-check: $(TOOL) $(B)/zswapu.7
 # Integration: real programs natively and under `zswapu run` at 30 % of
 # their native peak (tests/integration/run.sh says what is checked).
 # CASES="python sort ..." runs some.  `make integration-check` runs every
-# case with --quick inputs (~2 min; part of `make check`), outputs compared
+# case with --quick inputs (~2-3.5 min; part of `make check`), outputs compared
 # byte for byte, the peak held to the limit + slack (run.sh's head says
 # which); the full sizes take much longer: programs whose whole heap is hot
 # (xz, sqlite3) thrash at 30 % (see docs/preload.md).

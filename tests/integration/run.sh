@@ -22,8 +22,9 @@
 # fit in 30 % of the native peak can only be held that way.  IT_ENV="VAR=val
 # ..." adds or overrides settings for the zswapu runs.
 # --quick (what `make check` runs) shrinks every workload about fivefold,
-# xz's input 200-fold: xz sizes its tables to the input, all of them hot
-# and incompressible, so under 30 % it thrashes (600 KB: 40-60 s).
+# xz's input 200-fold: xz sizes its tables to the input, all of them hot,
+# so under 30 % it thrashes (600 KB: 40-60 s; 93-105 s on a guest whose
+# page tables are shadowed, PVM).
 # With CASE names, runs only those.  Exit status 1 when any check fails.
 set -u
 
