@@ -1362,11 +1362,12 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 	for (i = 0; i < n && take < r->o.batch_pages; i++) {
 		bool ref = ref_test_clear(r, s + i * PAGE);
 		bool unfit = !ref && filter_test(r, r->unfit, s + i * PAGE);
-		if (ref || unfit || (looked && !(r->hpresent[i] & 1)))
+		bool leave = ref || unfit || (looked && !(r->hpresent[i] & 1));
+		if (leave)
 			skip[i / 64] |= 1ULL << (i % 64);
 		nref += ref;
 		nunfit += unfit;
-		take += !skipped(skip, i);
+		take += !leave;
 	}
 	count(r, C_SKIPPED_REF, nref);
 	count(r, C_SKIPPED_UNFIT, nunfit);
