@@ -86,7 +86,8 @@ struct reclaim_counters {
 		thrash_backoffs, wp_write_faults, limit_unreachable,
 		refused, /* pages MOVE would not take (another protection, mlocked) */
 		skipped_unfit, /* pages the hand left: sent back lately (unfit_mark()) */
-		limit_raised, limit_lowered; /* steps of the stall control (stall_max_pct) */
+		limit_raised, limit_lowered, /* steps of the stall control (stall_max_pct) */
+		batch_errors; /* batches that failed: the reclaimer rested, faults not held */
 };
 
 struct reclaim;

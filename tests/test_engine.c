@@ -1986,51 +1986,95 @@ static size_t program_rss(void)
 	return rss > own ? rss - own : 0;
 }
 
+/* Writes generation @seq to @m's @n pages; the program's peak RSS meanwhile. */
+static size_t fill_watching_rss(uint8_t *m, int n, uint64_t seq)
+{
+	size_t peak = 0;
+	for (int i = 0; i < n; i++) {
+		fill_page(m + i * PAGE, i, seq);
+		if (i % 32 == 0) {
+			size_t u = program_rss();
+			peak = u > peak ? u : peak;
+		}
+	}
+	return peak;
+}
+
+/*
+ * A 64 MiB region written @rounds times under a limit 8 MiB above what the
+ * process had: the program's own resident memory, sampled every 32 pages,
+ * must stay within 2 MiB of it, faults must have been held, and no batch
+ * may have failed.  @vanish: the first UFFDIO_MOVE says ENOENT.
+ */
+static void limit_held(const char *name, int rounds, bool vanish)
+{
+	enum { N = 16384, SLACK = 2 << 20 };
+	uint8_t *m = map(N * PAGE);
+	struct engine_options o;
+	engine_options_default(&o);
+	o.reclaim.limit_bytes = program_rss() + (8 << 20);
+	struct engine *e;
+	ck_assert_int_eq(engine_create(&o, &e), 0);
+	bool move = engine_detach_mode(e) == RECLAIM_DETACH_MOVE;
+	if (vanish && !move)
+		fprintf(stderr, "SKIP %s: no UFFDIO_MOVE here\n", name);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	if (vanish && move)
+		uffd_inject_fail(UFFD_OP_MOVE, ENOENT, 1);
+	size_t peak = 0;
+	for (int round = 1; round <= rounds; round++) {
+		size_t p = fill_watching_rss(m, N, round);
+		peak = p > peak ? p : peak;
+	}
+	int bad = 0;
+	for (int i = 0; i < N; i++)
+		bad += !page_ok(m + i * PAGE, i, rounds);
+	struct engine_snapshot snap;
+	last_snapshot(e, &snap);
+	fprintf(stderr, "%s: limit %zu KiB, program peak %zu KiB; %llu faults held for %llu us "
+		"in all; %llu pages moved, %llu failed batches\n", name,
+		o.reclaim.limit_bytes >> 10, peak >> 10,
+		(unsigned long long)snap.handler.faults_held,
+		(unsigned long long)snap.handler.held_us, (unsigned long long)snap.reclaim.moved,
+		(unsigned long long)snap.reclaim.batch_errors);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_uint_gt(snap.handler.faults_held, 0);
+	ck_assert_uint_ge(snap.handler.stall_ns, snap.handler.held_us * 1000); /* held: waited */
+	ck_assert_uint_le(peak, o.reclaim.limit_bytes + SLACK);
+	if (vanish && move)
+		ck_assert_uint_gt(snap.reclaim.moved, 0); /* so the injected ENOENT was met */
+	ck_assert_uint_eq(snap.reclaim.batch_errors, 0);
+	munmap(m, N * PAGE);
+}
+
 /*
  * Back-pressure: a program that writes all of a region over and over
  * outruns the reclaimer, and before the fault handler held faults over the
  * limit its resident size ran far past it (sqlite3 at three times its
- * limit).  Here a 64 MiB region is written three times under a limit 8 MiB
- * above what the process had: the program's own resident memory, sampled
- * every 32 pages, must stay within 2 MiB of it, and faults must have been
- * held.  Without holding, the peak was 3.2 MiB over; with it, 64 KiB.
+ * limit).  Three rounds here.  Without holding, the peak was 3.2 MiB over;
+ * with it, 64 KiB.
  */
 START_TEST(limit_held_against_a_fast_writer)
 {
 	SKIP_WITHOUT_UFFD();
 	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: 321 MiB against 17");
-	enum { N = 16384, SLACK = 2 << 20 };
-	uint8_t *m = map(N * PAGE);
-	struct engine_options o;
-	engine_options_default(&o);
-	size_t base = program_rss();
-	o.reclaim.limit_bytes = base + (8 << 20);
-	struct engine *e;
-	ck_assert_int_eq(engine_create(&o, &e), 0);
-	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
-	size_t peak = 0;
-	for (int round = 1; round <= 3; round++)
-		for (int i = 0; i < N; i++) {
-			fill_page(m + i * PAGE, i, round);
-			if (i % 32 == 0) {
-				size_t u = program_rss();
-				peak = u > peak ? u : peak;
-			}
-		}
-	int bad = 0;
-	for (int i = 0; i < N; i++)
-		bad += !page_ok(m + i * PAGE, i, 3);
-	struct engine_snapshot snap;
-	last_snapshot(e, &snap);
-	fprintf(stderr, "limit_held: limit %zu KiB, program peak %zu KiB; %llu faults held "
-		"for %llu us in all\n", o.reclaim.limit_bytes >> 10, peak >> 10,
-		(unsigned long long)snap.handler.faults_held,
-		(unsigned long long)snap.handler.held_us);
-	ck_assert_int_eq(bad, 0);
-	ck_assert_uint_gt(snap.handler.faults_held, 0);
-	ck_assert_uint_ge(snap.handler.stall_ns, snap.handler.held_us * 1000); /* held: waited */
-	ck_assert_uint_le(peak, o.reclaim.limit_bytes + SLACK);
-	munmap(m, N * PAGE);
+	limit_held("limit_held", 3, false);
+}
+END_TEST
+
+/*
+ * UFFDIO_MOVE says ENOENT when the mapping it moves from is gone and its
+ * unmap event not read yet (V8 maps its heap pages over with
+ * mmap(MAP_FIXED)).  That is a race like EAGAIN, not a failure: taken for
+ * one, it stopped reclaim and the holding of faults for 20 ms, and node
+ * grew up to 23 MiB over its limit meanwhile.  With one injected here, the
+ * peak was 8.1-8.7 MiB over the limit; now it stays within the slack.
+ */
+START_TEST(limit_held_through_a_vanished_mapping)
+{
+	SKIP_WITHOUT_UFFD();
+	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: 321 MiB against 17");
+	limit_held("limit_held_through_a_vanished_mapping", 1, true);
 }
 END_TEST
 
@@ -3161,6 +3205,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, limit_held_against_a_fast_writer);
+	tcase_add_test(tc, limit_held_through_a_vanished_mapping);
 	tcase_add_test(tc, stall_counts_the_faults_wait);
 	tcase_add_test(tc, stall_control_raises_then_lowers);
 	tcase_add_test(tc, stall_control_holds_a_growing_program);
