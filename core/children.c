@@ -46,9 +46,21 @@ struct child {
 
 #define CHILD_PAGES ((sizeof(struct child) + PAGE - 1) / PAGE)
 
+/*
+ * The list is the handler's alone, but a fork by another program thread
+ * copies it at any moment, and the forked child closes the descriptors it
+ * finds there (children_forget()).  So every state an edit passes through
+ * is one it can close from: an entry is written before n counts it
+ * (set_n()), and a child is freed only after n no longer does.  In
+ * between an entry may stand twice; its second close finds the descriptor
+ * closed (uffd_close() leaves -1).
+ * (Freed first, and counted before it was written: under TSan a forked
+ * child met a NULL entry, crashed in its atfork handler, and torture_fork_wp
+ * counted its copy as a mismatch.)
+ */
 struct children {
 	struct child *c[CHILDREN_MAX];
-	size_t n;
+	size_t n; /* stored with set_n() */
 	uint8_t *buf;  /* decompression page */
 	uint8_t *zero; /* a zero page for write faults */
 	uintptr_t probe;
@@ -58,6 +70,11 @@ struct children {
 	children_new_fn on_new; /* children_on_new() */
 	void *on_new_arg;
 };
+
+static void set_n(struct children *c, size_t n)
+{
+	__atomic_store_n(&c->n, n, __ATOMIC_RELEASE);
+}
 
 static void count(_Atomic uint64_t *c)
 {
@@ -188,7 +205,8 @@ void children_fork(struct children *c, int fd, const struct uffd *from, struct s
 		uffd_close(&u);
 		return;
 	}
-	c->c[c->n++] = ch;
+	c->c[c->n] = ch;
+	set_n(c, c->n + 1);
 	count(&c->cnt.forks);
 	if (c->on_new)
 		c->on_new(c->on_new_arg, ch->u.fd);
@@ -324,19 +342,22 @@ bool children_serve(struct children *c, const struct pollfd *p, size_t n)
 
 void children_reap(struct children *c)
 {
-	size_t k = 0;
+	struct child *dead[CHILDREN_MAX];
+	size_t k = 0, nd = 0;
 	for (size_t i = 0; i < c->n; i++) {
 		struct child *ch = c->c[i];
 		if (!ch->dead && uffd_zeropage(&ch->u, c->probe, PAGE, true) == -ESRCH)
 			ch->dead = true;
-		if (ch->dead) {
-			count(&c->cnt.exited);
-			child_free(ch);
-		} else {
+		if (ch->dead)
+			dead[nd++] = ch;
+		else
 			c->c[k++] = ch;
-		}
 	}
-	c->n = k;
+	set_n(c, k);
+	for (size_t i = 0; i < nd; i++) { /* listed no more: see struct children */
+		count(&c->cnt.exited);
+		child_free(dead[i]);
+	}
 }
 
 void children_release_all(struct children *c)
@@ -351,13 +372,16 @@ void children_release_all(struct children *c)
 			log_error("giving a forked child its pages failed (%s): it may read zeros",
 				  strerrordesc_np(-err) ? strerrordesc_np(-err) : "error");
 		count(&c->cnt.released);
-		child_free(ch);
 	}
-	c->n = 0;
+	size_t n = c->n;
+	set_n(c, 0);
+	for (size_t i = 0; i < n; i++) /* listed no more: see struct children */
+		child_free(c->c[i]);
 }
 
 void children_forget(struct children *c)
 {
+	/* the list as the fork copied it: see struct children */
 	for (size_t i = 0; i < c->n; i++) {
 		uffd_close(&c->c[i]->u);
 	}
