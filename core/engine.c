@@ -853,6 +853,7 @@ static bool prepared[MAX_ENGINES];
 
 static void fork_prepare(void)
 {
+	fdguard_fork_prepare();
 	pthread_mutex_lock(&engines_lock);
 	for (int i = 0; i < MAX_ENGINES; i++) {
 		struct engine *e = engines[i];
@@ -885,6 +886,7 @@ static void fork_child(void)
 	/* No engine thread exists here: the engines are inert copies.  The
 	 * child's memory is served by the parent's handler (fork events) or
 	 * holds everything (brought back in prepare). */
+	bool strays = fdguard_fork_missed();
 	for (int i = 0; i < MAX_ENGINES; i++) {
 		struct engine *e = engines[i];
 		if (!e)
@@ -893,6 +895,8 @@ static void fork_child(void)
 		if (prepared[i])
 			pthread_mutex_unlock(&e->req_lock);
 		children_forget(e->children);
+		if (e->fork_events && strays)
+			uffd_close_strays(&e->uffd);
 		/* the parent's descriptors it would keep open for nothing: the
 		 * writeback file's blocks and the rings, for one */
 		writeback_forked_child(store_writeback_file(e->store));

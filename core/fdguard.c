@@ -79,6 +79,38 @@ int fdguard_adopt(int fd)
 	return fd;
 }
 
+/*
+ * Reads begun and ended.  The fork copies the table before the memory, so
+ * the child's counters may be later than its table: what it must know is
+ * whether a read was under way at any moment from fdguard_fork_prepare()
+ * on.  None was if none was then (ended read first: begun == ended means
+ * every read begun by the second load had ended by the first) and none has
+ * begun since.
+ */
+static _Atomic uint64_t arrivals_begun, arrivals_ended;
+static __thread uint64_t fork_begun, fork_ended;
+
+void fdguard_arrival_begin(void)
+{
+	atomic_fetch_add(&arrivals_begun, 1);
+}
+
+void fdguard_arrival_end(void)
+{
+	atomic_fetch_add(&arrivals_ended, 1);
+}
+
+void fdguard_fork_prepare(void)
+{
+	fork_ended = atomic_load(&arrivals_ended);
+	fork_begun = atomic_load(&arrivals_begun);
+}
+
+bool fdguard_fork_missed(void)
+{
+	return fork_begun != fork_ended || atomic_load(&arrivals_begun) != fork_begun;
+}
+
 void fdguard_forget(int fd)
 {
 	mark(fd, false);

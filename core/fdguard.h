@@ -52,4 +52,27 @@ bool fdguard_owned(int fd);
  */
 int fdguard_next(int from);
 
+/*
+ * A read of a userfaultfd installs a fork event's descriptor at the lowest
+ * free number, and the handler lists it among its children only once it
+ * handles the event, which may be a while behind.  A fork by another
+ * program thread in between copies it into that child, which closes the
+ * listed ones only: open there, it keeps the other child's registration
+ * alive after the parent lets go, and that child's next missing fault
+ * waits for a reader that never comes.
+ *
+ * fdguard_arrival_begin() / fdguard_arrival_end() : around such a read,
+ * the end once what it installed is adopted; and again around each fork
+ * event it brought, the end once its descriptor is listed (or closed).
+ * fdguard_fork_prepare() : in the forking thread, before fork().
+ * fdguard_fork_missed() : in the child, whether any was under way when the
+ * fork copied the table (a stray may be there: uffd.h,
+ * uffd_close_strays()).  False for a fork with none near it, the usual
+ * case, which so costs three loads.
+ */
+void fdguard_arrival_begin(void);
+void fdguard_arrival_end(void);
+void fdguard_fork_prepare(void);
+bool fdguard_fork_missed(void);
+
 #endif

@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/fdguard.h"
@@ -108,6 +110,23 @@ int resolve_zero(struct uffd *u, const void *zero, uintptr_t addr, bool write)
 	return settled(err) ? 0 : err;
 }
 
+static _Atomic unsigned int fork_read_hold_ms;
+
+void resolve_inject_fork_read_hold(unsigned int ms)
+{
+	atomic_store(&fork_read_hold_ms, ms);
+}
+
+/* the test's window: a fork event read, its descriptor not yet adopted */
+static void hold_fork_read(void)
+{
+	unsigned int ms = atomic_exchange(&fork_read_hold_ms, 0);
+	if (ms) {
+		struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max)
 {
 	if (b->head + b->n + max > RESOLVE_BACKLOG_MAX) {
@@ -119,16 +138,29 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 	if (!max)
 		return 0;
 	struct uffd_msg *m = &b->m[b->head + b->n];
+	fdguard_arrival_begin();
 	ssize_t r = read(fd, m, max * sizeof(b->m[0]));
-	if (r < 0)
-		return -errno;
+	if (r < 0) {
+		int err = -errno;
+		fdguard_arrival_end();
+		return err;
+	}
 	unsigned int got = (unsigned int)(r / (ssize_t)sizeof(b->m[0])), kept = 0;
-	for (unsigned int i = 0; i < got; i++) {
-		/* The read installed a fork event's descriptor at the lowest
-		 * free number, and the forking thread runs on: out of the
-		 * program's way now, not when the event's turn comes. */
-		if (m[i].event == UFFD_EVENT_FORK)
+	/* The read installed a fork event's descriptor at the lowest free
+	 * number, and the forking thread runs on: out of the program's way
+	 * now, not when the event's turn comes. */
+	bool forks = false;
+	for (unsigned int i = 0; i < got; i++)
+		forks |= m[i].event == UFFD_EVENT_FORK;
+	if (forks)
+		hold_fork_read();
+	for (unsigned int i = 0; i < got; i++)
+		if (m[i].event == UFFD_EVENT_FORK) {
 			m[i].arg.fork.ufd = (uint32_t)fdguard_adopt((int)m[i].arg.fork.ufd);
+			fdguard_arrival_begin(); /* ended by children_fork() */
+		}
+	fdguard_arrival_end();
+	for (unsigned int i = 0; i < got; i++) {
 		/* A discard right behind the same discard changes nothing (no
 		 * page came in between: that would be a fault, or one of our
 		 * copies, which wait while messages are read ahead).  A thread

@@ -65,6 +65,13 @@ struct resolve_backlog {
  * discard (REMOVE) right behind an identical one is not kept.
  */
 ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max);
+
+/*
+ * resolve_inject_fork_read_hold() : tests: the next read that brings a fork
+ * event waits @ms between the read and adopting its descriptor (the window
+ * fdguard_arrival_begin() covers).
+ */
+void resolve_inject_fork_read_hold(unsigned int ms);
 /* resolve_backlog_pop() : the oldest message into *@out; false when empty. */
 bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out);
 

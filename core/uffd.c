@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <dirent.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -115,6 +117,89 @@ void uffd_close(struct uffd *u)
 {
 	fdguard_close(u->fd);
 	u->fd = -1;
+}
+
+/* "/proc/self/<dir>/<fd>" into @b */
+static void proc_fd_path(char *b, const char *dir, int fd)
+{
+	char d[16];
+	int n = 0;
+	do
+		d[n++] = (char)('0' + fd % 10);
+	while ((fd /= 10) && n < (int)sizeof(d));
+	size_t l = strlen(dir);
+	memcpy(b, "/proc/self/", 11);
+	memcpy(b + 11, dir, l);
+	b[11 + l] = '/';
+	char *p = b + 12 + l;
+	while (n)
+		*p++ = d[--n];
+	*p = 0;
+}
+
+/* @fd's "API:" line from fdinfo into @line (NUL-ended); false if none */
+static bool api_line(int fd, char *line, size_t cap)
+{
+	char path[64], buf[512];
+	proc_fd_path(path, "fdinfo", fd);
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return false;
+	ssize_t n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	char *a = strstr(buf, "\nAPI:");
+	if (!a)
+		return false;
+	a++;
+	size_t l = strcspn(a, "\n");
+	if (l >= cap)
+		return false;
+	memcpy(line, a, l);
+	line[l] = 0;
+	return true;
+}
+
+int uffd_close_strays(const struct uffd *own)
+{
+	char ref[128], line[128];
+	if (own->fd < 0 || !api_line(own->fd, ref, sizeof(ref)))
+		return 0;
+	int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return 0;
+	static const char uffd_link[] = "anon_inode:[userfaultfd]";
+	int closed = 0;
+	char ents[2048];
+	long n;
+	/* closing while listing: the directory is the table, read as it is
+	 * now, and only entries not yet read could shift */
+	while ((n = syscall(SYS_getdents64, dir, ents, sizeof(ents))) > 0) {
+		for (long off = 0; off < n;) {
+			struct dirent64 *d = (struct dirent64 *)(ents + off);
+			off += d->d_reclen;
+			if (d->d_name[0] < '0' || d->d_name[0] > '9')
+				continue;
+			int fd = 0;
+			for (const char *c = d->d_name; *c; c++)
+				fd = fd * 10 + (*c - '0');
+			if (fd == dir || fd == own->fd)
+				continue;
+			char link[sizeof(uffd_link)];
+			ssize_t l = readlinkat(dir, d->d_name, link, sizeof(link));
+			if (l != (ssize_t)sizeof(uffd_link) - 1 ||
+			    memcmp(link, uffd_link, sizeof(uffd_link) - 1))
+				continue;
+			if (api_line(fd, line, sizeof(line)) && !strcmp(line, ref)) {
+				fdguard_close(fd); /* a stray adopted: unmarked too */
+				closed++;
+			}
+		}
+	}
+	close(dir);
+	return closed;
 }
 
 static int do_ioctl(int fd, unsigned long req, void *arg)

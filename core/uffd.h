@@ -62,6 +62,18 @@ void uffd_from_fd(int fd, uint64_t features, struct uffd *out);
 
 void uffd_close(struct uffd *u);
 
+/*
+ * uffd_close_strays() : in a forked child, after its copy of the children
+ * list was closed and before @own (the engine's, open still) is, when
+ * fdguard_fork_missed(): close every other userfaultfd whose API line in
+ * /proc/self/fdinfo is @own's (its features: a fork event's descriptor has
+ * its parent's), the descriptors a read had installed and the handler not
+ * yet listed when the table was copied.  A program's own userfaultfd,
+ * asked for other features, stays.  Async-signal-safe: raw syscalls, no
+ * allocation.  @return the number closed.
+ */
+int uffd_close_strays(const struct uffd *own);
+
 static inline bool uffd_has(const struct uffd *u, uint64_t feature)
 {
 	return (u->features & feature) == feature;

@@ -1908,6 +1908,62 @@ END_TEST
  * them all copied in at the fork event.  It used to be unregistered and
  * read zeros.
  */
+/*
+ * A fork event's descriptor is in the table from the read until the
+ * handler lists the child; a fork by another thread in between copied it
+ * into its own child, which closed only the listed ones.  Kept open there,
+ * it held the first child's registration alive after the parent let go.
+ * The handler is held in that window (an injected wait after the read);
+ * the second child must have no userfaultfd left, and read every page.
+ * Before: the second child kept one.
+ */
+START_TEST(fork_child_drops_a_sibling_descriptor)
+{
+	enum { N = 256 };
+	uint8_t *m = map_filled(N, 17);
+	uint64_t want = checksum(m, N * PAGE);
+	struct engine_options o;
+	engine_options_default(&o);
+	struct engine *e = engine_with_stored(&o, m, N * PAGE, N, __func__);
+	if (!e)
+		return;
+	pid_t first = -1;
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, fork_and_exit, &first), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	int status;
+	ck_assert_int_eq(waitpid(first, &status, 0), first);
+	engine_sync(e);
+	struct engine_snapshot snap;
+	engine_snapshot(e, &snap);
+	if (snap.handler.forks == 0) {
+		fprintf(stderr, "SKIP %s: no fork events\n", __func__);
+		engine_destroy(e);
+		munmap(m, N * PAGE);
+		return;
+	}
+	/* the first fork returns once its event is read: the reader is then
+	 * in the window for 400 ms */
+	resolve_inject_fork_read_hold(400);
+	ck_assert_int_eq(pthread_create(&t, NULL, fork_and_exit, &first), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (fds_to("userfaultfd"))
+			_exit(4);
+		_exit(checksum(m, N * PAGE) == want ? 0 : 3);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(waitpid(first, NULL, 0), first);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child status %#x (4: a sibling's userfaultfd left open)", status);
+	ck_assert_uint_eq(checksum(m, N * PAGE), want);
+	engine_destroy(e);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
 START_TEST(fork_served_at_once)
 {
 	enum { N = 1024 };
@@ -3200,6 +3256,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, fork_children_released);
 	tcase_add_test(tc, fork_child_drops_writeback_file);
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
+	tcase_add_test(tc, fork_child_drops_a_sibling_descriptor);
 	tcase_add_test(tc, fork_descriptor_moves_up_when_read);
 	tcase_add_test(tc, repeated_discard_read_once);
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
