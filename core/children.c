@@ -204,12 +204,12 @@ void children_fork(struct children *c, int fd, const struct uffd *from, struct s
 		if (fill(c, &u, src, absent, false))
 			log_error("copying pages into a forked child failed: it may read zeros");
 		uffd_close(&u);
-		fdguard_arrival_end();
+		fdguard_arrival_listed();
 		return;
 	}
 	c->c[c->n] = ch;
 	set_n(c, c->n + 1);
-	fdguard_arrival_end(); /* a fork copies it from the list now */
+	fdguard_arrival_listed(); /* a fork copies it from the list now */
 	count(&c->cnt.forks);
 	if (c->on_new)
 		c->on_new(c->on_new_arg, ch->u.fd);

@@ -80,35 +80,46 @@ int fdguard_adopt(int fd)
 }
 
 /*
- * Reads begun and ended.  The fork copies the table before the memory, so
- * the child's counters may be later than its table: what it must know is
- * whether a read was under way at any moment from fdguard_fork_prepare()
- * on.  None was if none was then (ended read first: begun == ended means
- * every read begun by the second load had ended by the first) and none has
- * begun since.
+ * A stray is a descriptor a read installed, in the table when the fork
+ * copied it (t1), not in the child's copy of the children list (its
+ * memory, copied later: t2), so the child cannot tell it from a program's.
+ * Either the read was still under way at t1 (it began after the forking
+ * thread's fdguard_fork_prepare(), t0, or before): at t2 it is under way
+ * still (`reading`), or it has ended, counted in `fork_reads` after t0;
+ * or the read had ended and moved it up, and at t2 it is not listed yet
+ * (`unlisted`).  Each of the three is then seen in the child's copy.
  */
-static _Atomic uint64_t arrivals_begun, arrivals_ended;
-static __thread uint64_t fork_begun, fork_ended;
+static _Atomic uint64_t reading, unlisted, fork_reads;
+static __thread uint64_t fork_reads_at_prepare;
 
 void fdguard_arrival_begin(void)
 {
-	atomic_fetch_add(&arrivals_begun, 1);
+	atomic_fetch_add(&reading, 1);
 }
 
-void fdguard_arrival_end(void)
+void fdguard_arrival_end(unsigned int forks)
 {
-	atomic_fetch_add(&arrivals_ended, 1);
+	if (forks) {
+		atomic_fetch_add(&unlisted, forks);
+		atomic_fetch_add(&fork_reads, 1);
+	}
+	atomic_fetch_sub(&reading, 1);
+}
+
+void fdguard_arrival_listed(void)
+{
+	atomic_fetch_sub(&unlisted, 1);
 }
 
 void fdguard_fork_prepare(void)
 {
-	fork_ended = atomic_load(&arrivals_ended);
-	fork_begun = atomic_load(&arrivals_begun);
+	fork_reads_at_prepare = atomic_load(&fork_reads);
 }
 
 bool fdguard_fork_missed(void)
 {
-	return fork_begun != fork_ended || atomic_load(&arrivals_begun) != fork_begun;
+	return atomic_load(&reading) || atomic_load(&unlisted) ||
+	       atomic_load(&fork_reads) != fork_reads_at_prepare;
 }
 
 void fdguard_forget(int fd)

@@ -62,16 +62,17 @@ int fdguard_next(int from);
  * waits for a reader that never comes.
  *
  * fdguard_arrival_begin() / fdguard_arrival_end() : around such a read,
- * the end once what it installed is adopted; and again around each fork
- * event it brought, the end once its descriptor is listed (or closed).
+ * the end once the @forks fork events' descriptors it brought are adopted.
+ * fdguard_arrival_listed() : one of them is listed (or closed).
  * fdguard_fork_prepare() : in the forking thread, before fork().
- * fdguard_fork_missed() : in the child, whether any was under way when the
- * fork copied the table (a stray may be there: uffd.h,
- * uffd_close_strays()).  False for a fork with none near it, the usual
- * case, which so costs three loads.
+ * fdguard_fork_missed() : in the child, whether one may be in its table
+ * unlisted (a stray: uffd.h, uffd_close_strays()).  False for a fork with
+ * no read of a fork event near it and no read under way at the moment its
+ * memory was copied: nearly every fork, which so costs three loads.
  */
 void fdguard_arrival_begin(void);
-void fdguard_arrival_end(void);
+void fdguard_arrival_end(unsigned int forks);
+void fdguard_arrival_listed(void);
 void fdguard_fork_prepare(void);
 bool fdguard_fork_missed(void);
 

@@ -111,15 +111,21 @@ int resolve_zero(struct uffd *u, const void *zero, uintptr_t addr, bool write)
 }
 
 static _Atomic unsigned int fork_read_hold_ms;
+static _Atomic bool fork_read_hold_adopted;
 
-void resolve_inject_fork_read_hold(unsigned int ms)
+void resolve_inject_fork_read_hold(unsigned int ms, bool adopted)
 {
+	atomic_store(&fork_read_hold_adopted, adopted);
 	atomic_store(&fork_read_hold_ms, ms);
 }
 
-/* the test's window: a fork event read, its descriptor not yet adopted */
-static void hold_fork_read(void)
+/* the test's windows: a fork event read, its descriptor not yet adopted
+ * (or adopted, not yet listed) */
+static void hold_fork_read(bool adopted)
 {
+	if (atomic_load_explicit(&fork_read_hold_ms, memory_order_relaxed) == 0 ||
+	    atomic_load(&fork_read_hold_adopted) != adopted)
+		return;
 	unsigned int ms = atomic_exchange(&fork_read_hold_ms, 0);
 	if (ms) {
 		struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
@@ -142,24 +148,24 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 	ssize_t r = read(fd, m, max * sizeof(b->m[0]));
 	if (r < 0) {
 		int err = -errno;
-		fdguard_arrival_end();
+		fdguard_arrival_end(0);
 		return err;
 	}
 	unsigned int got = (unsigned int)(r / (ssize_t)sizeof(b->m[0])), kept = 0;
 	/* The read installed a fork event's descriptor at the lowest free
 	 * number, and the forking thread runs on: out of the program's way
 	 * now, not when the event's turn comes. */
-	bool forks = false;
+	unsigned int forks = 0;
 	for (unsigned int i = 0; i < got; i++)
-		forks |= m[i].event == UFFD_EVENT_FORK;
+		forks += m[i].event == UFFD_EVENT_FORK;
 	if (forks)
-		hold_fork_read();
+		hold_fork_read(false);
 	for (unsigned int i = 0; i < got; i++)
-		if (m[i].event == UFFD_EVENT_FORK) {
+		if (m[i].event == UFFD_EVENT_FORK)
 			m[i].arg.fork.ufd = (uint32_t)fdguard_adopt((int)m[i].arg.fork.ufd);
-			fdguard_arrival_begin(); /* ended by children_fork() */
-		}
-	fdguard_arrival_end();
+	fdguard_arrival_end(forks); /* each listed by children_fork() */
+	if (forks)
+		hold_fork_read(true);
 	for (unsigned int i = 0; i < got; i++) {
 		/* A discard right behind the same discard changes nothing (no
 		 * page came in between: that would be a fault, or one of our

@@ -68,10 +68,12 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 
 /*
  * resolve_inject_fork_read_hold() : tests: the next read that brings a fork
- * event waits @ms between the read and adopting its descriptor (the window
- * fdguard_arrival_begin() covers).
+ * event waits @ms between the read and adopting its descriptor, or with
+ * @adopted after adopting it (before the event is handled): the windows
+ * fdguard_arrival_begin() covers.
  */
-void resolve_inject_fork_read_hold(unsigned int ms);
+void resolve_inject_fork_read_hold(unsigned int ms, bool adopted);
+
 /* resolve_backlog_pop() : the oldest message into *@out; false when empty. */
 bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out);
 

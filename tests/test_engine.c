@@ -1913,9 +1913,10 @@ END_TEST
  * handler lists the child; a fork by another thread in between copied it
  * into its own child, which closed only the listed ones.  Kept open there,
  * it held the first child's registration alive after the parent let go.
- * The handler is held in that window (an injected wait after the read);
- * the second child must have no userfaultfd left, and read every page.
- * Before: the second child kept one.
+ * The handler is held in that window (an injected wait after the read:
+ * before the descriptor is moved up, and after, _i == 1); the second
+ * child must have no userfaultfd left, and read every page.  Before: the
+ * second child kept one.
  */
 START_TEST(fork_child_drops_a_sibling_descriptor)
 {
@@ -1944,7 +1945,7 @@ START_TEST(fork_child_drops_a_sibling_descriptor)
 	}
 	/* the first fork returns once its event is read: the reader is then
 	 * in the window for 400 ms */
-	resolve_inject_fork_read_hold(400);
+	resolve_inject_fork_read_hold(400, _i == 1);
 	ck_assert_int_eq(pthread_create(&t, NULL, fork_and_exit, &first), 0);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	pid_t pid = fork();
@@ -3256,7 +3257,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, fork_children_released);
 	tcase_add_test(tc, fork_child_drops_writeback_file);
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
-	tcase_add_test(tc, fork_child_drops_a_sibling_descriptor);
+	tcase_add_loop_test(tc, fork_child_drops_a_sibling_descriptor, 0, 2);
 	tcase_add_test(tc, fork_descriptor_moves_up_when_read);
 	tcase_add_test(tc, repeated_discard_read_once);
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
