@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,8 +129,10 @@ static void hold_fork_read(bool adopted)
 		return;
 	unsigned int ms = atomic_exchange(&fork_read_hold_ms, 0);
 	if (ms) {
+		/* raw: TSan's nanosleep() takes a lock its fork() holds, and
+		 * the fork waits for this thread */
 		struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-		nanosleep(&ts, NULL);
+		syscall(SYS_nanosleep, &ts, NULL);
 	}
 }
 
