@@ -1909,6 +1909,32 @@ END_TEST
  * read zeros.
  */
 /*
+ * uffd_close_strays() tells a fork event's descriptor (its parent's
+ * features) from a program's own userfaultfd, asked for other features:
+ * only the first goes.  In this process, not a child: what it reads is the
+ * same.
+ */
+START_TEST(strays_are_the_engines_kind_only)
+{
+	SKIP_WITHOUT_UFFD();
+	struct uffd own, stray;
+	ck_assert_int_eq(uffd_open(UFFD_WANT_FEATURES, &own), 0);
+	ck_assert_int_eq(uffd_open(UFFD_WANT_FEATURES, &stray), 0);
+	fdguard_forget(stray.fd); /* as read, before it is adopted */
+	int mine = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	ck_assert_int_ge(mine, 0);
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	ck_assert_int_eq(ioctl(mine, UFFDIO_API, &api), 0);
+	ck_assert_int_eq(uffd_close_strays(&own), 1);
+	ck_assert_int_eq(fcntl(stray.fd, F_GETFD), -1);
+	ck_assert_int_ge(fcntl(mine, F_GETFD), 0);
+	ck_assert_int_ge(fcntl(own.fd, F_GETFD), 0);
+	close(mine);
+	uffd_close(&own);
+}
+END_TEST
+
+/*
  * A fork event's descriptor is in the table from the read until the
  * handler lists the child; a fork by another thread in between copied it
  * into its own child, which closed only the listed ones.  Kept open there,
@@ -3257,6 +3283,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, fork_children_released);
 	tcase_add_test(tc, fork_child_drops_writeback_file);
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
+	tcase_add_test(tc, strays_are_the_engines_kind_only);
 	tcase_add_loop_test(tc, fork_child_drops_a_sibling_descriptor, 0, 2);
 	tcase_add_test(tc, fork_descriptor_moves_up_when_read);
 	tcase_add_test(tc, repeated_discard_read_once);

@@ -71,6 +71,46 @@ START_TEST(small_table_keeps_the_number)
 }
 END_TEST
 
+/*
+ * Whether a child may hold a fork event's descriptor unlisted, in the
+ * orders a read, its adoption, the listing and the fork can take (the
+ * fork's two copies are what fdguard_fork_prepare() and
+ * fdguard_fork_missed() see; engine/basic/fork_child_drops_a_sibling_descriptor
+ * forks for real).
+ */
+START_TEST(fork_missed_while_a_fork_event_is_on_its_way)
+{
+	/* nothing near */
+	fdguard_fork_prepare();
+	ck_assert(!fdguard_fork_missed());
+	/* a read under way when the memory is copied */
+	fdguard_arrival_begin();
+	ck_assert(fdguard_fork_missed());
+	/* ...that brought nothing: nothing can be in the table */
+	fdguard_arrival_end(0);
+	ck_assert(!fdguard_fork_missed());
+	/* a read that began and brought a fork event after the prepare: the
+	 * table may have been copied while it was under way */
+	fdguard_arrival_begin();
+	fdguard_arrival_end(1);
+	ck_assert(fdguard_fork_missed());
+	fdguard_arrival_listed();
+	ck_assert(fdguard_fork_missed());
+	/* all before the prepare, listed: the child's copy of the list has it */
+	fdguard_fork_prepare();
+	ck_assert(!fdguard_fork_missed());
+	/* read and moved up before the prepare, listed after the copy */
+	fdguard_arrival_begin();
+	fdguard_arrival_end(2);
+	fdguard_fork_prepare();
+	ck_assert(fdguard_fork_missed());
+	fdguard_arrival_listed();
+	ck_assert(fdguard_fork_missed());
+	fdguard_arrival_listed();
+	ck_assert(!fdguard_fork_missed());
+}
+END_TEST
+
 Suite *fdguard_suite(void)
 {
 	Suite *s = suite_create("fdguard");
@@ -78,6 +118,7 @@ Suite *fdguard_suite(void)
 	tcase_add_test(tc, adopted_descriptors_move_up_and_are_known);
 	tcase_add_test(tc, forget_unmarks_without_closing);
 	tcase_add_test(tc, small_table_keeps_the_number);
+	tcase_add_test(tc, fork_missed_while_a_fork_event_is_on_its_way);
 	suite_add_tcase(s, tc);
 	return s;
 }
