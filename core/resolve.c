@@ -159,13 +159,13 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 	 * number, and the forking thread runs on: out of the program's way
 	 * now, not when the event's turn comes. */
 	unsigned int forks = 0;
-	for (unsigned int i = 0; i < got; i++)
-		forks += m[i].event == UFFD_EVENT_FORK;
-	if (forks)
-		hold_fork_read(false);
-	for (unsigned int i = 0; i < got; i++)
-		if (m[i].event == UFFD_EVENT_FORK)
-			m[i].arg.fork.ufd = (uint32_t)fdguard_adopt((int)m[i].arg.fork.ufd);
+	for (unsigned int i = 0; i < got; i++) {
+		if (m[i].event != UFFD_EVENT_FORK)
+			continue;
+		if (!forks++)
+			hold_fork_read(false);
+		m[i].arg.fork.ufd = (uint32_t)fdguard_adopt((int)m[i].arg.fork.ufd);
+	}
 	fdguard_arrival_end(forks); /* each listed by children_fork() */
 	if (forks)
 		hold_fork_read(true);
