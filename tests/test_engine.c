@@ -165,6 +165,8 @@ static void *map(size_t len)
 static size_t start_max_pool;
 static const char *start_wb_dir;
 static unsigned int start_fault_threads; /* 0: the default */
+/* The pool and compressor start() asks for (torture_pools); NULL: defaults. */
+static const char *start_pool, *start_compressor;
 
 static void start(size_t limit)
 {
@@ -175,6 +177,10 @@ static void start(size_t limit)
 	o.writeback_dir = start_wb_dir;
 	o.detach = detach_mode;
 	o.fault_threads = start_fault_threads;
+	if (start_pool)
+		o.pool = start_pool;
+	if (start_compressor)
+		o.compressor = start_compressor;
 	ck_assert_int_eq(zswapu_init(&o), 0);
 }
 
@@ -1162,6 +1168,28 @@ START_TEST(torture_writeback)
 	start_max_pool = 0;
 	start_wb_dir = NULL;
 	ck_assert_int_eq(rmdir(dir), 0); /* empty: the file had no name */
+}
+END_TEST
+
+/*
+ * The other tortures store with zsmalloc and lz4, the defaults; the other
+ * pools (z3fold, zbud: objects kept in their own pages, headers and all)
+ * and zstd (a context per thread that loads) go through the same races
+ * here: the program's threads against the reclaimer, discards, and forks
+ * (a child's view reads the parent's objects).
+ */
+START_TEST(torture_pools)
+{
+	static const char *const cfg[][2] = { { "z3fold", "zstd" }, { "zbud", "lz4" } };
+	for (int k = 0; k < 2; k++) {
+		start_pool = cfg[k][0];
+		start_compressor = cfg[k][1];
+		fprintf(stderr, "torture_pools: %s, %s\n", start_pool, start_compressor);
+		run_torture(64, torture_ops() / 8, 0, 4);
+		run_torture(64, torture_ops() / 16, 1, 4);
+		run_torture(64, torture_ops() / 16, 3, 4);
+	}
+	start_pool = start_compressor = NULL;
 }
 END_TEST
 
@@ -3326,6 +3354,10 @@ Suite *engine_suite(void)
 	tcase_set_timeout(tw, 600);
 	tcase_add_test(tw, torture_writeback);
 	suite_add_tcase(s, tw);
+	TCase *tpl = tcase_create("torture_pools");
+	tcase_set_timeout(tpl, 600);
+	tcase_add_test(tpl, torture_pools);
+	suite_add_tcase(s, tpl);
 	TCase *tpo = tcase_create("torture_poor");
 	tcase_set_timeout(tpo, 600);
 	tcase_add_test(tpo, torture_poor);
