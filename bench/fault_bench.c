@@ -389,9 +389,10 @@ static long floor_read(struct floor *f)
 }
 
 /* fthreads' take(), as the engine's holds its role lock */
-static long floor_take(void *arg)
+static long floor_take(void *arg, unsigned int ready)
 {
 	struct floor *f = arg;
+	(void)ready; /* nothing watched: woken, the fd is what to read */
 	pthread_mutex_lock(&f->mu);
 	long n = floor_read(f);
 	if (n < 0 && errno != EAGAIN && errno != EINTR && !f->err) {

@@ -320,10 +320,15 @@ static bool serve_one(struct children *c, struct child *ch, bool readable)
 {
 	if (readable) {
 		struct uffd_msg m;
-		/* with what resolve_unmoved() reads meanwhile */
-		while (resolve_backlog_read(&c->backlog, ch->u.fd, MSGS) > 0)
+		ssize_t got;
+		/* with what resolve_unmoved() reads meanwhile; a read that
+		 * did not fill its buffer emptied the queue, and what comes
+		 * after it is polled for (one read less per child fault) */
+		do {
+			got = resolve_backlog_read(&c->backlog, ch->u.fd, MSGS);
 			while (resolve_backlog_pop(&c->backlog, &m))
 				child_msg(c, ch, &m);
+		} while (got >= MSGS);
 	}
 	unsigned int nr = ch->nretry;
 	struct child_retry r[CHILD_RETRY_MAX];

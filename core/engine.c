@@ -809,14 +809,19 @@ static void *handler_main(void *arg)
 
 /* ---- fault threads ---- */
 
-/* fthreads' take(): read and resolve as the handler does; wake it for what
- * only it does. */
-static long take_faults(void *arg)
+/*
+ * fthreads' take(): read and resolve as the handler does, only what the
+ * poll saw (a fault of the program need not look at the children, nor a
+ * child's fault read the program's uffd: two system calls of the six a
+ * child's fault made before its page went in); wake the handler for what
+ * only it does.
+ */
+static long take_faults(void *arg, unsigned int ready)
 {
 	struct engine *e = arg;
 	pthread_mutex_lock(&e->role);
-	ssize_t n = read_and_handle(e);
-	if (n >= 0)
+	ssize_t n = ready & FTHREADS_READY_FD ? read_and_handle(e) : 0;
+	if (n >= 0 && ((ready & FTHREADS_READY_WATCHED) || e->children_busy))
 		n += (ssize_t)serve_children(e);
 	/* retries run on the handler's clock (children's too), a failure is
 	 * its to finish, and it reaps the children */

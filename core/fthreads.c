@@ -41,6 +41,7 @@ struct fthread {
 	void *stack;
 	int cpu;
 	unsigned int idx;
+	_Atomic bool asleep; /* in its blocking poll (fthread_main()) */
 };
 
 struct fthreads {
@@ -64,10 +65,10 @@ static size_t struct_pages(void)
 	return (sizeof(struct fthreads) + PAGESRC_PAGE_SIZE - 1) / PAGESRC_PAGE_SIZE;
 }
 
-static void take(struct fthread *t)
+static void take(struct fthread *t, unsigned int ready)
 {
 	struct fthreads *f = t->f;
-	long n = f->take(f->arg);
+	long n = f->take(f->arg, ready);
 	if (n > 0) {
 		atomic_store_explicit(&f->primary, t->idx, memory_order_relaxed);
 		atomic_store_explicit(&f->last_fault_ns, stats_now_ns(), memory_order_relaxed);
@@ -105,6 +106,20 @@ static bool primary(const struct fthread *t)
 	return atomic_load_explicit(&t->f->primary, memory_order_relaxed) == t->idx;
 }
 
+/*
+ * The primary has not woken yet for what woke us.  The faulting thread's
+ * CPU runs its fault thread at once, as the faulting thread sleeps; a
+ * primary asleep elsewhere waits for a wake-up from idle.  Left the fault,
+ * it took every one while the faulting thread ran on the other CPU (a
+ * forked child, or a program thread that moved), each paying that
+ * wake-up and the cross-CPU wake of the faulting thread.
+ */
+static bool primary_asleep(const struct fthreads *f)
+{
+	unsigned int p = atomic_load_explicit(&f->primary, memory_order_relaxed);
+	return p < f->n && atomic_load_explicit(&f->t[p].asleep, memory_order_relaxed);
+}
+
 static bool in_burst(const struct fthreads *f, uint64_t now)
 {
 	return now - atomic_load_explicit(&f->last_fault_ns, memory_order_relaxed) < f->spin_ns;
@@ -126,7 +141,7 @@ static void poll_burst(struct fthread *t)
 		else if (!seen)
 			seen = now;
 		else if (now - seen > FTHREADS_TAKEOVER_NS)
-			take(t), seen = 0;
+			take(t, FTHREADS_READY_ANY), seen = 0;
 	}
 }
 
@@ -152,18 +167,23 @@ static void *fthread_main(void *arg)
 			continue;
 		}
 		struct pollfd pf[2];
+		atomic_store_explicit(&t->asleep, true, memory_order_relaxed);
 		int r = poll(pf, pollfds(f, pf, true), -1);
+		atomic_store_explicit(&t->asleep, false, memory_order_relaxed);
 		if (r <= 0 || !((pf[0].revents | pf[1].revents) & POLLIN) || atomic_load(&f->stop))
 			continue;
-		if (!primary(t)) {
+		unsigned int ready = (pf[0].revents & POLLIN ? FTHREADS_READY_FD : 0) |
+				     (pf[1].revents & POLLIN ? FTHREADS_READY_WATCHED : 0);
+		if (!primary(t) && !primary_asleep(f)) {
 			uint64_t t0 = stats_now_ns();
 			bool left = true;
 			while (left && stats_now_ns() - t0 < FTHREADS_TAKEOVER_NS)
 				left = pending(f);
 			if (!left)
 				continue;
+			ready = FTHREADS_READY_ANY;
 		}
-		take(t);
+		take(t, ready);
 	}
 	return NULL;
 }

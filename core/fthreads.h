@@ -37,9 +37,20 @@
 
 struct fthreads;
 
-/* Read and resolve what the fd holds; > 0 when that included messages,
- * < 0 when reading failed: the threads then stop. */
-typedef long (*fthreads_take_fn)(void *arg);
+/*
+ * What a thread's poll saw readable when it calls take(): the fd, a
+ * watched descriptor (fthreads_watch()), or either (FTHREADS_READY_ANY:
+ * a look that did not say which).  Nothing more may be read than that
+ * says; a message that comes after the poll is seen by the next one.
+ */
+#define FTHREADS_READY_FD 1u
+#define FTHREADS_READY_WATCHED 2u
+#define FTHREADS_READY_ANY (FTHREADS_READY_FD | FTHREADS_READY_WATCHED)
+
+/* Read and resolve what the fd holds (and the watched ones, as @ready
+ * says); > 0 when that included messages, < 0 when reading failed: the
+ * threads then stop. */
+typedef long (*fthreads_take_fn)(void *arg, unsigned int ready);
 
 /* Called once by each thread as it starts (NULL: nothing to do). */
 typedef void (*fthreads_ready_fn)(void *arg);
