@@ -37,7 +37,9 @@
  *   forked child  after that, the region reclaimed again and a child
  *               forked: it touches the same pages in the same order and
  *               checks them; its faults are served from its view of the
- *               parent's store (core/children.c) by the same fault threads.
+ *               parent's store (core/children.c) by the same fault threads
+ *               (by the handler where the page tables are shadowed:
+ *               watch_child() in core/engine.c).
  * With --runs N each figure is the median over N runs, and each ratio is
  * the median of the runs' own ratios: the floor and zswapu of one run are
  * measured seconds apart, so a machine that slows down for a while (these

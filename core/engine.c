@@ -101,7 +101,8 @@ struct engine {
 	struct fthreads *fthreads;   /* NULL: the handler reads the uffd alone */
 	bool kick;                   /* handler only: a fault thread must wake the handler */
 	bool children_busy;          /* handler only: a child has faults to retry */
-	bool children_unwatched;     /* handler only: the fault threads miss a child */
+	bool children_unwatched;     /* handler only: it polls the children (a watch failed,
+					or page tables shadowed: watch_child()) */
 	uint8_t *buf;  /* handler's decompression pages (1 + RESOLVE_AHEAD_MAX) */
 	uintptr_t ra_next;     /* where a sequential scan would fault next */
 	unsigned int ra_win;   /* pages read ahead on such a fault */
@@ -836,10 +837,33 @@ static long take_faults(void *arg, unsigned int ready)
 	return n;
 }
 
-/* children_on_new(): a forked child's faults go to the fault threads too */
+static _Atomic int children_on_handler = -1;
+
+void engine_force_children_on_handler(int on)
+{
+	atomic_store(&children_on_handler, on);
+}
+
+/*
+ * children_on_new(): a forked child's faults go to the fault threads too,
+ * on the CPU they come from, except where the page tables are shadowed.
+ * A child's fault wakes the fault thread on its CPU there as well, and
+ * each switch between the child's address space and ours traps to the
+ * hypervisor: fault_bench's forked child read a page in 56 us so, in
+ * 25-28 us from the handler alone, which runs on the other CPU (on a
+ * guest with hardware paging: 7-14 us so, 61-67 from the handler, whose
+ * every fault paid a wake-up from idle).
+ */
 static void watch_child(void *arg, int fd)
 {
 	struct engine *e = arg;
+	int on = atomic_load(&children_on_handler);
+	if (on < 0)
+		on = reclaim_shadow_paging() == 1;
+	if (on) {
+		e->children_unwatched = true;
+		return;
+	}
 	int err = fthreads_watch(e->fthreads, fd);
 	if (err && !e->children_unwatched)
 		log_warn("a forked child's faults go to the handler alone: %s",

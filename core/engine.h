@@ -194,6 +194,14 @@ int engine_set_limit(struct engine *e, size_t limit, size_t max_pool);
 size_t engine_limit(struct engine *e);
 /* engine_zpool() : the store's pool, for its class and driver tables. */
 struct zpool *engine_zpool(struct engine *e);
+
+/*
+ * engine_force_children_on_handler() : for tests, process-wide, read as
+ * each forked child is taken on: 1 its faults go to the handler alone, 0
+ * to the fault threads, -1 (the default) as this machine's page tables
+ * say (watch_child() in engine.c).  Each path must stay tested anywhere.
+ */
+void engine_force_children_on_handler(int on);
 const char *engine_counter_name(unsigned int i);
 
 #endif

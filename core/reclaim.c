@@ -1052,6 +1052,13 @@ static int cmp_u64(const void *a, const void *b)
  * empties staging again.  Without MADV_POPULATE_WRITE (before 5.14) it
  * cannot tell and says yes: the copy is then a cost, never a wrong result.
  */
+static _Atomic int shadow_paging = -1; /* reclaim_shadow_paging() */
+
+int reclaim_shadow_paging(void)
+{
+	return atomic_load(&shadow_paging);
+}
+
 static bool fresh_entries_costly(struct reclaim *r)
 {
 	uint64_t first[WARM_PAGES], second[WARM_PAGES];
@@ -1071,6 +1078,7 @@ static bool fresh_entries_costly(struct reclaim *r)
 	qsort(second, WARM_PAGES, sizeof(*second), cmp_u64);
 	uint64_t f = first[WARM_PAGES / 2], s = second[WARM_PAGES / 2];
 	bool costly = f > s + FRESH_COSTLY_NS;
+	atomic_store(&shadow_paging, costly);
 	log_debug("a fresh page-table entry costs %llu ns on first read, %llu on the next: "
 		  "reclaim compresses from %s", (unsigned long long)f, (unsigned long long)s,
 		  costly ? "a warm copy" : "staging");

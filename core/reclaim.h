@@ -130,6 +130,14 @@ long reclaim_range(struct reclaim *r, uintptr_t start, uintptr_t end);
 void reclaim_force_warm_copy(int warm);
 
 /*
+ * reclaim_shadow_paging() : what the first batch measured (WARM_PAGES in
+ * reclaim.c), process-wide: 1 when a first access to a page-table entry
+ * traps to the hypervisor (page tables shadowed in software), 0 when not,
+ * -1 before any measure (none yet, or forced by reclaim_force_warm_copy()).
+ */
+int reclaim_shadow_paging(void);
+
+/*
  * reclaim_set_unknown_hook() : @fn is called (on the reclaimer thread, so
  * it must not block) when usage is over the mark and a whole pass of the
  * hand found nothing to take: the memory is somewhere not registered yet

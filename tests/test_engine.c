@@ -1172,6 +1172,21 @@ START_TEST(torture_writeback)
 END_TEST
 
 /*
+ * A forked child's faults go to the fault threads, or to the handler alone
+ * where page tables are shadowed (watch_child()): whichever this machine
+ * picks, both serve children here.
+ */
+START_TEST(torture_fork_both_servers)
+{
+	for (int on = 0; on < 2; on++) {
+		engine_force_children_on_handler(on);
+		run_torture(64, torture_ops() / 8, 3, 4);
+	}
+	engine_force_children_on_handler(-1);
+}
+END_TEST
+
+/*
  * The other tortures store with zsmalloc and lz4, the defaults; the other
  * pools (z3fold, zbud: objects kept in their own pages, headers and all)
  * and zstd (a context per thread that loads) go through the same races
@@ -3348,6 +3363,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tt, torture_fork);
 	tcase_add_test(tt, torture_one_handler);
 	tcase_add_test(tt, torture_both_sources);
+	tcase_add_test(tt, torture_fork_both_servers);
 	suite_add_tcase(s, tt);
 	/* a case of its own, so it runs alone: CK_RUN_CASE=torture_writeback */
 	TCase *tw = tcase_create("torture_writeback");
