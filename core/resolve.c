@@ -111,6 +111,16 @@ int resolve_zero(struct uffd *u, const void *zero, uintptr_t addr, bool write)
 	return settled(err) ? 0 : err;
 }
 
+/* A test's hold: raw, since TSan's nanosleep() takes a lock its fork()
+ * holds, and a fork may wait for this thread. */
+static void hold_ms(unsigned int ms)
+{
+	if (!ms)
+		return;
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+	syscall(SYS_nanosleep, &ts, NULL);
+}
+
 static _Atomic unsigned int fork_read_hold_ms;
 static _Atomic bool fork_read_hold_adopted;
 
@@ -127,13 +137,25 @@ static void hold_fork_read(bool adopted)
 	if (atomic_load_explicit(&fork_read_hold_ms, memory_order_relaxed) == 0 ||
 	    atomic_load(&fork_read_hold_adopted) != adopted)
 		return;
-	unsigned int ms = atomic_exchange(&fork_read_hold_ms, 0);
-	if (ms) {
-		/* raw: TSan's nanosleep() takes a lock its fork() holds, and
-		 * the fork waits for this thread */
-		struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-		syscall(SYS_nanosleep, &ts, NULL);
-	}
+	hold_ms(atomic_exchange(&fork_read_hold_ms, 0));
+}
+
+static _Atomic unsigned int unmap_read_hold_ms;
+
+void resolve_inject_unmap_read_hold(unsigned int ms)
+{
+	atomic_store(&unmap_read_hold_ms, ms);
+}
+
+static void hold_unmap_read(const struct uffd_msg *m, unsigned int n)
+{
+	if (atomic_load_explicit(&unmap_read_hold_ms, memory_order_relaxed) == 0)
+		return;
+	for (unsigned int i = 0; i < n; i++)
+		if (m[i].event == UFFD_EVENT_UNMAP) {
+			hold_ms(atomic_exchange(&unmap_read_hold_ms, 0));
+			return;
+		}
 }
 
 ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max)
@@ -169,6 +191,7 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 	fdguard_arrival_end(forks); /* each listed by children_fork() */
 	if (forks)
 		hold_fork_read(true);
+	hold_unmap_read(m, got);
 	for (unsigned int i = 0; i < got; i++) {
 		/* A discard right behind the same discard changes nothing (no
 		 * page came in between: that would be a fault, or one of our

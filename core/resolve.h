@@ -74,6 +74,13 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
  */
 void resolve_inject_fork_read_hold(unsigned int ms, bool adopted);
 
+/*
+ * resolve_inject_unmap_read_hold() : tests: the next read that brings an
+ * unmap event waits @ms before its messages are handled (the munmap has
+ * returned by then).
+ */
+void resolve_inject_unmap_read_hold(unsigned int ms);
+
 /* resolve_backlog_pop() : the oldest message into *@out; false when empty. */
 bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out);
 

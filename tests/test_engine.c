@@ -1987,6 +1987,42 @@ END_TEST
  * child must have no userfaultfd left, and read every page.  Before: the
  * second child kept one.
  */
+/*
+ * munmap() returns once its event is read, not handled: a mapping made
+ * and registered in its place at once must stay managed when the event
+ * is handled after that (the reader holds 300 ms after reading it).
+ * Before, the unmap took the new range out of the regions: registered,
+ * never reclaimed.
+ */
+START_TEST(register_after_an_unmap_stays_managed)
+{
+	enum { N = 64 };
+	uint8_t *m = map_filled(N, 1);
+	struct engine_options o;
+	engine_options_default(&o);
+	struct engine *e = engine_with_stored(&o, m, N * PAGE, N, __func__);
+	if (!e)
+		return;
+	resolve_inject_unmap_read_hold(300);
+	ck_assert_int_eq(munmap(m, N * PAGE), 0);
+	ck_assert_ptr_eq(mmap(m, N * PAGE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), m);
+	ck_assert_int_eq(engine_register(e, (uintptr_t)m, N * PAGE), 0);
+	for (size_t i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 2);
+	engine_sync(e); /* every message read has been handled */
+	resolve_inject_unmap_read_hold(0);
+	ck_assert(engine_managed(e, (uintptr_t)m));
+	ck_assert(engine_managed(e, (uintptr_t)m + (N - 1) * PAGE));
+	usleep(250 * 1000); /* the unmapped range's quarantine (reclaim.c) */
+	ck_assert_int_eq(engine_reclaim(e, (uintptr_t)m, N * PAGE), N);
+	for (size_t i = 0; i < N; i++)
+		ck_assert(page_ok(m + i * PAGE, i, 2));
+	engine_destroy(e);
+	munmap(m, N * PAGE);
+}
+END_TEST
+
 START_TEST(fork_child_drops_a_sibling_descriptor)
 {
 	enum { N = 256 };
@@ -3328,6 +3364,7 @@ Suite *engine_suite(void)
 	tcase_add_loop_test(tc, fork_served_at_once, 0, 2);
 	tcase_add_test(tc, strays_are_the_engines_kind_only);
 	tcase_add_loop_test(tc, fork_child_drops_a_sibling_descriptor, 0, 2);
+	tcase_add_test(tc, register_after_an_unmap_stays_managed);
 	tcase_add_test(tc, fork_descriptor_moves_up_when_read);
 	tcase_add_test(tc, repeated_discard_read_once);
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
