@@ -40,8 +40,8 @@ struct fthreads;
 /*
  * What a thread's poll saw readable when it calls take(): the fd, a
  * watched descriptor (fthreads_watch()), or either (FTHREADS_READY_ANY:
- * a look that did not say which).  Nothing more may be read than that
- * says; a message that comes after the poll is seen by the next one.
+ * a look that did not say which).  take() need read no more than that
+ * says: a message that comes after the poll is seen by the next one.
  */
 #define FTHREADS_READY_FD 1u
 #define FTHREADS_READY_WATCHED 2u

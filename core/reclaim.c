@@ -1044,6 +1044,13 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static _Atomic int shadow_paging = -1; /* reclaim_shadow_paging() */
+
+int reclaim_shadow_paging(void)
+{
+	return atomic_load(&shadow_paging);
+}
+
 /*
  * Whether a first user access to a page-table entry the kernel installed
  * costs a shadow page-table fault here (see WARM_PAGES): populates
@@ -1052,13 +1059,6 @@ static int cmp_u64(const void *a, const void *b)
  * empties staging again.  Without MADV_POPULATE_WRITE (before 5.14) it
  * cannot tell and says yes: the copy is then a cost, never a wrong result.
  */
-static _Atomic int shadow_paging = -1; /* reclaim_shadow_paging() */
-
-int reclaim_shadow_paging(void)
-{
-	return atomic_load(&shadow_paging);
-}
-
 static bool fresh_entries_costly(struct reclaim *r)
 {
 	uint64_t first[WARM_PAGES], second[WARM_PAGES];
