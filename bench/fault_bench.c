@@ -19,9 +19,10 @@
  *               fault; the clock's own overhead is subtracted;
  *   raw lz4     compress_page() over the region's pages, one thread: the
  *               codec's speed, which reclaim can at best approach;
- *   fresh entry the first and a second write to each page of a populated
- *               region: what a new pool or staging page costs reclaim
- *               beyond the codec (measure_fresh_entry());
+ *   fresh entry the first and a second read of each page of a populated
+ *               region (medians, the clock's cost taken off): what a new
+ *               pool or staging page costs reclaim beyond the codec
+ *               (measure_fresh_entry());
  *   floor       the bare userfaultfd round trip: the region registered with
  *               a uffd of our own (core/uffd.h), each missing fault
  *               resolved with UFFDIO_COPY of a ready page by the engine's
@@ -101,6 +102,7 @@
 #include "bench/bench.h"
 #include "core/compress.h"
 #include "core/fthreads.h"
+#include "core/reclaim.h"
 #include "core/store.h"
 #include "core/uffd.h"
 #include "libzswapu/zswapu.h"
@@ -655,31 +657,25 @@ static int measure_native(const struct setup *s, struct lat *out)
  * pages and each new page of the pool are such pages.  With hardware-
  * assisted paging it is tens of ns; a hypervisor that shadows the guest's
  * page tables in software (PVM) traps it (~4 us here), and a growing pool
- * pays it for every page (reclaim.c, WARM_PAGES).  Whole-region loops:
- * clock reads per page would cost more than the second access.
+ * pays it for every page (reclaim.c, WARM_PAGES).  The reclaimer's own
+ * measure, less the clock's cost.
  */
-#define FRESH_PAGES 4096
+#define FRESH_PAGES 64
 static int measure_fresh_entry(double *fresh_ns, double *warm_ns)
 {
-	volatile uint8_t *r = map_region(FRESH_PAGES);
+	uint8_t *r = map_region(FRESH_PAGES);
 	if (!r)
 		return -ENOMEM;
-	int err = madvise((void *)r, FRESH_PAGES * PAGE, MADV_POPULATE_WRITE) ? -errno : 0;
+	uint64_t over = clock_overhead(), f, w;
+	int err = reclaim_time_fresh_entries(r, FRESH_PAGES, &f, &w);
 	if (!err) {
-		uint64_t t0 = bench_now_ns();
-		for (size_t i = 0; i < FRESH_PAGES; i++)
-			r[i * PAGE] = 1;
-		uint64_t t1 = bench_now_ns();
-		for (size_t i = 0; i < FRESH_PAGES; i++)
-			r[i * PAGE] = 2;
-		uint64_t t2 = bench_now_ns();
-		*fresh_ns = (double)(t1 - t0) / FRESH_PAGES;
-		*warm_ns = (double)(t2 - t1) / FRESH_PAGES;
+		*fresh_ns = f > over ? (double)(f - over) : 0;
+		*warm_ns = w > over ? (double)(w - over) : 0;
 	} else {
 		*fresh_ns = *warm_ns = NAN; /* before Linux 5.14: not measured */
-		err = 0;
+		err = err == -EINVAL ? 0 : err;
 	}
-	munmap((void *)r, FRESH_PAGES * PAGE);
+	munmap(r, FRESH_PAGES * PAGE);
 	return err;
 }
 

@@ -1034,10 +1034,6 @@ static int detach_wp(struct reclaim *r, uintptr_t start, uintptr_t end, const ui
 	return unless_race(err);
 }
 
-/*
- * Detach [start, end) (at most RECLAIM_BATCH pages, one region) and store
- * it.  Returns pages stored, or -errno when nothing could be moved.
- */
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1051,32 +1047,43 @@ int reclaim_shadow_paging(void)
 	return atomic_load(&shadow_paging);
 }
 
-/*
- * Whether a first user access to a page-table entry the kernel installed
- * costs a shadow page-table fault here (see WARM_PAGES): populates
- * WARM_PAGES pages of staging (empty between batches) from the kernel side,
- * times a first and a second read of each, compares the medians, and
- * empties staging again.  Without MADV_POPULATE_WRITE (before 5.14) it
- * cannot tell and says yes: the copy is then a cost, never a wrong result.
- */
-static bool fresh_entries_costly(struct reclaim *r)
+#define FRESH_SAMPLES 64
+int reclaim_time_fresh_entries(void *area, size_t pages, uint64_t *first_ns, uint64_t *second_ns)
 {
-	uint64_t first[WARM_PAGES], second[WARM_PAGES];
-	if (madvise(r->staging, WARM_PAGES * PAGE, MADV_POPULATE_WRITE))
-		return true;
-	volatile const uint8_t *p = r->staging;
+	uint64_t first[FRESH_SAMPLES], second[FRESH_SAMPLES];
+	size_t n = pages < FRESH_SAMPLES ? pages : FRESH_SAMPLES;
+	if (!n)
+		return -EINVAL;
+	if (madvise(area, n * PAGE, MADV_POPULATE_WRITE))
+		return -errno;
+	volatile const uint8_t *p = area;
 	for (int pass = 0; pass < 2; pass++) {
 		uint64_t *d = pass ? second : first;
-		for (size_t i = 0; i < WARM_PAGES; i++) {
+		for (size_t i = 0; i < n; i++) {
 			uint64_t t = now_ns();
 			(void)p[i * PAGE + 64 * (size_t)pass];
 			d[i] = now_ns() - t;
 		}
 	}
-	madvise(r->staging, WARM_PAGES * PAGE, MADV_DONTNEED);
-	qsort(first, WARM_PAGES, sizeof(*first), cmp_u64);
-	qsort(second, WARM_PAGES, sizeof(*second), cmp_u64);
-	uint64_t f = first[WARM_PAGES / 2], s = second[WARM_PAGES / 2];
+	madvise(area, n * PAGE, MADV_DONTNEED);
+	qsort(first, n, sizeof(*first), cmp_u64);
+	qsort(second, n, sizeof(*second), cmp_u64);
+	*first_ns = first[n / 2];
+	*second_ns = second[n / 2];
+	return 0;
+}
+
+/*
+ * Whether a first user access to a page-table entry the kernel installed
+ * costs a shadow page-table fault here (see WARM_PAGES), timed on staging
+ * (empty between batches).  When it cannot tell (no MADV_POPULATE_WRITE
+ * before 5.14) it says yes: the copy is then a cost, never a wrong result.
+ */
+static bool fresh_entries_costly(struct reclaim *r)
+{
+	uint64_t f, s;
+	if (reclaim_time_fresh_entries(r->staging, WARM_PAGES, &f, &s))
+		return true;
 	bool costly = f > s + FRESH_COSTLY_NS;
 	atomic_store(&shadow_paging, costly);
 	log_debug("a fresh page-table entry costs %llu ns on first read, %llu on the next: "
@@ -1107,6 +1114,10 @@ static void choose_source(struct reclaim *r)
 		r->warm = NULL;
 }
 
+/*
+ * Detach [start, end) (at most RECLAIM_BATCH pages, one region) and store
+ * it.  Returns pages stored, or -errno when nothing could be moved.
+ */
 static long do_batch(struct reclaim *r, uintptr_t start, uintptr_t end, const uint64_t *skip)
 {
 	size_t len, nmoved;

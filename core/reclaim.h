@@ -138,6 +138,17 @@ void reclaim_force_warm_copy(int warm);
 int reclaim_shadow_paging(void);
 
 /*
+ * reclaim_time_fresh_entries() : the median cost in ns (clock reads
+ * included) of a first and of a second user read of each page of area
+ * (pages of them, at most 64 timed) just populated from the kernel side,
+ * as staging pages and new pool pages are.  Tens of ns apart with
+ * hardware-assisted paging; microseconds where the hypervisor shadows the
+ * page tables (WARM_PAGES in reclaim.c).  Empties the pages again.
+ * 0, or -errno (-EINVAL before Linux 5.14: no MADV_POPULATE_WRITE).
+ */
+int reclaim_time_fresh_entries(void *area, size_t pages, uint64_t *first_ns, uint64_t *second_ns);
+
+/*
  * reclaim_set_unknown_hook() : @fn is called (on the reclaimer thread, so
  * it must not block) when usage is over the mark and a whole pass of the
  * hand found nothing to take: the memory is somewhere not registered yet
