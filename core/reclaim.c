@@ -74,7 +74,7 @@
  * bits per page of a smaller limit (at least 2^15): it holds the pages
  * that came back since the hand last passed, a few times the limit at
  * most, and under a 10 MiB limit 512 KiB of it would be 5 % of the limit.
- * The unfit filter (unfit_mark()) is sized alike.
+ * The unfit filters (unfit_mark()) are sized alike.
  */
 #define REF_SHIFT_MAX 22
 #define REF_SHIFT_MIN 15
@@ -166,7 +166,8 @@ struct reclaim {
 	_Atomic uintptr_t zlo, zhi;       /* ... over these addresses */
 
 	_Atomic uint64_t *ref; /* referenced filter */
-	_Atomic uint64_t *unfit; /* unfit filter: see unfit_mark() */
+	_Atomic uint64_t *unfit; /* unfit filters, UNFIT_FILTERS of them: see unfit_mark() */
+	_Atomic unsigned int unfit_gen;
 	unsigned int ref_shift; /* 2^ref_shift bits in each */
 	pthread_mutex_t evlock; /* see reclaim_events_lock() */
 	_Atomic bool move_waiting; /* the reclaimer wants evlock */
@@ -261,19 +262,56 @@ static void ref_mark(struct reclaim *r, uintptr_t addr)
  * pages a run, 15,000-26,000 since (its run time, 7-9 s, is its faults'
  * and did not change).  A page rewritten compressible meanwhile waits
  * that long.
+ *
+ * Most such pages stay unfit (a compressor's hash tables, random or
+ * already compressed data, another protection): zstd -19 --long=27 under
+ * 200 MiB sent back 9.2 million pages in 20 minutes, more than half of
+ * all it took.  So the filters go by generations of UNFIT_PASSES: one
+ * for this generation, one for the last, and one for pages unfit in two
+ * generations in a row, which the hand leaves until UNFIT_LONG_PASSES
+ * have passed (a page rewritten compressible meanwhile waits that long).
  */
 #define UNFIT_PASSES 4
+#define UNFIT_LONG_PASSES 32
+enum { UNFIT_FILTERS = 3, UNFIT_LONG = 2 }; /* filters 0 and 1 by turns: this generation, the last */
+
+static _Atomic uint64_t *unfit_filter(struct reclaim *r, unsigned int which)
+{
+	unsigned int g = atomic_load_explicit(&r->unfit_gen, memory_order_relaxed);
+	unsigned int k = which == UNFIT_LONG ? UNFIT_LONG : (g + which) % 2;
+	return r->unfit + k * (REF_PAGES(r) * PAGE / sizeof(uint64_t));
+}
 
 static void unfit_mark(struct reclaim *r, uintptr_t addr)
 {
-	filter_set(r, r->unfit, addr);
+	if (filter_test(r, unfit_filter(r, 1), addr))
+		filter_set(r, unfit_filter(r, UNFIT_LONG), addr);
+	filter_set(r, unfit_filter(r, 0), addr);
 }
 
-static void unfit_clear_all(struct reclaim *r)
+static bool unfit_test(struct reclaim *r, uintptr_t addr)
 {
-	/* atomic stores: the marks of a zswapu_reclaim() may race */
+	return filter_test(r, unfit_filter(r, 0), addr) ||
+	       filter_test(r, unfit_filter(r, UNFIT_LONG), addr);
+}
+
+static void filter_clear(struct reclaim *r, _Atomic uint64_t *f)
+{
+	/* atomic stores: the marks of a zswapu_reclaim() may race (one lost
+	 * to the clear is a page tried a generation early) */
 	for (size_t i = 0; i < REF_PAGES(r) * PAGE / sizeof(uint64_t); i++)
-		atomic_store_explicit(&r->unfit[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&f[i], 0, memory_order_relaxed);
+}
+
+/* At a pass's end: every UNFIT_PASSES, the next generation. */
+static void unfit_pass_done(struct reclaim *r, uint64_t passes)
+{
+	if (passes % UNFIT_LONG_PASSES == 0)
+		filter_clear(r, unfit_filter(r, UNFIT_LONG));
+	if (passes % UNFIT_PASSES == 0) {
+		atomic_fetch_add_explicit(&r->unfit_gen, 1, memory_order_relaxed);
+		filter_clear(r, unfit_filter(r, 0)); /* the one before last */
+	}
 }
 
 void reclaim_note_refault(struct reclaim *r, uintptr_t addr)
@@ -1358,8 +1396,7 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 		*wrapped = true;
 		r->hand = 0;
 		count(r, C_PASSES, 1);
-		if (atomic_load(&r->cnt[C_PASSES]) % UNFIT_PASSES == 0)
-			unfit_clear_all(r);
+		unfit_pass_done(r, atomic_load(&r->cnt[C_PASSES]));
 		if (!region_next(r->regions, 0, &s, &e))
 			return 0;
 	}
@@ -1395,7 +1432,7 @@ static long hand_step(struct reclaim *r, bool *wrapped)
 	size_t i, nref = 0, nunfit = 0, take = 0;
 	for (i = 0; i < n && take < r->o.batch_pages; i++) {
 		bool ref = ref_test_clear(r, s + i * PAGE);
-		bool unfit = !ref && filter_test(r, r->unfit, s + i * PAGE);
+		bool unfit = !ref && unfit_test(r, s + i * PAGE);
 		bool leave = ref || unfit || (looked && !(r->hpresent[i] & 1));
 		if (leave)
 			skip[i / 64] |= 1ULL << (i % 64);
@@ -1862,10 +1899,10 @@ int reclaim_create(const struct reclaim_options *o, struct uffd *u,
 		err = pagesrc_alloc(REF_PAGES(r), (void **)&r->ref);
 	}
 	if (!err)
-		err = pagesrc_alloc(REF_PAGES(r), (void **)&r->unfit);
+		err = pagesrc_alloc(UNFIT_FILTERS * REF_PAGES(r), (void **)&r->unfit);
 	if (!err) {
 		memset((void *)r->ref, 0, REF_PAGES(r) * PAGE);
-		memset((void *)r->unfit, 0, REF_PAGES(r) * PAGE);
+		memset((void *)r->unfit, 0, UNFIT_FILTERS * REF_PAGES(r) * PAGE);
 	}
 	if (err) {
 		reclaim_destroy(r);
@@ -1893,7 +1930,7 @@ void reclaim_destroy(struct reclaim *r)
 	if (r->ref)
 		pagesrc_free((void *)r->ref, REF_PAGES(r));
 	if (r->unfit)
-		pagesrc_free((void *)r->unfit, REF_PAGES(r));
+		pagesrc_free((void *)r->unfit, UNFIT_FILTERS * REF_PAGES(r));
 	fdguard_close(r->pagemap);
 	pagesrc_free(r, (sizeof(struct reclaim) + PAGE - 1) / PAGE);
 }

@@ -2855,13 +2855,15 @@ END_TEST
  * them for a few passes (1-4) before it takes them again: taken at every
  * other pass (skipped once, as a referenced page), each cost a MOVE, a
  * compression and a copy back again (xz under its limit: 14,000-16,000
- * such returns a run).  Here every page is random and the limit below
- * them: broken, about N/2 returns a pass.
+ * such returns a run).  Unfit again the next time, they are left 32
+ * passes (zstd -19 sent back more than half of what it took): two tries
+ * in 32 passes, where one every 4 passes made 10 in 40.  Here every page
+ * is random and the limit below them.
  */
 START_TEST(incompressible_pages_left_a_while)
 {
 	SKIP_WITHOUT_UFFD();
-	enum { N = 1024, PASSES = 17 };
+	enum { N = 1024, PASSES = 40 };
 	uint64_t *m = (uint64_t *)map(N * PAGE);
 	uint64_t x = 0x2545F4914F6CDD1DULL;
 	for (size_t i = 0; i < N * PAGE / 8; i++) {
@@ -2881,14 +2883,15 @@ START_TEST(incompressible_pages_left_a_while)
 		engine_snapshot(e, &snap);
 	} while (snap.reclaim.passes < PASSES && stats_now_ns() / 1000000 < give_up);
 	last_snapshot(e, &snap);
-	uint64_t passes = snap.reclaim.passes - 1; /* the first found them unmarked */
 	fprintf(stderr, "incompressible: %llu passes, %llu pages sent back, %llu left as unfit\n",
 		(unsigned long long)snap.reclaim.passes,
 		(unsigned long long)snap.reclaim.returned_poor,
 		(unsigned long long)snap.reclaim.skipped_unfit);
 	ck_assert_uint_ge(snap.reclaim.passes, PASSES);
 	ck_assert_uint_eq(snap.reclaim.stored, 0);
-	ck_assert_uint_le(snap.reclaim.returned_poor, N + passes * N / 3);
+	/* tried at passes 1, 5, 33 and 37 (33 + 4 * k for a late clock) */
+	ck_assert_uint_le(snap.reclaim.returned_poor, (2 + 2 * (snap.reclaim.passes / 32)) * N);
+	ck_assert_uint_ge(snap.reclaim.returned_poor, 2 * N);
 	for (size_t i = 0, y = 0x2545F4914F6CDD1DULL; i < N * PAGE / 8; i++) {
 		y ^= y << 13, y ^= y >> 7, y ^= y << 17;
 		ck_assert_msg(m[i] == y, "word %zu differs", i);
