@@ -270,6 +270,70 @@ START_TEST(round_trip)
 }
 END_TEST
 
+/* AnonHugePages of the mapping holding @p, in KiB (/proc/self/smaps). */
+static long huge_kib(const void *p)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	ck_assert_ptr_nonnull(f);
+	char line[512];
+	bool in = false;
+	long kib = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = lo <= (uintptr_t)p && (uintptr_t)p < hi;
+		else if (in && sscanf(line, "AnonHugePages: %ld kB", &kib) == 1)
+			break;
+	}
+	fclose(f);
+	return kib;
+}
+
+/*
+ * Transparent huge pages, which map() turns off (the kernel's default on
+ * Debian is to use them everywhere): a detach of half a huge page splits
+ * it, a whole one MOVE may take at once; WP protects and zaps parts of
+ * them.  Every byte must survive reclaim, faults, rewrites and shutdown.
+ */
+START_TEST(huge_pages_round_trip)
+{
+	MODE(_i);
+	SKIP_WITHOUT_UFFD();
+	enum { HUGE = 2 << 20, NH = 4, N = NH * HUGE / PAGE, HALF = HUGE / 2 / PAGE };
+	uint8_t *raw = mmap(NULL, (NH + 1) * (size_t)HUGE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(raw, MAP_FAILED);
+	uint8_t *m = (uint8_t *)(((uintptr_t)raw + HUGE - 1) & ~((uintptr_t)HUGE - 1));
+	madvise(m, NH * HUGE, MADV_HUGEPAGE); /* EINVAL without THP: small pages then */
+	for (int i = 0; i < N; i++)
+		fill_page(m + i * PAGE, i, 1);
+	long kib = huge_kib(m);
+	fprintf(stderr, "huge pages (%s): %ld of %d KiB huge before reclaim\n",
+		_i ? "wp" : "auto", kib, NH * HUGE / 1024);
+	start(0);
+	ck_assert_int_eq(zswapu_register(m, NH * HUGE), 0);
+	ck_assert_int_eq(zswapu_reclaim(m + HUGE / 2, HUGE / 2), HALF);
+	ck_assert_int_eq(zswapu_reclaim(m, NH * HUGE), N - HALF);
+	unsigned char vec[N];
+	ck_assert_int_eq(mincore(m, NH * HUGE, vec), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(vec[i] & 1, 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(page_ok(m + i * PAGE, i, 1), "page %d differs", i);
+	for (int i = 0; i < N; i += 3)
+		fill_page(m + i * PAGE, i, 2);
+	ck_assert_int_eq(zswapu_reclaim(m, NH * HUGE), N);
+	for (int i = N - 1; i >= 0; i--)
+		ck_assert_msg(page_ok(m + i * PAGE, i, i % 3 ? 1 : 2), "page %d differs", i);
+	ck_assert_int_eq(zswapu_reclaim(m + HUGE, HUGE), HUGE / PAGE);
+	zswapu_shutdown();
+	for (int i = 0; i < N; i++)
+		ck_assert_msg(page_ok(m + i * PAGE, i, i % 3 ? 1 : 2), "page %d differs after shutdown",
+			      i);
+	munmap(raw, (NH + 1) * (size_t)HUGE);
+}
+END_TEST
+
 /* the warm-copy choice's measure: both reads timed, the pages left empty */
 START_TEST(fresh_entry_timing_empties_its_pages)
 {
@@ -3367,6 +3431,7 @@ Suite *engine_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, round_trip, 0, 4);
 	tcase_add_test(tc, fresh_entry_timing_empties_its_pages);
+	tcase_add_loop_test(tc, huge_pages_round_trip, 0, 2);
 	tcase_add_test(tc, zero_same_and_poor_pages);
 	tcase_add_test(tc, untouched_pages_read_zero);
 	tcase_add_loop_test(tc, shutdown_puts_everything_back, 0, 2);
