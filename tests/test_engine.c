@@ -230,6 +230,17 @@ static uint8_t *map_stored(size_t n, uint64_t seq)
 	return m;
 }
 
+/* Not one of the @n pages at @m is resident (mincore). */
+static void assert_absent(const void *m, size_t n)
+{
+	unsigned char *vec = malloc(n);
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore((void *)m, n * PAGE, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(!(vec[i] & 1), "page %zu resident", i);
+	free(vec);
+}
+
 /* ---- basic ---- */
 
 /* _i 2 and 3: as 0 and 1, compressing from a warm copy (reclaim.c) */
@@ -252,10 +263,7 @@ START_TEST(round_trip)
 	ck_assert_uint_gt(st.pool_total_size, 0);
 	ck_assert_uint_lt(st.pool_total_size, N * PAGE / 2); /* it compressed */
 	/* the pages left the program: mincore says so */
-	unsigned char vec[N];
-	ck_assert_int_eq(mincore(m, N * PAGE, vec), 0);
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(vec[i] & 1, 0);
+	assert_absent(m, N);
 	for (int i = 0; i < N; i++)
 		ck_assert_msg(page_ok(m + i * PAGE, i, 1), "page %d differs", i);
 	ck_assert_int_eq(zswapu_stats(&st), 0);
@@ -314,10 +322,7 @@ START_TEST(huge_pages_round_trip)
 	ck_assert_int_eq(zswapu_register(m, NH * HUGE), 0);
 	ck_assert_int_eq(zswapu_reclaim(m + HUGE / 2, HUGE / 2), HALF);
 	ck_assert_int_eq(zswapu_reclaim(m, NH * HUGE), N - HALF);
-	unsigned char vec[N];
-	ck_assert_int_eq(mincore(m, NH * HUGE, vec), 0);
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(vec[i] & 1, 0);
+	assert_absent(m, N);
 	for (int i = 0; i < N; i++)
 		ck_assert_msg(page_ok(m + i * PAGE, i, 1), "page %d differs", i);
 	for (int i = 0; i < N; i += 3)
@@ -347,10 +352,7 @@ START_TEST(fresh_entry_timing_empties_its_pages)
 	ck_assert_int_eq(err, 0);
 	ck_assert_uint_gt(f, 0); /* each includes a clock read */
 	ck_assert_uint_gt(s, 0);
-	unsigned char vec[N];
-	ck_assert_int_eq(mincore(m, N * PAGE, vec), 0);
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(vec[i] & 1, 0);
+	assert_absent(m, N);
 	munmap(m, N * PAGE);
 }
 END_TEST
