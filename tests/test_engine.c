@@ -2065,16 +2065,6 @@ START_TEST(strays_are_the_engines_kind_only)
 END_TEST
 
 /*
- * A fork event's descriptor is in the table from the read until the
- * handler lists the child; a fork by another thread in between copied it
- * into its own child, which closed only the listed ones.  Kept open there,
- * it held the first child's registration alive after the parent let go.
- * The handler is held in that window (an injected wait after the read:
- * before the descriptor is moved up, and after, _i == 1); the second
- * child must have no userfaultfd left, and read every page.  Before: the
- * second child kept one.
- */
-/*
  * munmap() returns once its event is read, not handled: a mapping made
  * and registered in its place at once must stay managed when the event
  * is handled after that (the reader holds 300 ms after reading it).
@@ -2110,6 +2100,16 @@ START_TEST(register_after_an_unmap_stays_managed)
 }
 END_TEST
 
+/*
+ * A fork event's descriptor is in the table from the read until the
+ * handler lists the child; a fork by another thread in between copied it
+ * into its own child, which closed only the listed ones.  Kept open there,
+ * it held the first child's registration alive after the parent let go.
+ * The handler is held in that window (an injected wait after the read:
+ * before the descriptor is moved up, and after, _i == 1); the second
+ * child must have no userfaultfd left, and read every page.  Before: the
+ * second child kept one.
+ */
 START_TEST(fork_child_drops_a_sibling_descriptor)
 {
 	enum { N = 256 };
