@@ -236,6 +236,12 @@ static uint64_t ref_hash(const struct reclaim *r, uintptr_t addr)
 	return x >> (64 - r->ref_shift);
 }
 
+/* 64-bit words in a filter */
+static size_t filter_words(const struct reclaim *r)
+{
+	return REF_PAGES(r) * PAGE / sizeof(uint64_t);
+}
+
 static void filter_set(struct reclaim *r, _Atomic uint64_t *f, uintptr_t addr)
 {
 	uint64_t b = ref_hash(r, addr);
@@ -279,7 +285,7 @@ static _Atomic uint64_t *unfit_filter(struct reclaim *r, unsigned int which)
 {
 	unsigned int g = atomic_load_explicit(&r->unfit_gen, memory_order_relaxed);
 	unsigned int k = which == UNFIT_LONG ? UNFIT_LONG : (g + which) % 2;
-	return r->unfit + k * (REF_PAGES(r) * PAGE / sizeof(uint64_t));
+	return r->unfit + k * filter_words(r);
 }
 
 static void unfit_mark(struct reclaim *r, uintptr_t addr)
@@ -299,7 +305,7 @@ static void filter_clear(struct reclaim *r, _Atomic uint64_t *f)
 {
 	/* atomic stores: the marks of a zswapu_reclaim() may race (one lost
 	 * to the clear is a page tried a generation early) */
-	for (size_t i = 0; i < REF_PAGES(r) * PAGE / sizeof(uint64_t); i++)
+	for (size_t i = 0; i < filter_words(r); i++)
 		atomic_store_explicit(&f[i], 0, memory_order_relaxed);
 }
 
