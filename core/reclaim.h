@@ -87,7 +87,8 @@ struct reclaim_counters {
 		refused, /* pages MOVE would not take (another protection, mlocked) */
 		skipped_unfit, /* pages the hand left: sent back lately (unfit_mark()) */
 		limit_raised, limit_lowered, /* steps of the stall control (stall_max_pct) */
-		batch_errors; /* batches that failed: the reclaimer rested, faults not held */
+		batch_errors, /* batches that failed: the reclaimer rested, faults not held */
+		emptied_early; /* pages out of staging before their batch ended, for held faults */
 };
 
 struct reclaim;

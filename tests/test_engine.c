@@ -2250,18 +2250,21 @@ static size_t fill_watching_rss(uint8_t *m, int n, uint64_t seq)
 }
 
 /*
- * A 64 MiB region written @rounds times under a limit 8 MiB above what the
- * process had: the program's own resident memory, sampled every 32 pages,
- * must stay within 2 MiB of it, faults must have been held, and no batch
- * may have failed.  @vanish: the first UFFDIO_MOVE says ENOENT.
+ * A region of 8 times @over_mib written @rounds times under a limit
+ * @over_mib above what the process had: the program's own resident
+ * memory, sampled every 32 pages, must stay within 2 MiB of it, faults
+ * must have been held, and no batch may have failed.  @vanish: the first
+ * UFFDIO_MOVE says ENOENT.
  */
-static void limit_held(const char *name, int rounds, bool vanish)
+static struct engine_snapshot limit_held(const char *name, int rounds, bool vanish,
+					 size_t over_mib)
 {
-	enum { N = 16384, SLACK = 2 << 20 };
+	enum { SLACK = 2 << 20 };
+	int N = (int)(over_mib * 8 * 256);
 	uint8_t *m = map(N * PAGE);
 	struct engine_options o;
 	engine_options_default(&o);
-	o.reclaim.limit_bytes = program_rss() + (8 << 20);
+	o.reclaim.limit_bytes = program_rss() + (over_mib << 20);
 	struct engine *e;
 	ck_assert_int_eq(engine_create(&o, &e), 0);
 	bool move = engine_detach_mode(e) == RECLAIM_DETACH_MOVE;
@@ -2294,6 +2297,7 @@ static void limit_held(const char *name, int rounds, bool vanish)
 		ck_assert_uint_gt(snap.reclaim.moved, 0); /* so the injected ENOENT was met */
 	ck_assert_uint_eq(snap.reclaim.batch_errors, 0);
 	munmap(m, N * PAGE);
+	return snap;
 }
 
 /*
@@ -2307,7 +2311,24 @@ START_TEST(limit_held_against_a_fast_writer)
 {
 	SKIP_WITHOUT_UFFD();
 	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: 321 MiB against 17");
-	limit_held("limit_held", 3, false);
+	limit_held("limit_held", 3, false, 8);
+}
+END_TEST
+
+/*
+ * With a limit of 32 MiB a batch is 256 pages, and a held fault waited
+ * for the compression of all of them before staging was emptied; now
+ * each 64 committed pages leave as soon as they are stored
+ * (empty_committed() in core/reclaim.c): its counter says they did.
+ */
+START_TEST(limit_held_emptying_staging_early)
+{
+	SKIP_WITHOUT_UFFD();
+	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: 321 MiB against 17");
+	struct engine_snapshot snap = limit_held("limit_held_emptying_staging_early", 1, false, 32);
+	fprintf(stderr, "limit_held_emptying_staging_early: %llu pages emptied early\n",
+		(unsigned long long)snap.reclaim.emptied_early);
+	ck_assert_uint_gt(snap.reclaim.emptied_early, 0);
 }
 END_TEST
 
@@ -2323,7 +2344,7 @@ START_TEST(limit_held_through_a_vanished_mapping)
 {
 	SKIP_WITHOUT_UFFD();
 	SKIP_UNDER_TSAN_SHADOW("the limit cannot be held: 321 MiB against 17");
-	limit_held("limit_held_through_a_vanished_mapping", 1, true);
+	limit_held("limit_held_through_a_vanished_mapping", 1, true, 8);
 }
 END_TEST
 
@@ -3469,6 +3490,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tc, signals_never_run_on_engine_threads);
 	tcase_add_test(tc, first_fill_zero_ahead);
 	tcase_add_test(tc, limit_held_against_a_fast_writer);
+	tcase_add_test(tc, limit_held_emptying_staging_early);
 	tcase_add_test(tc, limit_held_through_a_vanished_mapping);
 	tcase_add_test(tc, stall_counts_the_faults_wait);
 	tcase_add_test(tc, stall_control_raises_then_lowers);
