@@ -165,6 +165,8 @@ static void *map(size_t len)
 static size_t start_max_pool;
 static const char *start_wb_dir;
 static unsigned int start_fault_threads; /* 0: the default */
+/* Proactive mode (torture_proactive): no limit, sweeps every this many ms. */
+static unsigned int start_cold_age_ms;
 /* The pool and compressor start() asks for (torture_pools); NULL: defaults. */
 static const char *start_pool, *start_compressor;
 
@@ -177,6 +179,7 @@ static void start(size_t limit)
 	o.writeback_dir = start_wb_dir;
 	o.detach = detach_mode;
 	o.fault_threads = start_fault_threads;
+	o.cold_age_ms = start_cold_age_ms;
 	if (start_pool)
 		o.pool = start_pool;
 	if (start_compressor)
@@ -1088,7 +1091,7 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 	}
 	/* limit: what the process has besides the region, plus 10 % of it */
 	size_t base = reclaim_anon_rss() - t.npages * PAGE;
-	start(base + t.npages * PAGE / 10);
+	start(start_cold_age_ms ? 0 : base + t.npages * PAGE / 10);
 	ck_assert_int_eq(zswapu_register(t.m, t.npages * PAGE), 0);
 	pthread_t th[8];
 	for (int k = 0; k < nthreads; k++)
@@ -1121,10 +1124,10 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		}
 	}
 	fprintf(stderr,
-		"torture(mode %d%s): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
+		"torture(mode %d%s%s): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
 		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu, chunks remapped %lu, "
 		"limit out of reach %lu\n",
-		mode, wp ? ", wp" : "", (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
+		mode, wp ? ", wp" : "", start_cold_age_ms ? ", proactive" : "", (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
 		(unsigned long)st.faults_from_store, (unsigned long)st.reclaimed_pages,
 		(unsigned long)st.reclaim_batches, (unsigned long)st.stores,
 		(unsigned long)st.loads, (unsigned long)t.remaps,
@@ -1241,6 +1244,21 @@ START_TEST(torture_fork)
 {
 	/* smaller: every child and grandchild reads its whole copy */
 	run_torture(32, torture_ops() / 4, 3, 4);
+}
+END_TEST
+
+/*
+ * Proactive mode: no limit, the reclaimer sweeps every region once per
+ * cold age (1 ms: back to back) and takes what was not touched since the
+ * last sweep.  The same detach and store as under a limit, with other
+ * timing (no fault is ever held) and the hand rewound at each sweep.
+ */
+START_TEST(torture_proactive)
+{
+	start_cold_age_ms = 1;
+	run_torture(64, torture_ops() / 4, 0, 4);
+	run_torture(32, torture_ops() / 8, 3, 4);
+	start_cold_age_ms = 0;
 }
 END_TEST
 
@@ -3530,6 +3548,7 @@ Suite *engine_suite(void)
 	tcase_add_test(tr, torture_one_handler);
 	tcase_add_test(tr, torture_both_sources);
 	tcase_add_test(tr, torture_fork_both_servers);
+	tcase_add_test(tr, torture_proactive);
 	suite_add_tcase(s, tr);
 	/* a case of its own, so it runs alone: CK_RUN_CASE=torture_writeback */
 	TCase *tw = tcase_create("torture_writeback");
