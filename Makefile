@@ -213,7 +213,7 @@ test: $(B)/tests/runner
 # TORTURE_OPS=N to change; TORTURE_CASE=torture runs only the issue's own
 # (256 MiB, 4 threads), TORTURE_CASE=torture_races the others.  Long: on a
 # guest with shadow page tables 10^7 operations took 18 min for them all;
-# the first alone, 10^8 of them, 41 min elsewhere.  In the runner's own
+# the first alone, 10^8 of them, 41-53 min on a KVM guest.  In the runner's own
 # process (CK_FORK=no): a forked test sends Check its duration in
 # microseconds as 32 bits, and one past 35 min 47 s ends with "too big to
 # pack" (exit 2) after it has passed.  There no test has a timeout.

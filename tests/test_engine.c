@@ -1142,7 +1142,8 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		"torture(mode %d%s%s): %lu page ops, %lu mismatches; faults %lu (from store %lu), "
 		"reclaimed %lu pages in %lu batches, stores %lu, loads %lu, chunks remapped %lu, "
 		"limit out of reach %lu\n",
-		mode, wp ? ", wp" : "", start_cold_age_ms ? ", proactive" : "", (unsigned long)t.ops, (unsigned long)t.bad, (unsigned long)st.faults,
+		mode, wp ? ", wp" : "", start_cold_age_ms ? ", proactive" : "", (unsigned long)t.ops,
+		(unsigned long)t.bad, (unsigned long)st.faults,
 		(unsigned long)st.faults_from_store, (unsigned long)st.reclaimed_pages,
 		(unsigned long)st.reclaim_batches, (unsigned long)st.stores,
 		(unsigned long)st.loads, (unsigned long)t.remaps,
