@@ -832,7 +832,8 @@ static bool torture_reclaimed_enough(struct torture *t)
 		t->next_check_ns = now + 50ull * 1000 * 1000;
 		struct zswapu_stats st;
 		zswapu_stats(&st);
-		if ((st.reclaimed_pages > torture_want(t) && st.faults_from_store > torture_want(t) &&
+		uint64_t want = torture_want(t);
+		if ((st.reclaimed_pages > want && st.faults_from_store > want &&
 		     (t->mode != 2 || atomic_load(&t->remaps) > 100)) ||
 		    now >= t->deadline_ns)
 			atomic_store(&t->enough, true);
@@ -1203,8 +1204,9 @@ static void run_torture(size_t region_mib, uint64_t ops, int mode, int nthreads)
 		ck_assert_uint_gt(st.wb_reads, st.faults_from_store / 4);
 		ck_assert_uint_eq(st.wb_errors, 0);
 	}
-	ck_assert_uint_gt(st.reclaimed_pages, torture_want(&t));
-	ck_assert_uint_gt(st.faults_from_store, torture_want(&t));
+	uint64_t want = torture_want(&t);
+	ck_assert_uint_gt(st.reclaimed_pages, want);
+	ck_assert_uint_gt(st.faults_from_store, want);
 	free((void *)t.seq);
 	free((void *)t.busy);
 	munmap(t.m, t.npages * PAGE);
