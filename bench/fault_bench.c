@@ -81,6 +81,10 @@
  *   p50 <= 1.3 x (floor p50 + decompress p50), and <= 1.3 x the kernel's p50;
  *   p99 <= 3 x (floor p99 + decompress p99);
  *   reclaim MB/s >= 0.7 x raw lz4 compress MB/s.
+ * Beside the kernel ratio it prints floor / kernel and (floor + decompress)
+ * / kernel (JSON floor_vs_kernel, floor_decompress_vs_kernel): a fault-in
+ * costs at least the bare round trip and the decompression, so where the
+ * latter is over 1.3 no handler meets that target on the machine.
  * A miss is printed; the exit status stays 0 (1: the benchmark could not
  * run or the library lost data).
  */
@@ -1187,6 +1191,12 @@ static void print_targets(const struct result *r, const struct kernel *k, bool q
 		else
 			fprintf(f, "  %-44s %5.2f  %s\n", t[i].what, t[i].value,
 				target_met(&t[i]) ? "met" : "MISSED");
+		/* The kernel target is judged against what a fault costs
+		 * before the engine does anything: say what that is. */
+		if (i == 1 && isfinite(t[i].value))
+			fprintf(f, "    the least a userfaultfd handler can reach here: floor / kernel "
+				   "%.2f, (floor + decompress) / kernel %.2f\n",
+				r->floor.p50 / k->p50, (r->floor.p50 + r->decomp.p50) / k->p50);
 	}
 }
 
@@ -1256,6 +1266,9 @@ static void print_json(const struct bench_opts *o, const struct pageset *ps,
 		bench_json_null(&j, "kernel_source");
 	bench_json_num(&j, "p50_vs_kernel", k->have ? f->p50 / k->p50 : NAN, 3);
 	bench_json_num(&j, "p99_vs_kernel", k->have ? f->p99 / k->p99 : NAN, 3);
+	bench_json_num(&j, "floor_vs_kernel", k->have ? r->floor.p50 / k->p50 : NAN, 3);
+	bench_json_num(&j, "floor_decompress_vs_kernel",
+		       k->have ? (r->floor.p50 + r->decomp.p50) / k->p50 : NAN, 3);
 	bench_json_num(&j, "reclaim_pages_per_s", r->reclaim_pages_s, 0);
 	bench_json_num(&j, "reclaim_mb_per_s", r->reclaim_mb_s, 1);
 	bench_json_num(&j, "raw_compress_mb_per_s", r->raw_mb_s, 1);
