@@ -43,7 +43,8 @@ measure() { # measure NAME LIMIT_FACTOR_PCT CMD... (0: no limit)
     bench_time_native "$@" > /dev/null || return
     lim=
     [ "$pct" = 0 ] || lim=$(($(cat native.peak) / 100 * pct))
-    i=0 : > plain.txt
+    i=0
+    : > plain.txt
     : > prof.txt
     # alternate, so a machine that slows down mid-way hits both alike
     while [ $i -lt "$runs" ]; do

@@ -72,7 +72,8 @@ compare() { # compare NAME LIMIT CMD...
     native=$(bench_median $runs bench_time_native "$@") || return
     k_s=0 k_r=0
     if [ $kernel = 1 ]; then
-        i=0 : > k.txt
+        i=0
+        : > k.txt
         while [ $i -lt $runs ]; do kernel_run "$lim" "$@" >> k.txt || break; i=$((i + 1)); done
         if [ $i = $runs ]; then
             read -r k_s k_r <<EOF
@@ -84,7 +85,8 @@ EOF
     fi
     for mode in pool_counted pool_outside; do
         [ $mode = pool_outside ] && export ZSWAPU_LIMIT_POOL=0
-        i=0 : > z.txt
+        i=0
+        : > z.txt
         while [ $i -lt $runs ]; do
             t=$(bench_time_zswapu "$lim" "$@") || { unset ZSWAPU_LIMIT_POOL; return; }
             echo "$t $(zswapu_ratio)" >> z.txt
