@@ -731,6 +731,12 @@ struct kernel {
 	char note[256]; /* why there is no figure */
 };
 
+/* @ns against the kernel's fault-in p50; NAN (null in JSON) without a figure. */
+static double vs_kernel_p50(const struct kernel *k, double ns)
+{
+	return k->have ? ns / k->p50 : NAN;
+}
+
 /* Where the value of "KEY": starts in @text (JSON as python or we print it). */
 static const char *json_value(const char *text, const char *key)
 {
@@ -1067,7 +1073,7 @@ static void targets_of(const struct result *r, const struct kernel *k, struct ta
 	t[0] = (struct target){ "p50 <= 1.3 x (floor p50 + decompress p50)", r->p50_vs_floor,
 				TARGET_P50, true };
 	t[1] = (struct target){ "p50 <= 1.3 x kernel zswap p50",
-				k->have ? r->fault.p50 / k->p50 : NAN, TARGET_P50, true };
+				vs_kernel_p50(k, r->fault.p50), TARGET_P50, true };
 	t[2] = (struct target){ "p99 <= 3 x (floor p99 + decompress p99)", r->p99_vs_floor,
 				TARGET_P99, true };
 	t[3] = (struct target){ "reclaim >= 0.7 x raw lz4 compress", r->reclaim_vs_raw,
@@ -1116,7 +1122,7 @@ static void print_table(const struct bench_opts *o, const struct pageset *ps,
 	       "of the medians above %.2f);\np99 likewise = %.2f; p50 / kernel p50 = ",
 	       r->p50_vs_floor, r->p50_vs_floor_medians, r->p99_vs_floor);
 	if (k->have)
-		printf("%.2f\n", r->fault.p50 / k->p50);
+		printf("%.2f\n", vs_kernel_p50(k, r->fault.p50));
 	else
 		printf("n/a\n");
 	printf("reclaim (zswapu_reclaim of %zu pages, per CPU-second of the calling thread): %.0f "
@@ -1146,7 +1152,7 @@ static void print_sweep(const struct sweep *w, const struct kernel *k)
 		       pl->spin_us, w->floor[p].p50, w->floor[p].p99, f->p50, f->p90, f->p99,
 		       f->mean, w->p50_vs_floor[p], w->p99_vs_floor[p]);
 		if (k->have)
-			printf("%8.2f%s\n", f->p50 / k->p50, p == 0 ? "  <- default" : "");
+			printf("%8.2f%s\n", vs_kernel_p50(k, f->p50), p == 0 ? "  <- default" : "");
 		else
 			printf("%8s%s\n", "-", p == 0 ? "  <- default" : "");
 	}
@@ -1196,7 +1202,8 @@ static void print_targets(const struct result *r, const struct kernel *k, bool q
 		if (i == 1 && isfinite(t[i].value))
 			fprintf(f, "    the least a userfaultfd handler can reach here: floor / kernel "
 				   "%.2f, (floor + decompress) / kernel %.2f\n",
-				r->floor.p50 / k->p50, (r->floor.p50 + r->decomp.p50) / k->p50);
+				vs_kernel_p50(k, r->floor.p50),
+				vs_kernel_p50(k, r->floor.p50 + r->decomp.p50));
 	}
 }
 
@@ -1227,7 +1234,7 @@ static void print_json_sweep(const struct sweep *w, const struct kernel *k)
 		json_lat(&j, "floor_", &w->floor[p]);
 		bench_json_num(&j, "p50_vs_floor", w->p50_vs_floor[p], 3);
 		bench_json_num(&j, "p99_vs_floor", w->p99_vs_floor[p], 3);
-		bench_json_num(&j, "p50_vs_kernel", k->have ? w->fault[p].p50 / k->p50 : NAN, 3);
+		bench_json_num(&j, "p50_vs_kernel", vs_kernel_p50(k, w->fault[p].p50), 3);
 		bench_json_bool(&j, "default", p == 0);
 		bench_json_bool(&j, "lowest_p50", p == w->best);
 		bench_json_end(&j);
@@ -1264,11 +1271,11 @@ static void print_json(const struct bench_opts *o, const struct pageset *ps,
 		bench_json_str(&j, "kernel_source", k->source);
 	else
 		bench_json_null(&j, "kernel_source");
-	bench_json_num(&j, "p50_vs_kernel", k->have ? f->p50 / k->p50 : NAN, 3);
+	bench_json_num(&j, "p50_vs_kernel", vs_kernel_p50(k, f->p50), 3);
 	bench_json_num(&j, "p99_vs_kernel", k->have ? f->p99 / k->p99 : NAN, 3);
-	bench_json_num(&j, "floor_vs_kernel", k->have ? r->floor.p50 / k->p50 : NAN, 3);
+	bench_json_num(&j, "floor_vs_kernel", vs_kernel_p50(k, r->floor.p50), 3);
 	bench_json_num(&j, "floor_decompress_vs_kernel",
-		       k->have ? (r->floor.p50 + r->decomp.p50) / k->p50 : NAN, 3);
+		       vs_kernel_p50(k, r->floor.p50 + r->decomp.p50), 3);
 	bench_json_num(&j, "reclaim_pages_per_s", r->reclaim_pages_s, 0);
 	bench_json_num(&j, "reclaim_mb_per_s", r->reclaim_mb_s, 1);
 	bench_json_num(&j, "raw_compress_mb_per_s", r->raw_mb_s, 1);
