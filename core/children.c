@@ -21,6 +21,7 @@
 
 #include "core/fdguard.h"
 #include "core/log.h"
+#include "core/orphan.h"
 #include "core/resolve.h"
 #include "core/stats.h"
 #include "core/index.h"
@@ -40,6 +41,7 @@ struct child {
 	struct uffd u;
 	struct store *store;
 	bool dead;
+	struct orphan_log log; /* what it is owed, should this process die (orphan.h) */
 	unsigned int nretry;
 	struct child_retry retry[CHILD_RETRY_MAX];
 	struct stats stats; /* the view's own gauges: its data is the root's */
@@ -125,6 +127,7 @@ void children_destroy(struct children *c)
 
 static void child_free(struct child *ch)
 {
+	orphan_log_close(&ch->log, NULL);
 	store_destroy(ch->store);
 	uffd_close(&ch->u);
 	pagesrc_free(ch, CHILD_PAGES);
@@ -168,7 +171,8 @@ static int fill(struct children *c, struct uffd *u, struct store *s, struct regi
 }
 
 void children_fork(struct children *c, int fd, const struct uffd *from, struct store *src,
-		   struct region_set *absent, children_staged_fn staged, void *staged_arg)
+		   struct region_set *absent, uint64_t orphan, children_staged_fn staged,
+		   void *staged_arg)
 {
 	struct uffd u;
 	uffd_from_fd(fd, from->features, &u);
@@ -201,12 +205,19 @@ void children_fork(struct children *c, int fd, const struct uffd *from, struct s
 		/* counted first: the child may be done, and its parent looking,
 		 * before fill() returns */
 		count(&c->cnt.refused);
-		if (fill(c, &u, src, absent, false))
+		int ferr = fill(c, &u, src, absent, false);
+		if (ferr && ferr != -ESRCH) /* ESRCH: it has exec'd or exited: nothing to read */
 			log_error("copying pages into a forked child failed: it may read zeros");
+		/* it owes the child nothing more (what could not go in is lost
+		 * either way); the child stops watching */
+		struct orphan_log ol;
+		orphan_log_open(&ol, orphan, NULL);
+		orphan_log_close(&ol, NULL);
 		uffd_close(&u);
 		fdguard_arrival_listed();
 		return;
 	}
+	orphan_log_open(&ch->log, orphan, store_index(ch->store));
 	c->c[c->n] = ch;
 	set_n(c, c->n + 1);
 	fdguard_arrival_listed(); /* a fork copies it from the list now */
@@ -296,9 +307,11 @@ static void child_msg(struct children *c, struct child *ch, const struct uffd_ms
 		drop_retries(ch, m->arg.remove.start, m->arg.remove.end);
 		store_invalidate(ch->store, m->arg.remove.start,
 				 m->arg.remove.end - m->arg.remove.start);
+		orphan_log_drop(&ch->log, m->arg.remove.start, m->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
 		drop_retries(ch, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len);
+		orphan_log_move(&ch->log, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
 		if (store_move(ch->store, m->arg.remap.from, m->arg.remap.to,
 			       m->arg.remap.len) == -ENOMEM)
 			atomic_fetch_add_explicit(&c->cnt.remap_placed,
@@ -308,7 +321,7 @@ static void child_msg(struct children *c, struct child *ch, const struct uffd_ms
 						  memory_order_relaxed);
 		break;
 	case UFFD_EVENT_FORK: /* a grandchild: what this child misses, it misses */
-		children_fork(c, (int)m->arg.fork.ufd, &ch->u, ch->store, NULL, NULL, NULL);
+		children_fork(c, (int)m->arg.fork.ufd, &ch->u, ch->store, NULL, 0, NULL, NULL);
 		break;
 	default:
 		break;
@@ -329,6 +342,7 @@ static bool serve_one(struct children *c, struct child *ch, bool readable)
 			while (resolve_backlog_pop(&c->backlog, &m))
 				child_msg(c, ch, &m);
 		} while (got >= MSGS);
+		orphan_log_flush(&ch->log, store_index(ch->store));
 	}
 	unsigned int nr = ch->nretry;
 	struct child_retry r[CHILD_RETRY_MAX];
@@ -379,6 +393,8 @@ void children_release_all(struct children *c)
 		if (err && err != -ESRCH)
 			log_error("giving a forked child its pages failed (%s): it may read zeros",
 				  strerrordesc_np(-err) ? strerrordesc_np(-err) : "error");
+		/* what it still owes now (nothing, unless that failed) */
+		orphan_log_close(&ch->log, store_index(ch->store));
 		count(&c->cnt.released);
 	}
 	size_t n = c->n;
@@ -392,6 +408,7 @@ void children_forget(struct children *c)
 	/* the list as the fork copied it: see struct children */
 	for (size_t i = 0; i < c->n; i++) {
 		uffd_close(&c->c[i]->u);
+		orphan_log_forget(&c->c[i]->log);
 	}
 	c->n = 0;
 }

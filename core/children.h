@@ -16,7 +16,8 @@
  * When the parent's engine shuts down, every child still alive gets all of
  * its remaining pages first (children_release_all), so it never reads
  * zeros for a page that was stored.  A parent killed outright (SIGKILL)
- * cannot do that: its children then read zeros for pages still stored.
+ * cannot do that: a child it forked then takes over itself and makes each
+ * page still owed raise SIGBUS (core/orphan.h), rather than read zeros.
  *
  * Only the thread holding the engine's role lock calls these functions:
  * the handler, or a fault thread (core/fthreads.c) serving a child's
@@ -72,10 +73,13 @@ typedef void (*children_staged_fn)(void *arg, struct uffd *child);
  * the caller holds every change to @src off.  @staged, when not NULL, is
  * called once with the child's descriptor.  A child that cannot be kept
  * (table full, no memory for its view) gets all of @src's pages at once
- * instead, is let go, and is counted as refused.
+ * instead, is let go, and is counted as refused.  @orphan: the fork
+ * event's pair (resolve_fork_pair(); 0: none), with which the child takes
+ * over should this process die (core/orphan.h).
  */
 void children_fork(struct children *c, int fd, const struct uffd *from, struct store *src,
-		   struct region_set *absent, children_staged_fn staged, void *staged_arg);
+		   struct region_set *absent, uint64_t orphan, children_staged_fn staged,
+		   void *staged_arg);
 
 /* children_pollfds() : fill up to @max pollfds for the children; returns how many. */
 size_t children_pollfds(struct children *c, struct pollfd *p, size_t max);

@@ -43,6 +43,7 @@
 #include "core/fthreads.h"
 #include "core/index.h"
 #include "core/log.h"
+#include "core/orphan.h"
 #include "core/maps.h"
 #include "core/profile.h"
 #include "core/region.h"
@@ -124,6 +125,7 @@ struct engine {
 	bool fork_events;            /* the kernel sends EVENT_FORK: children are served */
 	bool wp;                     /* WP detach: regions registered MISSING|WP */
 	struct children *children;   /* handler only */
+	struct orphan_slot orphans;  /* a fork's pair for its child (orphan.h) */
 	uint64_t last_reap_ns;
 	struct retry retry[RETRY_MAX];
 	unsigned int nretry;
@@ -454,8 +456,14 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 		/* the batch held still: its staged pages go to the child too,
 		 * and nothing is committed while the view is taken */
 		reclaim_hold(e->reclaim);
+		/* a program that forks and execs in a loop outruns the periodic
+		 * reap: the dead go first, rather than the new child be refused
+		 * and copied every page */
+		if (children_count(e->children) == CHILDREN_MAX)
+			children_reap(e->children);
 		children_fork(e->children, (int)m->arg.fork.ufd, &e->uffd, e->store, e->nofork,
-			      copy_staged, e);
+			      resolve_fork_pair(m), copy_staged, e);
+		orphan_settle(&e->orphans, resolve_fork_pair(m));
 		reclaim_unhold(e->reclaim);
 		e->kick = true; /* the handler polls the child's uffd from now on */
 		break;
@@ -888,13 +896,20 @@ static bool prepared[MAX_ENGINES];
 static void fork_prepare(void)
 {
 	fdguard_fork_prepare();
+	orphan_fork_lock();
 	pthread_mutex_lock(&engines_lock);
 	for (int i = 0; i < MAX_ENGINES; i++) {
 		struct engine *e = engines[i];
 		prepared[i] = false;
-		/* with fork events the handler serves the child (children.c) */
-		if (!e || e->fork_events || atomic_load(&e->stepped_aside))
+		if (!e || atomic_load(&e->stepped_aside))
 			continue;
+		/* with fork events the handler serves the child (children.c),
+		 * and the child takes over should this process die */
+		if (e->fork_events) {
+			if (!atomic_load(&e->stop) && !atomic_load(&e->failed))
+				orphan_prepare(&e->orphans);
+			continue;
+		}
 		pthread_mutex_lock(&e->req_lock);
 		reclaim_pause(e->reclaim);
 		prepared[i] = true;
@@ -907,12 +922,15 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
 	for (int i = 0; i < MAX_ENGINES; i++) {
+		if (engines[i])
+			orphan_parent(&engines[i]->orphans);
 		if (!prepared[i])
 			continue;
 		reclaim_resume(engines[i]->reclaim);
 		pthread_mutex_unlock(&engines[i]->req_lock);
 	}
 	pthread_mutex_unlock(&engines_lock);
+	orphan_fork_unlock();
 }
 
 static void fork_child(void)
@@ -921,8 +939,10 @@ static void fork_child(void)
 	 * child's memory is served by the parent's handler (fork events) or
 	 * holds everything (brought back in prepare). */
 	bool strays = fdguard_fork_missed();
+	struct engine *had[MAX_ENGINES];
+	orphan_forked();
 	for (int i = 0; i < MAX_ENGINES; i++) {
-		struct engine *e = engines[i];
+		struct engine *e = had[i] = engines[i];
 		if (!e)
 			continue;
 		e->forked_child = true;
@@ -942,6 +962,11 @@ static void fork_child(void)
 		engines[i] = NULL;
 	}
 	pthread_mutex_init(&engines_lock, NULL);
+	/* after the strays went: what it receives is a fork event's descriptor too */
+	for (int i = 0; i < MAX_ENGINES; i++)
+		if (had[i])
+			orphan_child(&had[i]->orphans, had[i]->uffd.features);
+	orphan_child_done();
 }
 
 static void install_atfork(void)
@@ -1017,6 +1042,8 @@ int engine_create(const struct engine_options *o, struct engine **out)
 	e->o = *o;
 	e->uffd.fd = -1;
 	e->efd = -1;
+	orphan_slot_init(&e->orphans);
+	e->backlog.orphans = &e->orphans;
 	pthread_mutex_init(&e->req_lock, NULL);
 	pthread_mutex_init(&e->role, NULL);
 	pthread_mutex_init(&e->req_mu, NULL);

@@ -11,20 +11,16 @@
 
 #include "pools/pagesrc.h"
 
-struct interval {
-	uintptr_t start, end;
-};
-
 struct region_set {
 	pthread_rwlock_t lock;
 	size_t n;
 	size_t npages; /* of this struct, for freeing */
-	struct interval v[];
+	struct region_interval v[];
 };
 
 int region_set_create(struct region_set **out)
 {
-	size_t bytes = sizeof(struct region_set) + REGION_MAX * sizeof(struct interval);
+	size_t bytes = sizeof(struct region_set) + REGION_MAX * sizeof(struct region_interval);
 	size_t npages = (bytes + PAGESRC_PAGE_SIZE - 1) / PAGESRC_PAGE_SIZE;
 	struct region_set *rs;
 	int err = pagesrc_alloc(npages, (void **)&rs);
@@ -45,18 +41,22 @@ void region_set_destroy(struct region_set *rs)
 	pagesrc_free(rs, rs->npages);
 }
 
-/* First interval whose end is > addr. */
-static size_t lower(const struct region_set *rs, uintptr_t addr)
+size_t region_lower(const struct region_interval *v, size_t n, uintptr_t addr)
 {
-	size_t lo = 0, hi = rs->n;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (rs->v[mid].end <= addr)
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid].end <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return lo;
+}
+
+static size_t lower(const struct region_set *rs, uintptr_t addr)
+{
+	return region_lower(rs->v, rs->n, addr);
 }
 
 static int add_locked(struct region_set *rs, uintptr_t start, uintptr_t end)
@@ -80,7 +80,7 @@ static int add_locked(struct region_set *rs, uintptr_t start, uintptr_t end)
 		memmove(&rs->v[i + 1], &rs->v[j], (rs->n - j) * sizeof(rs->v[0]));
 		rs->n -= j - i - 1;
 	}
-	rs->v[i] = (struct interval){ start, end };
+	rs->v[i] = (struct region_interval){ start, end };
 	return 0;
 }
 
@@ -98,7 +98,7 @@ static void remove_locked(struct region_set *rs, uintptr_t start, uintptr_t end)
 {
 	size_t i = lower(rs, start);
 	while (i < rs->n && rs->v[i].start < end) {
-		struct interval *v = &rs->v[i];
+		struct region_interval *v = &rs->v[i];
 		if (v->start < start && v->end > end) { /* split in two */
 			if (rs->n == REGION_MAX) { /* no room: keep the head */
 				v->end = start;
@@ -137,12 +137,12 @@ int region_move(struct region_set *rs, uintptr_t old, uintptr_t new_addr, size_t
 	 * Only the managed parts of the old range move.  mremap moves one VMA,
 	 * so there is one part; a few more are allowed for safety.
 	 */
-	struct interval parts[64];
+	struct region_interval parts[64];
 	size_t np = 0;
 	for (size_t i = lower(rs, old); i < rs->n && rs->v[i].start < old + len && np < 64; i++) {
 		uintptr_t s = rs->v[i].start > old ? rs->v[i].start : old;
 		uintptr_t e = rs->v[i].end < old + len ? rs->v[i].end : old + len;
-		parts[np++] = (struct interval){ s - old + new_addr, e - old + new_addr };
+		parts[np++] = (struct region_interval){ s - old + new_addr, e - old + new_addr };
 	}
 	remove_locked(rs, old, old + len);
 	int err = 0;

@@ -21,6 +21,17 @@
 
 struct region_set;
 
+/* An interval [start, end), as the set keeps them. */
+struct region_interval {
+	uintptr_t start, end;
+};
+
+/*
+ * region_lower() : the first of the @n sorted, disjoint intervals @v whose
+ * end is > @addr (@n when none): for other arrays of intervals too.
+ */
+size_t region_lower(const struct region_interval *v, size_t n, uintptr_t addr);
+
 int region_set_create(struct region_set **out);
 void region_set_destroy(struct region_set *rs);
 

@@ -52,10 +52,23 @@ int resolve_zero(struct uffd *u, const void *zero, uintptr_t addr, bool write);
  * waits and looks at what is there: all of it came after.
  */
 #define RESOLVE_BACKLOG_MAX 128
+struct orphan_slot;
+
 struct resolve_backlog {
 	unsigned int head, n; /* m[head, head + n) */
+	/* the program's uffd: its fork events take their fork's pair
+	 * (core/orphan.h), kept in the message (resolve_fork_pair());
+	 * NULL for a child's */
+	struct orphan_slot *orphans;
 	struct uffd_msg m[RESOLVE_BACKLOG_MAX];
 };
+
+/* resolve_fork_pair() : a fork event's orphan pair (0: none), in bytes
+ * the kernel leaves zero in that message. */
+static inline uint64_t resolve_fork_pair(const struct uffd_msg *m)
+{
+	return m->arg.reserved.reserved2;
+}
 
 /*
  * resolve_backlog_read() : read up to @max messages from @fd (non-blocking)

@@ -207,12 +207,22 @@ static int do_ioctl(int fd, unsigned long req, void *arg)
 	return ioctl(fd, req, arg) < 0 ? -errno : 0;
 }
 
-int uffd_poison(struct uffd *u, uintptr_t dst, size_t len)
+int uffd_poison_partial(struct uffd *u, uintptr_t dst, size_t len, size_t *done)
 {
+	*done = 0;
 	if (!uffd_has(u, UFFD_FEATURE_POISON))
 		return -EOPNOTSUPP;
 	struct uffdio_poison p = { .range = { .start = dst, .len = len } };
-	return do_ioctl(u->fd, UFFDIO_POISON, &p);
+	int err = do_ioctl(u->fd, UFFDIO_POISON, &p);
+	if (p.updated > 0)
+		*done = (size_t)p.updated;
+	return err;
+}
+
+int uffd_poison(struct uffd *u, uintptr_t dst, size_t len)
+{
+	size_t done;
+	return uffd_poison_partial(u, dst, len, &done);
 }
 
 int uffd_register(struct uffd *u, uintptr_t start, size_t len, bool wp)

@@ -111,6 +111,9 @@ bool uffd_pending(int fd);
  * for a page whose data is lost.  -EOPNOTSUPP without the feature.
  */
 int uffd_poison(struct uffd *u, uintptr_t dst, size_t len);
+/* uffd_poison_partial() : uffd_poison() that also says how many bytes were
+ * poisoned before an error (-EEXIST: at the first page present). */
+int uffd_poison_partial(struct uffd *u, uintptr_t dst, size_t len, size_t *done);
 
 /*
  * uffd_move() : move pages from @src to @dst (both registered with @u),

@@ -13,6 +13,20 @@
 #include "suites.h"
 #undef SUITE
 
+#if defined(__SANITIZE_THREAD__)
+/*
+ * A forked child of a managed process starts a thread before fork()
+ * returns in it (core/orphan.c: the watcher that takes over should the
+ * parent be killed), which TSan refuses after a multi-threaded fork unless
+ * told; it then goes on checking the child.  TSAN_OPTIONS adds to this.
+ */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+#endif
+
 int main(void)
 {
 	SRunner *sr = srunner_create(NULL);

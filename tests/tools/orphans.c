@@ -12,6 +12,10 @@
  *   term    raise(SIGTERM), default action
  *   abort   abort()
  *   exec    execl("/bin/true"): the process lives on as another program
+ *   kill    SIGKILL right after the fork: nothing is handed over, and the
+ *           child must never read a wrong page: each one the parent still
+ *           kept for it raises SIGBUS (under zswapu; counted as lost, the
+ *           check goes on with the next page), every other reads right
  *   detach  a daemon made as redis makes one: fork(), the parent returns
  *           from main; the child lives on as "daemon" does
  *   worker  the parent lives on until the child (a prefork worker) has
@@ -32,7 +36,9 @@
  */
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +85,38 @@ static size_t wrong_pages(const unsigned char *m, size_t n)
 	return wrong;
 }
 
-static int child(const unsigned char *m, size_t n, pid_t parent)
+static sigjmp_buf bus_jump;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jump, 1);
+}
+
+/* wrong_pages() where a page may raise SIGBUS: those are counted in *@lost. */
+static size_t wrong_or_lost(const unsigned char *m, size_t n, size_t *lost)
+{
+	struct sigaction sa = { .sa_handler = on_bus };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	volatile size_t wrong = 0;
+	*lost = 0;
+	for (volatile size_t p = 0; p < n; p++) {
+		if (sigsetjmp(bus_jump, 1)) {
+			(*lost)++;
+			continue;
+		}
+		for (size_t i = 0; i < PAGE; i += 64)
+			if (m[p * PAGE + i] != pattern(p, i)) {
+				wrong++;
+				break;
+			}
+	}
+	signal(SIGBUS, SIG_DFL);
+	return wrong;
+}
+
+static int child(const unsigned char *m, size_t n, pid_t parent, bool bus)
 {
 	/* the parent must be gone before a page is touched */
 	for (int i = 0; i < 1000 && getppid() == parent; i++)
@@ -89,6 +126,12 @@ static int child(const unsigned char *m, size_t n, pid_t parent)
 		return 2;
 	}
 	long gone = absent(m, n);
+	if (bus) {
+		size_t lost, wrong = wrong_or_lost(m, n, &lost);
+		printf("child: %ld of %zu pages not present; %zu raised SIGBUS; %zu read wrong\n",
+		       gone, n, lost, wrong);
+		return wrong != 0;
+	}
 	size_t wrong = wrong_pages(m, n);
 	printf("child: %ld of %zu pages not present; %zu read wrong\n", gone, n, wrong);
 	return wrong != 0;
@@ -182,7 +225,7 @@ static int worker(const unsigned char *inherited, size_t n, int tell)
 int main(int argc, char **argv)
 {
 	if (argc != 3 || atoi(argv[2]) <= 0) {
-		fprintf(stderr, "usage: orphans exit|_exit|daemon|term|abort|exec|detach|worker MIB\n");
+		fprintf(stderr, "usage: orphans exit|_exit|daemon|term|abort|exec|detach|worker|kill MIB\n");
 		return 2;
 	}
 	const char *how = argv[1];
@@ -197,7 +240,7 @@ int main(int argc, char **argv)
 	if (!strcmp(how, "daemon")) {
 		if (daemon(1, 1))
 			return 2;
-		int rc = child(m, n, self);
+		int rc = child(m, n, self, false);
 		return daemon_life(m, n) || rc;
 	}
 	int word[2];
@@ -207,7 +250,7 @@ int main(int argc, char **argv)
 	if (pid < 0)
 		return 2;
 	if (pid == 0 && !strcmp(how, "detach")) {
-		int rc = child(m, n, self);
+		int rc = child(m, n, self, false);
 		return daemon_life(m, n) || rc;
 	}
 	if (pid == 0 && !strcmp(how, "worker")) {
@@ -216,7 +259,7 @@ int main(int argc, char **argv)
 	}
 	close(word[1]);
 	if (pid == 0)
-		return child(m, n, self);
+		return child(m, n, self, !strcmp(how, "kill"));
 	char c;
 	if (!strcmp(how, "worker") && read(word[0], &c, 1) < 0)
 		return 2;
@@ -226,6 +269,8 @@ int main(int argc, char **argv)
 		raise(SIGTERM);
 	if (!strcmp(how, "abort"))
 		abort();
+	if (!strcmp(how, "kill"))
+		kill(self, SIGKILL);
 	if (!strcmp(how, "exec"))
 		execl("/bin/true", "true", (char *)NULL);
 	return 0;

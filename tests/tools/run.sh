@@ -329,6 +329,23 @@ for how in exit _exit daemon term abort exec detach; do
     fi
 done
 
+# a parent killed outright hands nothing over: its child takes over (its
+# own copy of the userfaultfd, core/orphan.h) and each page the parent
+# still kept for it raises SIGBUS, with one line on stderr; no page may
+# read wrong, and every other reads right
+(cd "$T" && ulimit -c 0 && exec "$Z" run --limit 4M -- "$ORPH" kill 16) 2>"$T/orph.err" |
+    cat >"$T/orph.kill"
+stored=$(awk '/^parent:/ { print $2 }' "$T/orph.kill")
+lost=$(awk '/^child:/ { print $8 }' "$T/orph.kill")
+if [ "${stored:-0}" -gt 0 ] && [ "${lost:-0}" -gt 0 ] && [ "$lost" -le "$stored" ] &&
+    grep -q '^child: .* 0 read wrong$' "$T/orph.kill" &&
+    grep -q 'without handing over [0-9]* stored pages .*SIGBUS' "$T/orph.err"; then
+    ok "orphans kill: the child of a SIGKILLed parent never reads a wrong page ($lost of $stored stored raise SIGBUS, the rest read right)"
+else
+    cat "$T/orph.err" >>"$T/orph.kill"
+    bad "orphans kill: the child of a SIGKILLed parent never reads a wrong page" "$T/orph.kill"
+fi
+
 # the daemon, which no engine served any more, runs managed by one of its
 # own: daemon()'s at once, a fork + exit one (redis) at its next allocation
 for how in daemon detach; do
