@@ -204,12 +204,101 @@ START_TEST(sigkilled_parent)
 }
 END_TEST
 
+/*
+ * The parent lets go while it lives on (its engine shuts down: every page
+ * handed over first): the child's watcher must let go too, at once, or the
+ * child's next fault on registered memory waits for a reader that never
+ * comes.  C reads half its pages while P serves them, P destroys its
+ * engine and stays; C then reads everything (right), touches registered
+ * memory that was never stored (zeros, no hang), and nothing is poisoned.
+ */
+START_TEST(parent_lets_go)
+{
+	int out[2], go[2], done[2];
+	ck_assert_int_eq(pipe(out), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		struct verdict v = { 0 };
+		unsigned char *m = mmap(NULL, N * PAGE, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		unsigned char *fresh = mmap(NULL, FRESH * PAGE, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		for (size_t q = 0; q < N; q++)
+			for (size_t i = 0; i < PAGE; i++)
+				m[q * PAGE + i] = pat(q, i);
+		struct engine_options o;
+		engine_options_default(&o);
+		struct engine *e;
+		int err = engine_create(&o, &e);
+		if (err)
+			v.setup = err == -EOPNOTSUPP || err == -ENOSYS || err == -EPERM ? 99 : 2;
+		else if (engine_register(e, (uintptr_t)m, N * PAGE) ||
+			 engine_register(e, (uintptr_t)fresh, FRESH * PAGE) ||
+			 engine_reclaim(e, (uintptr_t)m, N * PAGE) != N)
+			v.setup = 3;
+		pid_t c = v.setup ? -1 : fork();
+		if (c == 0) {
+			char b;
+			for (size_t q = 0; q < N / 2; q++)
+				v.right += page_state(m + q * PAGE, q) == 0;
+			if (write(go[1], "", 1) != 1 || read(done[0], &b, 1) != 1)
+				v.setup = 20;
+			/* the watcher lets go once the parent's end closes */
+			for (int i = 0; i < 500 && orphan_watching(); i++)
+				usleep(2000);
+			if (orphan_watching())
+				v.setup = 21;
+			for (size_t q = N / 2; q < N; q++)
+				v.right += page_state(m + q * PAGE, q) == 0;
+			for (size_t q = 0; q < FRESH; q++)
+				v.fresh_zeros += page_state(fresh + q * PAGE, 0) == 1;
+			v.rescued = atomic_load(&orphan_counters()->rescued);
+			v.poisoned = atomic_load(&orphan_counters()->poisoned);
+			_exit(write(out[1], &v, sizeof(v)) == (ssize_t)sizeof(v) ? 0 : 1);
+		}
+		char b;
+		if (c > 0 && read(go[0], &b, 1) == 1) {
+			engine_destroy(e); /* hands the child every page, lets go */
+			if (write(done[1], "", 1) != 1)
+				_exit(1);
+			int st;
+			waitpid(c, &st, 0);
+			_exit(0);
+		}
+		if (!v.setup)
+			v.setup = 4;
+		_exit(write(out[1], &v, sizeof(v)) == (ssize_t)sizeof(v) ? 0 : 1);
+	}
+	close(out[1]);
+	struct verdict v;
+	ssize_t got = read(out[0], &v, sizeof(v));
+	close(out[0]);
+	int status;
+	ck_assert_int_eq(waitpid(p, &status, 0), p);
+	ck_assert_int_eq(got, (ssize_t)sizeof(v));
+	if (v.setup == 99) {
+		fprintf(stderr, "SKIP %s: userfaultfd unusable here\n", __func__);
+		return;
+	}
+	ck_assert_msg(v.setup == 0, "setup step %d failed", v.setup);
+	ck_assert_int_eq(v.right, N);
+	ck_assert_int_eq(v.fresh_zeros, FRESH);
+	ck_assert_uint_eq(v.rescued, 1);
+	ck_assert_uint_eq(v.poisoned, 0);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 Suite *orphan_suite(void)
 {
 	Suite *s = suite_create("orphan");
 	TCase *tc = tcase_create("basic");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, sigkilled_parent, 0, 2);
+	tcase_add_test(tc, parent_lets_go);
 	suite_add_tcase(s, tc);
 	return s;
 }
