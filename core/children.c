@@ -328,19 +328,29 @@ static void child_msg(struct children *c, struct child *ch, const struct uffd_ms
 	}
 }
 
+struct serving {
+	struct children *c;
+	struct child *ch;
+};
+
+static void child_msg_fn(void *arg, const struct uffd_msg *m)
+{
+	struct serving *sv = arg;
+	child_msg(sv->c, sv->ch, m);
+}
+
 /* Read and handle what @ch sent (if @readable), then retry its waiting faults. */
 static bool serve_one(struct children *c, struct child *ch, bool readable)
 {
 	if (readable) {
-		struct uffd_msg m;
 		ssize_t got;
 		/* with what resolve_unmoved() reads meanwhile; a read that
 		 * did not fill its buffer emptied the queue, and what comes
 		 * after it is polled for (one read less per child fault) */
+		struct serving sv = { c, ch };
 		do {
 			got = resolve_backlog_read(&c->backlog, ch->u.fd, MSGS);
-			while (resolve_backlog_pop(&c->backlog, &m))
-				child_msg(c, ch, &m);
+			resolve_backlog_drain(&c->backlog, child_msg_fn, &sv);
 		} while (got >= MSGS);
 		orphan_log_flush(&ch->log, store_index(ch->store));
 	}

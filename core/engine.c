@@ -493,12 +493,15 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 
 /* Read what the uffd holds and handle it, with what is read meanwhile
  * (resolve_unmoved()).  @return messages read first, or -errno. */
+static void handle_msg_fn(void *arg, const struct uffd_msg *m)
+{
+	handle_msg(arg, m);
+}
+
 static ssize_t handle_msgs(struct engine *e)
 {
 	ssize_t n = resolve_backlog_read(&e->backlog, e->uffd.fd, MSGS);
-	struct uffd_msg m;
-	while (resolve_backlog_pop(&e->backlog, &m))
-		handle_msg(e, &m);
+	resolve_backlog_drain(&e->backlog, handle_msg_fn, e);
 	return n;
 }
 

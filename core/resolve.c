@@ -214,6 +214,7 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 		    prev->arg.remove.start == m[i].arg.remove.start &&
 		    prev->arg.remove.end == m[i].arg.remove.end)
 			continue;
+		b->forks += m[i].event == UFFD_EVENT_FORK;
 		m[kept++] = m[i];
 	}
 	b->n += kept;
@@ -225,9 +226,27 @@ bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out)
 	if (!b->n)
 		return false;
 	*out = b->m[b->head++];
+	b->forks -= out->event == UFFD_EVENT_FORK;
 	if (!--b->n)
 		b->head = 0;
 	return true;
+}
+
+void resolve_backlog_drain(struct resolve_backlog *b, resolve_msg_fn fn, void *arg)
+{
+	struct uffd_msg m, later[RESOLVE_BACKLOG_MAX];
+	unsigned int nl = 0;
+	while (resolve_backlog_pop(b, &m)) {
+		if (b->forks && m.event == UFFD_EVENT_PAGEFAULT && nl < RESOLVE_BACKLOG_MAX) {
+			later[nl++] = m;
+			continue;
+		}
+		fn(arg, &m);
+		for (unsigned int i = 0; !b->forks && i < nl; i++)
+			fn(arg, &later[i]);
+		if (!b->forks)
+			nl = 0;
+	}
 }
 
 /* What the messages read after the mremap say of the page going in at @dst. */

@@ -56,6 +56,7 @@ struct orphan_slot;
 
 struct resolve_backlog {
 	unsigned int head, n; /* m[head, head + n) */
+	unsigned int forks;   /* fork events among them: resolve_backlog_drain() */
 	/* the program's uffd: its fork events take their fork's pair
 	 * (core/orphan.h), kept in the message (resolve_fork_pair());
 	 * NULL for a child's */
@@ -96,6 +97,21 @@ void resolve_inject_unmap_read_hold(unsigned int ms);
 
 /* resolve_backlog_pop() : the oldest message into *@out; false when empty. */
 bool resolve_backlog_pop(struct resolve_backlog *b, struct uffd_msg *out);
+
+/*
+ * resolve_backlog_drain() : pop every message of @b and hand it to @fn,
+ * a page fault only once the fork events still in @b are handled (then
+ * at once, in the order they came).  The kernel copied a child's page
+ * tables, with every stored page missing, before it let its fork event be
+ * read; a fault resolved from the store between that read and the
+ * handling of the event took its page out of the store before the
+ * child's view of it was made, and the child read zeros there (28 of 100
+ * children forked while three threads read stored pages; the tortures
+ * park their workers around each fork).  Resolved after the event, the
+ * page is in both.  @fn may read more into @b (resolve_unmoved()).
+ */
+typedef void (*resolve_msg_fn)(void *arg, const struct uffd_msg *m);
+void resolve_backlog_drain(struct resolve_backlog *b, resolve_msg_fn fn, void *arg);
 
 /*
  * resolve_unmoved() : after an mremap of [@from, @from + @len) to @to that
