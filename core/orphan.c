@@ -87,16 +87,6 @@ void orphan_prepare(struct orphan_slot *s)
 	atomic_store(&s->sock, fdguard_adopt(sv[0]));
 }
 
-void orphan_read_begin(struct orphan_slot *s)
-{
-	atomic_fetch_add(&s->reading, 1);
-}
-
-void orphan_read_end(struct orphan_slot *s)
-{
-	atomic_fetch_sub(&s->reading, 1);
-}
-
 static int send_fd(int sock, int fd)
 {
 	char byte = 'u';
@@ -152,15 +142,16 @@ void orphan_parent(struct orphan_slot *s)
 	s->child_sock = -1;
 	/*
 	 * A fork that succeeded returned only after the handler read its
-	 * event, inside a read it counts in `reading` and that takes the pair
-	 * before it ends: so the pair is gone, or a read is under way.  With
-	 * neither, the fork failed (or the engine stopped reading): no one
-	 * will take the pair, and the next fork must not meet it.
+	 * event, inside a read (fdguard_arrival_begin() to _end()) that
+	 * takes the pair before it ends: so the pair is gone, or a read is
+	 * under way.  With neither, the fork failed (or the engine stopped
+	 * reading): no one will take the pair, and the next fork must not
+	 * meet it.
 	 */
 	for (;;) {
 		if (atomic_load(&s->sock) < 0)
 			return;
-		if (atomic_load(&s->reading) == 0)
+		if (!fdguard_reading())
 			break;
 		sched_yield();
 	}
@@ -285,54 +276,31 @@ static void push(struct owed *o, uint64_t s, uint64_t e)
 		o->r[o->n++] = (struct region_interval){ s, e };
 }
 
-/* Take [s, e) out of @o; what was owed in it goes to @out (NULL: dropped). */
-static void cut(struct owed *o, uint64_t s, uint64_t e, struct owed *out)
+/* Take [s, e) out of @o; a split with no room leaves it all owed: a
+ * poison too many, never one too few. */
+static void cut(struct owed *o, uint64_t s, uint64_t e)
 {
-	size_t i = lower(o, s);
-	if (i == o->n || o->r[i].start >= e)
-		return;
-	if (o->r[i].start < s) {
-		if (o->r[i].end > e) { /* inside one range: it splits */
-			if (o->n == o->cap)
-				return; /* stays owed: a poison too many, never one too few */
-			memmove(&o->r[i + 2], &o->r[i + 1], (o->n - i - 1) * sizeof(o->r[0]));
-			o->r[i + 1] = (struct region_interval){ e, o->r[i].end };
-			o->r[i].end = s;
-			o->n++;
-			push(out, s, e);
-			return;
-		}
-		push(out, s, o->r[i].end);
-		o->r[i].end = s;
-		i++;
-	}
-	size_t j = i;
-	for (; j < o->n && o->r[j].end <= e; j++)
-		push(out, o->r[j].start, o->r[j].end);
-	if (j < o->n && o->r[j].start < e) {
-		push(out, o->r[j].start, e);
-		o->r[j].start = e;
-	}
-	memmove(&o->r[i], &o->r[j], (o->n - j) * sizeof(o->r[0]));
-	o->n -= j - i;
+	region_cut(o->r, &o->n, o->cap, s, e, true);
 }
 
 /* mremap: what was owed at [from, from + len) is owed at @to now. */
 static void move(struct owed *o, struct owed *scratch, uint64_t from, uint64_t to, uint64_t len)
 {
 	scratch->n = 0;
-	cut(o, from, from + len, scratch);
-	cut(o, to, to + len, NULL);
+	for (size_t i = lower(o, from); i < o->n && o->r[i].start < from + len; i++)
+		push(scratch, (o->r[i].start > from ? o->r[i].start : from) - from + to,
+		     (o->r[i].end < from + len ? o->r[i].end : from + len) - from + to);
+	cut(o, from, from + len);
+	cut(o, to, to + len);
 	if (!scratch->n)
 		return;
+	/* the parts are sorted, and [to, to + len) is free now: in as one block */
 	size_t k = scratch->n;
 	if (o->n + k > o->cap)
 		k = o->cap - o->n;
-	size_t i = lower(o, scratch->r[0].start - from + to);
+	size_t i = lower(o, scratch->r[0].start);
 	memmove(&o->r[i + k], &o->r[i], (o->n - i) * sizeof(o->r[0]));
-	for (size_t j = 0; j < k; j++)
-		o->r[i + j] = (struct region_interval){ scratch->r[j].start - from + to,
-							scratch->r[j].end - from + to };
+	memcpy(&o->r[i], scratch->r, k * sizeof(o->r[0]));
 	o->n += k;
 }
 
@@ -347,7 +315,7 @@ static void apply(struct owed *o, struct owed *scratch, const struct orphan_rec 
 			push(o, r->a, r->b);
 		break;
 	case REC_DROP:
-		cut(o, r->a, r->b, NULL);
+		cut(o, r->a, r->b);
 		break;
 	case REC_MOVE:
 		move(o, scratch, r->a, r->b, r->c);

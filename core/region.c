@@ -94,33 +94,40 @@ int region_add(struct region_set *rs, uintptr_t start, uintptr_t end)
 	return err;
 }
 
-static void remove_locked(struct region_set *rs, uintptr_t start, uintptr_t end)
+void region_cut(struct region_interval *v, size_t *n, size_t cap, uintptr_t start, uintptr_t end,
+		bool keep_whole)
 {
-	size_t i = lower(rs, start);
-	while (i < rs->n && rs->v[i].start < end) {
-		struct region_interval *v = &rs->v[i];
-		if (v->start < start && v->end > end) { /* split in two */
-			if (rs->n == REGION_MAX) { /* no room: keep the head */
-				v->end = start;
+	size_t i = region_lower(v, *n, start);
+	while (i < *n && v[i].start < end) {
+		struct region_interval *iv = &v[i];
+		if (iv->start < start && iv->end > end) { /* split in two */
+			if (*n == cap) { /* no room: the whole, or the head */
+				if (!keep_whole)
+					iv->end = start;
 				return;
 			}
-			memmove(&rs->v[i + 1], &rs->v[i], (rs->n - i) * sizeof(rs->v[0]));
-			rs->n++;
-			rs->v[i].end = start;
-			rs->v[i + 1].start = end;
+			memmove(&v[i + 1], &v[i], (*n - i) * sizeof(v[0]));
+			(*n)++;
+			v[i].end = start;
+			v[i + 1].start = end;
 			return;
 		}
-		if (v->start < start) {
-			v->end = start;
+		if (iv->start < start) {
+			iv->end = start;
 			i++;
-		} else if (v->end > end) {
-			v->start = end;
+		} else if (iv->end > end) {
+			iv->start = end;
 			return;
 		} else {
-			memmove(&rs->v[i], &rs->v[i + 1], (rs->n - i - 1) * sizeof(rs->v[0]));
-			rs->n--;
+			memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof(v[0]));
+			(*n)--;
 		}
 	}
+}
+
+static void remove_locked(struct region_set *rs, uintptr_t start, uintptr_t end)
+{
+	region_cut(rs->v, &rs->n, REGION_MAX, start, end, false);
 }
 
 void region_remove(struct region_set *rs, uintptr_t start, uintptr_t end)

@@ -32,6 +32,15 @@ struct region_interval {
  */
 size_t region_lower(const struct region_interval *v, size_t n, uintptr_t addr);
 
+/*
+ * region_cut() : take [@start, @end) out of the *@n sorted, disjoint
+ * intervals @v (room for @cap).  A cut inside one interval splits it; with
+ * no room for the second half, what stays is the whole interval
+ * (@keep_whole) or its head.  The set's own removals keep the head.
+ */
+void region_cut(struct region_interval *v, size_t *n, size_t cap, uintptr_t start, uintptr_t end,
+		bool keep_whole);
+
 int region_set_create(struct region_set **out);
 void region_set_destroy(struct region_set *rs);
 
