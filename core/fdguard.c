@@ -122,6 +122,11 @@ bool fdguard_fork_missed(void)
 	       atomic_load(&fork_reads) != fork_reads_at_prepare;
 }
 
+bool fdguard_reading(void)
+{
+	return atomic_load(&reading) != 0;
+}
+
 void fdguard_forget(int fd)
 {
 	mark(fd, false);

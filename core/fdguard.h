@@ -75,5 +75,8 @@ void fdguard_arrival_end(unsigned int forks);
 void fdguard_arrival_listed(void);
 void fdguard_fork_prepare(void);
 bool fdguard_fork_missed(void);
+/* fdguard_reading() : whether a read is under way, between its
+ * fdguard_arrival_begin() and fdguard_arrival_end(). */
+bool fdguard_reading(void);
 
 #endif

@@ -60,7 +60,6 @@ struct orphan_slot {
 	_Atomic int sock;   /* published by prepare: the parent's end; -1 none */
 	int child_sock;     /* its peer, the child's end */
 	int memfd;          /* the log, shared by both */
-	_Atomic unsigned int reading; /* reads of the program's uffd under way */
 	/* taken, not yet in a child's log: a fork meanwhile closes them in
 	 * its child (orphan_child()); packed as orphan_take() returns them */
 	_Atomic uint64_t inflight[ORPHAN_INFLIGHT];
@@ -92,14 +91,12 @@ void orphan_fork_unlock(void);
 void orphan_forked(void);
 
 /*
- * The reader's side, around each read of the program's uffd:
- * orphan_read_begin() before, orphan_read_end() after the fork events it
- * brought were taken.  orphan_take() : for a fork event whose descriptor
- * is @ufd: send it to the child and return the pair (0: none), to be
- * given to orphan_log_open() and then orphan_settle().
+ * The reader's side: orphan_take() : for a fork event of the program's
+ * uffd whose descriptor is @ufd, inside the read (before its
+ * fdguard_arrival_end(), which orphan_parent() relies on): send it to the
+ * child and return the pair (0: none), to be given to orphan_log_open()
+ * and then orphan_settle().
  */
-void orphan_read_begin(struct orphan_slot *s);
-void orphan_read_end(struct orphan_slot *s);
 uint64_t orphan_take(struct orphan_slot *s, int ufd);
 /* orphan_settle() : @pair is in a child's log now (or closed). */
 void orphan_settle(struct orphan_slot *s, uint64_t pair);

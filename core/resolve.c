@@ -171,13 +171,9 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 		return 0;
 	struct uffd_msg *m = &b->m[b->head + b->n];
 	fdguard_arrival_begin();
-	if (b->orphans)
-		orphan_read_begin(b->orphans);
 	ssize_t r = read(fd, m, max * sizeof(b->m[0]));
 	if (r < 0) {
 		int err = -errno;
-		if (b->orphans)
-			orphan_read_end(b->orphans);
 		fdguard_arrival_end(0);
 		return err;
 	}
@@ -196,8 +192,6 @@ ssize_t resolve_backlog_read(struct resolve_backlog *b, int fd, unsigned int max
 		if (b->orphans)
 			m[i].arg.reserved.reserved2 = orphan_take(b->orphans, (int)m[i].arg.fork.ufd);
 	}
-	if (b->orphans)
-		orphan_read_end(b->orphans);
 	fdguard_arrival_end(forks); /* each listed by children_fork() */
 	if (forks)
 		hold_fork_read(true);
