@@ -491,13 +491,13 @@ static void handle_msg(struct engine *e, const struct uffd_msg *m)
 	}
 }
 
-/* Read what the uffd holds and handle it, with what is read meanwhile
- * (resolve_unmoved()).  @return messages read first, or -errno. */
 static void handle_msg_fn(void *arg, const struct uffd_msg *m)
 {
 	handle_msg(arg, m);
 }
 
+/* Read what the uffd holds and handle it, with what is read meanwhile
+ * (resolve_unmoved()).  @return messages read first, or -errno. */
 static ssize_t handle_msgs(struct engine *e)
 {
 	ssize_t n = resolve_backlog_read(&e->backlog, e->uffd.fd, MSGS);

@@ -2222,7 +2222,7 @@ END_TEST
  * child's page tables, then lets the fork event be read; a fault read
  * with it and resolved first took its page out of the store before the
  * child's view was made, and the child read zeros there (28 of 100 such
- * children before: resolve_backlog_defer()).  The tortures park their
+ * children before: resolve_backlog_drain()).  The tortures park their
  * workers around each fork and never met it.  _i: the detach mode.
  */
 #if defined(__SANITIZE_THREAD__)

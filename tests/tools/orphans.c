@@ -73,15 +73,20 @@ static long absent(const unsigned char *m, size_t n)
 	return count;
 }
 
+/* Does page @p of @m differ from the pattern? */
+static bool page_wrong(const unsigned char *m, size_t p)
+{
+	for (size_t i = 0; i < PAGE; i += 64)
+		if (m[p * PAGE + i] != pattern(p, i))
+			return true;
+	return false;
+}
+
 static size_t wrong_pages(const unsigned char *m, size_t n)
 {
 	size_t wrong = 0;
 	for (size_t p = 0; p < n; p++)
-		for (size_t i = 0; i < PAGE; i += 64)
-			if (m[p * PAGE + i] != pattern(p, i)) {
-				wrong++;
-				break;
-			}
+		wrong += page_wrong(m, p);
 	return wrong;
 }
 
@@ -106,11 +111,7 @@ static size_t wrong_or_lost(const unsigned char *m, size_t n, size_t *lost)
 			(*lost)++;
 			continue;
 		}
-		for (size_t i = 0; i < PAGE; i += 64)
-			if (m[p * PAGE + i] != pattern(p, i)) {
-				wrong++;
-				break;
-			}
+		wrong += page_wrong(m, p);
 	}
 	signal(SIGBUS, SIG_DFL);
 	return wrong;
